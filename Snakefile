@@ -1,0 +1,23 @@
+# proxyseg: explainable proxy models for multilabel audio segmentation (Mariotte et al., ICASSP 2024).
+#   snakemake --cores all                       # the demo, offline
+#   snakemake --cores all --configfile my.yaml  # your corpora
+# Every computation lives in the `proxyseg` package; rules only call its command line.
+
+from snakemake.utils import min_version
+
+min_version("8.0")
+
+
+configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/features.smk"
+include: "workflow/rules/teacher.smk"
+
+
+rule all:
+    input:
+        all_outputs(),
+    default_target: True

@@ -1,0 +1,175 @@
+"""``proxyseg`` command line: one subcommand per workflow stage; Snakemake rules call these.
+
+Each stage takes its input and output paths as arguments and its settings as one JSON object
+(``--settings '{"lr": 0.001}'`` or ``--settings @file.json``), so a rule reruns exactly when the config
+section it passes changes. Bad input stops with ``proxyseg: error: FILE:LINE: what to do`` and status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from .errors import InputError
+
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+
+def _settings(text: str) -> dict:
+    if text.startswith("@"):
+        text = Path(text[1:]).read_text()
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(None, f"--settings is not valid JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise InputError(None, "--settings must be a JSON object")
+    return value
+
+
+def _pairs(values: list[str], what: str) -> list[tuple[str, str]]:
+    if len(values) % 2:
+        raise InputError(None, f"{what} takes pairs FEATURES.h5 TARGETS.h5; got an odd number of paths")
+    return list(zip(values[0::2], values[1::2]))
+
+
+# ----------------------------------------------------------------------------- subcommand bodies
+
+
+def cmd_demo_corpus(a):
+    from .demo.corpus import build_demo_corpus
+
+    build_demo_corpus(a.kind, Path(a.out), a.settings, a.seed, Path(a.real_sources) if a.real_sources else None)
+
+
+def cmd_demo_wavlm(a):
+    from .features import build_untrained_wavlm
+
+    build_untrained_wavlm(a.out, a.seed, **a.settings)
+
+
+def cmd_harmonise(a):
+    from .harmonise import harmonise
+
+    harmonise(a.corpus, a.split, a.settings, a.out_dir)
+
+
+def cmd_class_hours(a):
+    from .tables import class_hours_table
+
+    class_hours_table(a.inputs, a.out_tsv, a.out_md)
+
+
+def cmd_extract_features(a):
+    from .features import extract_features
+
+    s = a.settings
+    extract_features(a.manifest, a.out, model=a.model, layers=s.get("layers", "all"), revision=s.get("revision"),
+                     chunk_seconds=s.get("chunk_seconds", 30.0), overlap_seconds=s.get("overlap_seconds", 2.5),
+                     batch_size=s.get("batch_size", 4), device=s.get("device", "auto"), half=s.get("half", False))
+
+
+def cmd_train_teacher(a):
+    from .teacher.train import train_teacher
+
+    train_teacher(_pairs(a.train, "--train"), _pairs(a.dev, "--dev"), a.out_dir, a.settings, a.seed)
+
+
+def cmd_dump_teacher(a):
+    from .teacher.dump import dump_teacher
+
+    s = a.settings
+    dump_teacher(a.checkpoint, a.features, a.out, step_fraction=s.get("dump_step", 0.1),
+                 batch_size=s.get("dump_batch_size", 16), device=s.get("device", "auto"))
+
+
+# ----------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="proxyseg", description=__doc__.split("\n\n")[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="CPU threads for torch (default: torch's own choice)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="STAGE")
+
+    def stage(name, func, help_text):
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(func=func)
+        return p
+
+    def settings(p, what):
+        p.add_argument("--settings", type=_settings, default={}, metavar="JSON",
+                       help=f"{what} as a JSON object, or @FILE holding one (default: built-in defaults)")
+
+    p = stage("demo-corpus", cmd_demo_corpus, "Synthesise a demo corpus (radio: class RTTM; meeting: speaker RTTM + UEM).")
+    p.add_argument("--kind", choices=["radio", "meeting"], required=True)
+    p.add_argument("--out", required=True, help="corpus folder to create")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--real-sources", help="folder with speech/, music/, noise/ recordings to mix instead of synthesis")
+    settings(p, "files per split and duration, e.g. {\"files\": {\"train\": 12}, \"duration\": 30}")
+
+    p = stage("demo-wavlm", cmd_demo_wavlm, "Save a small, randomly initialised (UNTRAINED) WavLM for the offline demo.")
+    p.add_argument("--out", required=True, help="model folder to create (loadable with from_pretrained)")
+    p.add_argument("--seed", type=int, default=0)
+    settings(p, "WavLMConfig overrides")
+
+    p = stage("harmonise", cmd_harmonise, "Harmonise one corpus split to the four classes: RTTM, UEM, manifest, frame targets.")
+    p.add_argument("--corpus", required=True)
+    p.add_argument("--split", required=True)
+    p.add_argument("--out-dir", required=True)
+    settings(p, "the corpus entry of the config (adapter, audio, label_map, splits)")
+
+    p = stage("class-hours", cmd_class_hours, "Gather per-split class hours into one table.")
+    p.add_argument("inputs", nargs="+", help="class_hours.tsv files written by harmonise")
+    p.add_argument("--out-tsv", required=True)
+    p.add_argument("--out-md", required=True)
+
+    p = stage("extract-features", cmd_extract_features, "Cache WavLM hidden states (float16 HDF5) for a manifest.")
+    p.add_argument("--manifest", required=True, help="manifest.tsv written by harmonise")
+    p.add_argument("--model", required=True, help="hub id (microsoft/wavlm-large) or local folder")
+    p.add_argument("--out", required=True, help="HDF5 file to write")
+    settings(p, "the features section of the config")
+
+    p = stage("train-teacher", cmd_train_teacher, "Train the WavLM+TCN teacher on cached features (masked BCE).")
+    p.add_argument("--train", nargs="+", required=True, metavar="H5", help="pairs FEATURES.h5 TARGETS.h5")
+    p.add_argument("--dev", nargs="+", required=True, metavar="H5", help="pairs FEATURES.h5 TARGETS.h5")
+    p.add_argument("--out-dir", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    settings(p, "the teacher section of the config")
+
+    p = stage("dump-teacher", cmd_dump_teacher, "Sliding-window teacher inference: logits and fused features S per file.")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--features", required=True)
+    p.add_argument("--out", required=True)
+    settings(p, "the teacher section of the config")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except InputError as exc:  # raised by --settings parsing
+        print(f"proxyseg: error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    try:
+        args.func(args)
+    except InputError as exc:
+        print(f"proxyseg: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

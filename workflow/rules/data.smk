@@ -1,0 +1,61 @@
+rule demo_corpus:
+    """Synthesise one embedded demo corpus (deterministic from demo.seed)."""
+    output:
+        demo_marker("{kind}"),
+    params:
+        out=lambda wildcards, output: os.path.dirname(output[0]),
+        settings=lambda wildcards: as_json(DEMO[wildcards.kind]),
+        seed=DEMO["seed"],
+        real=f"--real-sources {shlex.quote(DEMO['real_sources'])}" if DEMO["real_sources"] else "",
+    log:
+        f"{R}/logs/demo_corpus/{{kind}}.log",
+    benchmark:
+        f"{R}/benchmarks/demo_corpus/{{kind}}.tsv"
+    conda:
+        "../../envs/proxyseg.yaml"
+    shell:
+        "proxyseg demo-corpus --kind {wildcards.kind} --out {params.out} --seed {params.seed} "
+        "--settings {params.settings:q} {params.real} > {log} 2>&1"
+
+
+rule harmonise:
+    """Map a corpus split to the four classes: reference RTTM, UEM, manifest and frame targets."""
+    input:
+        annotation_inputs,
+    output:
+        reference=labels("{corpus}", "{split}", "reference.rttm"),
+        uem=labels("{corpus}", "{split}", "uem.uem"),
+        files=labels("{corpus}", "{split}", "files.lst"),
+        manifest=labels("{corpus}", "{split}", "manifest.tsv"),
+        annotated=labels("{corpus}", "{split}", "annotated.json"),
+        targets=labels("{corpus}", "{split}", "targets.h5"),
+        hours=labels("{corpus}", "{split}", "class_hours.tsv"),
+    params:
+        settings=lambda wildcards: as_json(corpus_settings(wildcards.corpus, wildcards.split)),
+        out_dir=lambda wildcards, output: os.path.dirname(output.targets),
+    log:
+        f"{R}/logs/harmonise/{{corpus}}/{{split}}.log",
+    benchmark:
+        f"{R}/benchmarks/harmonise/{{corpus}}/{{split}}.tsv"
+    conda:
+        "../../envs/proxyseg.yaml"
+    shell:
+        "proxyseg harmonise --corpus {wildcards.corpus} --split {wildcards.split} "
+        "--out-dir {params.out_dir} --settings {params.settings:q} > {log} 2>&1"
+
+
+rule class_hours:
+    """Annotated hours per class, corpus and split."""
+    input:
+        [labels(c, s, "class_hours.tsv") for c, s in corpus_split_pairs()],
+    output:
+        tsv=f"{R}/tables/class_hours.tsv",
+        md=f"{R}/tables/class_hours.md",
+    log:
+        f"{R}/logs/class_hours.log",
+    benchmark:
+        f"{R}/benchmarks/class_hours.tsv"
+    conda:
+        "../../envs/proxyseg.yaml"
+    shell:
+        "proxyseg class-hours {input} --out-tsv {output.tsv} --out-md {output.md} > {log} 2>&1"

@@ -1,0 +1,45 @@
+rule train_teacher:
+    """WavLM layer fusion + TCN trained with masked BCE on all training corpora; early stopping on dev."""
+    input:
+        train=teacher_pairs("train"),
+        dev=teacher_pairs("dev"),
+    output:
+        model=f"{R}/teacher/model.pt",
+        curve=f"{R}/teacher/curve.tsv",
+        figure=f"{R}/teacher/curve.png",
+        summary=f"{R}/teacher/train.json",
+    params:
+        settings=as_json(teacher_train_settings()),
+        seed=config["seed"],
+        out_dir=lambda wildcards, output: os.path.dirname(output.model),
+    threads: 2
+    log:
+        f"{R}/logs/train_teacher.log",
+    benchmark:
+        f"{R}/benchmarks/train_teacher.tsv"
+    conda:
+        "../../envs/proxyseg.yaml"
+    shell:
+        "proxyseg --threads {threads} train-teacher --train {input.train} --dev {input.dev} "
+        "--out-dir {params.out_dir} --seed {params.seed} --settings {params.settings:q} > {log} 2>&1"
+
+
+rule dump_teacher:
+    """Sliding-window teacher inference on a split: logits and fused features S per file."""
+    input:
+        model=f"{R}/teacher/model.pt",
+        features=features("{corpus}", "{split}"),
+    output:
+        f"{R}/teacher/dump/{{corpus}}/{{split}}.h5",
+    params:
+        settings=as_json(teacher_dump_settings()),
+    threads: 2
+    log:
+        f"{R}/logs/dump_teacher/{{corpus}}/{{split}}.log",
+    benchmark:
+        f"{R}/benchmarks/dump_teacher/{{corpus}}/{{split}}.tsv"
+    conda:
+        "../../envs/proxyseg.yaml"
+    shell:
+        "proxyseg --threads {threads} dump-teacher --checkpoint {input.model} --features {input.features} "
+        "--out {output} --settings {params.settings:q} > {log} 2>&1"
