@@ -87,6 +87,19 @@ def cmd_dump_teacher(a):
                  batch_size=s.get("dump_batch_size", 16), device=s.get("device", "auto"))
 
 
+def cmd_spectrograms(a):
+    from .spectrogram_cache import cache_spectrograms
+
+    cache_spectrograms(a.manifest, a.out, n_fft=a.settings.get("n_fft", 512),
+                       win_length=a.settings.get("win_length", 400))
+
+
+def cmd_pretrain_nmf(a):
+    from .dictionary import pretrain_dictionary
+
+    pretrain_dictionary(_pairs(a.inputs, "inputs"), a.out_dir, a.settings, a.seed)
+
+
 # ----------------------------------------------------------------------------- parser
 
 
@@ -147,6 +160,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--features", required=True)
     p.add_argument("--out", required=True)
     settings(p, "the teacher section of the config")
+    p = stage("spectrograms", cmd_spectrograms, "Cache log(1 + |STFT|^2) of every file of a manifest (HDF5, WavLM frame grid).")
+    p.add_argument("--manifest", required=True, help="manifest.tsv written by harmonise")
+    p.add_argument("--out", required=True, help="HDF5 file to write")
+    settings(p, "the spectrogram section of the config (n_fft, win_length)")
+
+    p = stage("pretrain-nmf", cmd_pretrain_nmf, "Learn the sparse NMF dictionary W from class-balanced training segments.")
+    p.add_argument("inputs", nargs="+", metavar="H5", help="pairs SPECTROGRAMS.h5 TARGETS.h5 of training splits")
+    p.add_argument("--out-dir", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    settings(p, "the nmf section of the config")
     return parser
 
 

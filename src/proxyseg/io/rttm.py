@@ -68,7 +68,7 @@ def read_rttm(path: str | os.PathLike) -> dict[str, list[Segment]]:
 
 def write_rttm(segments: Iterable[Segment], handle) -> None:
     for s in segments:
-        handle.write(f"SPEAKER {s.uri} 1 {s.start:.3f} {s.end - s.start:.3f} <NA> <NA> {s.label} <NA> <NA>\n")
+        handle.write(f"SPEAKER {s.uri} 1 {s.start:.4f} {s.end - s.start:.4f} <NA> <NA> {s.label} <NA> <NA>\n")
 
 
 def read_uem(path: str | os.PathLike) -> dict[str, list[tuple[float, float]]]:

@@ -1,0 +1,1 @@
+"""The explainable proxy (METHOD §5): an NMF-activation embedding distilled from the teacher."""

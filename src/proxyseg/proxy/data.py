@@ -1,0 +1,250 @@
+"""Proxy training data: crops of (teacher dump, spectrogram cache) pairs (METHOD §5).
+
+One pair is ``(dump.h5, spectrogram.h5)`` of one corpus split:
+
+* the teacher dump (``docs/FORMATS.md``): one group per URI with ``logits`` float32 ``(T, 4)`` and
+  ``features`` float16 ``(T, D)`` (the teacher's fused features S);
+* the spectrogram cache: one float16 dataset ``(T, F)`` per URI, ``X = log(1 + |STFT|^2)`` on the same
+  frame grid.
+
+An item is ``(input (C, t), teacher_logits (4, t), X (F, t))`` (channel-major, float32 by default):
+``input`` is S (``C = D``) for ``input="wavlm"`` or X itself (``C = F``) for ``input="spectrogram"``.
+
+A URI present in only one file of a pair is an ``InputError`` naming both files; a dump and a spectrogram
+that differ in length are cut to the shorter one (one warning per pair when some differ by more than one
+frame).
+
+As in :mod:`proxyseg.teacher.data`, only the crop is read from HDF5, handles are opened lazily in the
+reading process and never pickled, and crop randomness is a pure function of ``(seed, epoch, index)``.
+
+Padding: a crop that runs past the end of a file (only for files shorter than a crop) is zero-padded in
+the input and in X, and its teacher logits are padded with 0 (p = 0.5, "no information"); the
+distillation loss has no mask, so those frames count like the others. Inference pads short files with
+zeros the same way (:func:`proxyseg.teacher.dump.sliding_window_average`), so the proxy sees padding in
+training as it will at test time. Dev crops follow the inference windows (last crop aligned to the end
+of the file), so only files shorter than a crop are padded there.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import h5py
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from proxyseg.errors import InputError
+from proxyseg.frames import CLASSES
+from proxyseg.teacher.data import _Handles, _open, default_steps_per_epoch, h5_datasets
+from proxyseg.teacher.dump import window_starts
+
+logger = logging.getLogger("proxyseg.proxy")
+
+Pair = tuple[str | os.PathLike, str | os.PathLike]
+
+#: What the proxy's Psi reads: the teacher's fused features S, or the log-power spectrogram X.
+INPUTS = ("wavlm", "spectrogram")
+
+__all__ = ["INPUTS", "Pair", "ProxyEntry", "dump_groups", "spectrogram_datasets", "scan_proxy_pairs",
+           "ProxyTrainCrops", "ProxyDevCrops", "default_steps_per_epoch"]
+
+
+@dataclass(frozen=True)
+class ProxyEntry:
+    dump: str
+    spectrogram: str
+    uri: str
+    num_frames: int  # min of the dump's and the spectrogram's lengths
+
+
+def dump_groups(handle: h5py.File) -> dict[str, h5py.Group]:
+    """The URI groups of a teacher dump: every group that holds a ``logits`` dataset, by full name."""
+    out: dict[str, h5py.Group] = {}
+
+    def visit(name, obj):
+        if isinstance(obj, h5py.Group) and isinstance(obj.get("logits"), h5py.Dataset):
+            out[name] = obj
+
+    handle.visititems(visit)
+    return out
+
+
+def spectrogram_datasets(handle: h5py.File) -> dict[str, h5py.Dataset]:
+    """The ``(T, F)`` datasets of a spectrogram cache, one per URI."""
+    return h5_datasets(handle)
+
+
+def scan_proxy_pairs(pairs: Iterable[Pair], inp: str = "wavlm") -> tuple[list[ProxyEntry], int, int]:
+    """Check every (dump.h5, spectrogram.h5) pair and list its files -> (entries, D, F).
+
+    ``D`` is the teacher feature size (0 when ``inp="spectrogram"`` and no dump has features), ``F`` the
+    number of frequency bins.
+    """
+    if inp not in INPUTS:
+        raise ValueError(f"proxy input {inp!r}: choose one of {INPUTS}")
+    entries: list[ProxyEntry] = []
+    dim = n_freq = None
+    dim_from = freq_from = ""
+    pairs = [(str(d), str(s)) for d, s in pairs]
+    for dump_path, spec_path in pairs:
+        with _open(dump_path) as dh, _open(spec_path) as sh:
+            groups, specs = dump_groups(dh), spectrogram_datasets(sh)
+            only_d = sorted(set(groups) - set(specs))
+            only_s = sorted(set(specs) - set(groups))
+            if only_d or only_s:
+                parts = []
+                if only_d:
+                    parts.append(f"{len(only_d)} URI(s) only in the teacher dump {dump_path} "
+                                 f"({', '.join(only_d[:5])})")
+                if only_s:
+                    parts.append(f"{len(only_s)} URI(s) only in the spectrograms {spec_path} "
+                                 f"({', '.join(only_s[:5])})")
+                raise InputError(dump_path, f"teacher dump and spectrograms {spec_path} disagree: "
+                                 + "; ".join(parts) + ". Rebuild both from the same file list.")
+            mismatched = []
+            for uri in sorted(groups):
+                g, x = groups[uri], specs[uri]
+                logits = g["logits"]
+                if logits.ndim != 2 or logits.shape[1] != len(CLASSES):
+                    raise InputError(dump_path, f"{uri}/logits has shape {logits.shape}, "
+                                     f"expected (T, {len(CLASSES)})")
+                n = int(logits.shape[0])
+                if inp == "wavlm" or "features" in g:
+                    if "features" not in g:
+                        raise InputError(dump_path, f"group {uri!r} has no 'features' dataset (the teacher's "
+                                         "fused features S, needed for input 'wavlm')")
+                    f = g["features"]
+                    if f.ndim != 2 or f.shape[0] != n:
+                        raise InputError(dump_path, f"{uri}/features has shape {f.shape}, expected ({n}, D)")
+                    if dim is None:
+                        dim, dim_from = int(f.shape[1]), f"{dump_path}:{uri}"
+                    elif int(f.shape[1]) != dim:
+                        raise InputError(dump_path, f"{uri}/features has D = {f.shape[1]}, but {dim_from} has "
+                                         f"{dim}: all dumps must come from one teacher")
+                if x.ndim != 2:
+                    raise InputError(spec_path, f"dataset {uri!r} has shape {x.shape}, expected (T, F)")
+                if n_freq is None:
+                    n_freq, freq_from = int(x.shape[1]), f"{spec_path}:{uri}"
+                elif int(x.shape[1]) != n_freq:
+                    raise InputError(spec_path, f"dataset {uri!r} has F = {x.shape[1]}, but {freq_from} has "
+                                     f"{n_freq}: all spectrograms must use one STFT setting")
+                if abs(n - int(x.shape[0])) > 1:
+                    mismatched.append(f"{uri} ({n} vs {x.shape[0]})")
+                entries.append(ProxyEntry(dump_path, spec_path, uri, int(min(n, x.shape[0]))))
+            if mismatched:
+                logger.warning("%s vs %s: %d file(s) differ in length by more than one frame, using the "
+                               "shorter: %s", dump_path, spec_path, len(mismatched),
+                               ", ".join(mismatched[:5]) + (" ..." if len(mismatched) > 5 else ""))
+    if n_freq is None:
+        raise InputError(None, "no files found in the teacher dumps " + ", ".join(p[0] for p in pairs))
+    return entries, int(dim or 0), n_freq
+
+
+class _ProxyCropReader(Dataset):
+    def __init__(self, pairs: Sequence[Pair], crop_frames: int, inp: str = "wavlm", dtype=np.float32):
+        if crop_frames < 2:
+            raise ValueError(f"crop_frames must be >= 2, got {crop_frames}")
+        self.pairs = [(str(d), str(s)) for d, s in pairs]
+        self.crop_frames = int(crop_frames)
+        self.input = inp
+        self.dtype = np.dtype(dtype)
+        self.entries, self.dim, self.n_freq = scan_proxy_pairs(self.pairs, inp)
+        self._handles: _Handles | None = None
+
+    @property
+    def in_channels(self) -> int:
+        return self.dim if self.input == "wavlm" else self.n_freq
+
+    @property
+    def total_frames(self) -> int:
+        return sum(e.num_frames for e in self.entries)
+
+    def read(self, entry: ProxyEntry, start: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Frames ``[start, start + crop)`` of one file -> ``(input (C, crop), teacher_logits (4, crop),
+        X (F, crop))``; past the end of the file: zeros (logits 0)."""
+        if self._handles is None:
+            self._handles = _Handles()
+        crop = self.crop_frames
+        stop = min(start + crop, entry.num_frames)
+        n = max(stop - start, 0)
+        logits = np.zeros((len(CLASSES), crop), dtype=np.float32)
+        x = np.zeros((self.n_freq, crop), dtype=self.dtype)
+        if n:
+            group = self._handles.get(entry.dump)[entry.uri]
+            logits[:, :n] = group["logits"][start:stop].T
+            x[:, :n] = self._handles.get(entry.spectrogram)[entry.uri][start:stop].T
+        x_t = torch.from_numpy(x)
+        if self.input == "spectrogram":
+            return x_t, torch.from_numpy(logits), x_t
+        s = np.zeros((self.dim, crop), dtype=self.dtype)
+        if n:
+            s[:, :n] = group["features"][start:stop].T
+        return torch.from_numpy(s), torch.from_numpy(logits), x_t
+
+    def close(self):
+        if self._handles is not None:
+            self._handles.close()
+        self._handles = None
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_handles"] = None
+        return state
+
+
+class ProxyTrainCrops(_ProxyCropReader):
+    """``num_items`` random crops per epoch: a file drawn proportionally to its length, a uniform start.
+
+    Item ``i`` of epoch ``e`` is a pure function of ``(seed, e, i)``; call ``set_epoch`` before each epoch.
+    """
+
+    def __init__(self, pairs: Sequence[Pair], crop_frames: int, inp: str = "wavlm",
+                 num_items: int | None = None, seed: int = 0, dtype=np.float32):
+        super().__init__(pairs, crop_frames, inp, dtype)
+        lengths = np.array([e.num_frames for e in self.entries], dtype=np.float64)
+        if lengths.sum() <= 0:
+            raise InputError(self.pairs[0][0], "no frames to train on")
+        self.probs = lengths / lengths.sum()
+        self.num_items = int(num_items) if num_items is not None else max(
+            1, math.ceil(lengths.sum() / self.crop_frames))
+        self.seed = int(seed)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int):
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.num_items
+
+    def locate(self, index: int) -> tuple[int, int]:
+        """(file index, start frame) of item ``index`` in the current epoch."""
+        rng = np.random.default_rng([self.seed, self.epoch, int(index)])
+        k = int(rng.choice(len(self.entries), p=self.probs))
+        start = int(rng.integers(0, max(self.entries[k].num_frames - self.crop_frames, 0) + 1))
+        return k, start
+
+    def __getitem__(self, index: int):
+        k, start = self.locate(index)
+        return self.read(self.entries[k], start)
+
+
+class ProxyDevCrops(_ProxyCropReader):
+    """Deterministic crops covering every frame of every file: consecutive crops, the last one aligned to
+    the end of the file (so only files shorter than a crop are padded)."""
+
+    def __init__(self, pairs: Sequence[Pair], crop_frames: int, inp: str = "wavlm", dtype=np.float32):
+        super().__init__(pairs, crop_frames, inp, dtype)
+        self.items = [(k, start) for k, e in enumerate(self.entries)
+                      for start in window_starts(e.num_frames, self.crop_frames, self.crop_frames)]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int):
+        k, start = self.items[index]
+        return self.read(self.entries[k], start)

@@ -1,0 +1,345 @@
+"""Proxy: distillation loss, dictionary modes, crop data, training, sliding-window inference."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from proxyseg.errors import InputError
+from proxyseg.proxy.data import ProxyDevCrops, ProxyTrainCrops, scan_proxy_pairs
+from proxyseg.proxy.infer import SPARSITY_THRESHOLD, infer_proxy, teacher_probs
+from proxyseg.proxy.loss import binary_kl, distillation_loss
+from proxyseg.proxy.model import Proxy, load_proxy
+from proxyseg.proxy.train import CURVE_COLUMNS, proxy_settings, train_proxy
+
+D, F, K = 16, 17, 8
+
+
+# --------------------------------------------------------------------------------------------- helpers
+def _dictionary(seed=0):
+    rng = np.random.default_rng(seed)
+    w = rng.random((F, K)).astype(np.float32) ** 2
+    return w / np.linalg.norm(w, axis=0, keepdims=True)
+
+
+def _write_npz(tmp_path, seed=0):
+    path = tmp_path / "dictionary.npz"
+    np.savez(path, W=_dictionary(seed), costs=np.zeros(3))
+    return path
+
+
+def _synthetic_file(rng, n, w):
+    """Class activity in short segments; features encode it, the teacher's logits are confident about it,
+    and the spectrogram is a non-negative mix of dictionary atoms driven by it."""
+    act = np.zeros((n, 4), dtype=np.float32)
+    for c in range(4):
+        t = 0
+        while t < n:
+            length = int(rng.integers(3, 15))
+            act[t:t + length, c] = rng.integers(0, 2)
+            t += length
+    feats = rng.normal(0, 1, (n, D)).astype(np.float32)
+    feats[:, :4] += 3.0 * (2 * act - 1)
+    logits = (4.0 * (2 * act - 1) + rng.normal(0, 0.5, (n, 4))).astype(np.float32)
+    h = np.zeros((n, K), dtype=np.float32)
+    h[:, :4] = 2.0 * act
+    h[:, 4:] = rng.random((n, K - 4)) * 0.3
+    x = h @ w.T + rng.random((n, F)).astype(np.float32) * 0.1
+    return feats, logits, x
+
+
+def _write_pair(tmp_path, name, lengths, seed, spec_delta=None, extra_spec_uri=False):
+    rng = np.random.default_rng(seed)
+    w = _dictionary(0)
+    dump, spec = tmp_path / f"{name}_dump.h5", tmp_path / f"{name}_spec.h5"
+    with h5py.File(dump, "w") as dh, h5py.File(spec, "w") as sh:
+        sh.attrs["n_fft"], sh.attrs["win_length"], sh.attrs["hop"] = 2 * (F - 1), 2 * (F - 1), 320
+        for i, n in enumerate(lengths):
+            feats, logits, x = _synthetic_file(rng, n, w)
+            g = dh.create_group(f"{name}{i}")
+            g.create_dataset("logits", data=logits)
+            g.create_dataset("features", data=feats.astype(np.float16))
+            nx = n + (spec_delta or {}).get(i, 0)
+            xx = np.zeros((nx, F), dtype=np.float32)
+            xx[:min(n, nx)] = x[:min(n, nx)]
+            sh.create_dataset(f"{name}{i}", data=xx.astype(np.float16))
+        if extra_spec_uri:
+            sh.create_dataset("stray", data=np.zeros((30, F), dtype=np.float16))
+    return dump, spec
+
+
+SMALL = {"crop_seconds": 1.0, "batch_size": 8, "lr": 3e-3, "max_epochs": 6, "patience": 10,
+         "steps_per_epoch": 6, "num_workers": 0, "device": "cpu",
+         "bottleneck": 16, "hidden": 32, "kernel": 3, "blocks": 2, "repeats": 1}
+
+
+def _model(mode, inp_channels=D, seed=0):
+    torch.manual_seed(seed)
+    return Proxy(inp_channels, torch.from_numpy(_dictionary()), mode, seed=seed,
+                 bottleneck=16, hidden=32, blocks=2, repeats=1)
+
+
+# ------------------------------------------------------------------------------------------------ loss
+def test_kl_zero_when_logits_agree_positive_otherwise():
+    torch.manual_seed(0)
+    teacher = torch.randn(3, 4, 50) * 3
+    assert float(binary_kl(teacher.clone(), teacher)) == pytest.approx(0.0, abs=1e-6)
+    other = teacher + torch.randn(3, 4, 50)
+    assert float(binary_kl(other, teacher)) > 1e-3
+    # saturated logits stay finite thanks to the clamp
+    assert torch.isfinite(binary_kl(torch.full((1, 4, 5), -100.0), torch.full((1, 4, 5), 100.0)))
+
+
+def test_loss_terms_respond_to_weights():
+    torch.manual_seed(0)
+    model = _model("fixed")
+    inp, teacher, x = torch.randn(2, D, 40), torch.randn(2, 4, 40), torch.rand(2, F, 40)
+    out = model(inp)
+    base = distillation_loss(out, teacher, x, 1.0, 1.0, 1.0)
+    kd, nmf, l1 = (float(base[k].detach()) for k in ("kd", "nmf", "l1"))
+    assert kd > 0 and nmf > 0 and l1 > 0
+    for (a, b, g) in [(1, 0, 0), (0, 1, 0), (0, 0, 1), (10, 1, 0.1), (2, 5, 3)]:
+        terms = distillation_loss(out, teacher, x, a, b, g)
+        assert float(terms["loss"].detach()) == pytest.approx(a * kd + b * nmf + g * l1, rel=1e-5)
+    # each weight drives the gradient of its own part of the model: gamma alone only reaches Psi
+    model.zero_grad()
+    distillation_loss(model(inp), teacher, x, 0.0, 0.0, 1.0)["loss"].backward()
+    assert model.theta.weight.grad is None or torch.all(model.theta.weight.grad == 0)
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.psi.parameters())
+    model.zero_grad()
+    distillation_loss(model(inp), teacher, x, 1.0, 0.0, 0.0)["loss"].backward()
+    assert model.theta.weight.grad.abs().sum() > 0
+
+
+# ---------------------------------------------------------------------------------------- dictionary
+def _steps(model, n=5):
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=5e-2)
+    torch.manual_seed(1)
+    for _ in range(n):
+        inp, teacher, x = torch.randn(2, D, 30), torch.randn(2, 4, 30), torch.rand(2, F, 30) * 3
+        loss = distillation_loss(model(inp), teacher, x)["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+
+def test_learned_dictionary_stays_nonnegative_unit_norm():
+    model = _model("learned")
+    w0 = model.W.detach().clone()
+    _steps(model)
+    w = model.W.detach()
+    assert not torch.allclose(w, w0)
+    assert float(w.min()) >= 0
+    assert torch.allclose(w.norm(dim=0), torch.ones(K), atol=1e-5)
+
+
+def test_fixed_dictionary_does_not_change():
+    model = _model("fixed")
+    w0 = model.W.detach().clone()
+    assert all(p is not model.w_param for p in model.parameters())
+    _steps(model)
+    assert torch.equal(model.W, w0)
+
+
+# ---------------------------------------------------------------------------------------------- data
+def test_crops_shapes_and_determinism(tmp_path):
+    pair = _write_pair(tmp_path, "tr", [120, 30, 75], seed=1)
+    for inp, channels in (("wavlm", D), ("spectrogram", F)):
+        ds = ProxyTrainCrops([pair], 50, inp, num_items=10, seed=3)
+        ds.set_epoch(2)
+        a, b = ds[4], ds[4]
+        assert a[0].shape == (channels, 50) and a[1].shape == (4, 50) and a[2].shape == (F, 50)
+        assert all(torch.equal(u, v) for u, v in zip(a, b))
+        if inp == "spectrogram":
+            assert torch.equal(a[0], a[2])
+        epoch2 = [ds.locate(i) for i in range(10)]
+        ds.set_epoch(3)
+        assert [ds.locate(i) for i in range(10)] != epoch2
+        dev = ProxyDevCrops([pair], 50, inp)
+        # 120 -> starts 0, 50, 70; 30 -> 0 (padded); 75 -> 0, 25
+        assert len(dev) == 6
+        x_short = dev[3][2]
+        assert torch.all(x_short[:, 30:] == 0) and torch.all(dev[3][1][:, 30:] == 0)
+        ds.close()
+        dev.close()
+
+
+def test_mismatched_uris_name_both_files(tmp_path):
+    dump, spec = _write_pair(tmp_path, "tr", [60, 60], seed=1, extra_spec_uri=True)
+    with pytest.raises(InputError) as err:
+        scan_proxy_pairs([(dump, spec)])
+    assert str(dump) in str(err.value) and str(spec) in str(err.value) and "stray" in str(err.value)
+
+
+def test_length_mismatch_uses_shorter_and_warns(tmp_path, caplog):
+    dump, spec = _write_pair(tmp_path, "tr", [60, 60, 60], seed=1, spec_delta={0: -1, 1: -5})
+    with caplog.at_level(logging.WARNING, logger="proxyseg.proxy"):
+        entries, dim, n_freq = scan_proxy_pairs([(dump, spec)])
+    assert [e.num_frames for e in entries] == [59, 55, 60]
+    assert (dim, n_freq) == (D, F)
+    assert "tr1" in caplog.text and "tr0 " not in caplog.text
+
+
+def test_unknown_or_bad_settings(tmp_path):
+    with pytest.raises(InputError, match="unknown proxy setting"):
+        proxy_settings({"alpah": 1})
+    with pytest.raises(InputError):
+        proxy_settings({"input": "mfcc"})
+    with pytest.raises(InputError):
+        proxy_settings({"dictionary": "frozen"})
+    s = proxy_settings({})
+    assert (s["alpha"], s["beta"], s["gamma"], s["batch_size"], s["crop_seconds"]) == (10.0, 1.0, 0.1, 32, 4.0)
+
+
+# ------------------------------------------------------------------------------------------ training
+@pytest.fixture
+def pairs(tmp_path):
+    train = _write_pair(tmp_path, "tr", [300, 240, 180, 40], seed=1)
+    dev = _write_pair(tmp_path, "dv", [200, 150], seed=2)
+    return [train], [dev], _write_npz(tmp_path)
+
+
+@pytest.mark.parametrize("inp,mode", [("wavlm", "fixed"), ("spectrogram", "learned")])
+def test_training_writes_outputs_and_dev_loss_decreases(tmp_path, pairs, inp, mode):
+    train, dev, npz = pairs
+    out = tmp_path / f"proxy_{inp}"
+    rec = train_proxy(train, dev, npz, out, {**SMALL, "input": inp, "dictionary": mode}, seed=0)
+    for name in ("model.pt", "curve.tsv", "curve.png", "train.json"):
+        assert (out / name).is_file(), name
+    assert not list(out.glob(".*tmp*"))
+    lines = (out / "curve.tsv").read_text().strip().split("\n")
+    assert lines[0].split("\t") == list(CURVE_COLUMNS)
+    rows = [dict(zip(CURVE_COLUMNS, map(float, line.split("\t")))) for line in lines[1:]]
+    assert len(rows) == SMALL["max_epochs"]
+    assert rec["best_dev_loss"] < rows[0]["dev_loss"]
+    assert rows[-1]["dev_kd"] < rows[0]["dev_kd"]
+    info = json.loads((out / "train.json").read_text())
+    assert info["best_epoch"] == rec["best_epoch"] and info["settings"]["input"] == inp
+    model, ckpt = load_proxy(out / "model.pt")
+    assert ckpt["hparams"]["input"] == inp and ckpt["hparams"]["crop_frames"] == 50
+    assert ckpt["hparams"]["in_channels"] == (D if inp == "wavlm" else F)
+    assert ckpt["hparams"]["settings"]["dictionary"] == mode
+    if mode == "fixed":
+        assert np.allclose(model.W.numpy(), _dictionary())
+    else:
+        assert float(model.W.detach().min()) >= 0
+        assert np.allclose(model.W.norm(dim=0).detach().numpy(), 1, atol=1e-5)
+
+
+def test_same_seed_same_weights(tmp_path, pairs):
+    train, dev, npz = pairs
+    settings = {**SMALL, "max_epochs": 2, "dictionary": "learned"}
+    train_proxy(train, dev, npz, tmp_path / "a", settings, seed=5)
+    train_proxy(train, dev, npz, tmp_path / "b", settings, seed=5)
+    a = torch.load(tmp_path / "a" / "model.pt", weights_only=False)["state_dict"]
+    b = torch.load(tmp_path / "b" / "model.pt", weights_only=False)["state_dict"]
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_training_rejects_wrong_dictionary_size(tmp_path, pairs):
+    train, dev, _ = pairs
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, W=np.ones((F + 3, K), dtype=np.float32))
+    with pytest.raises(InputError, match="frequency bins"):
+        train_proxy(train, dev, bad, tmp_path / "out", SMALL, seed=0)
+
+
+# ----------------------------------------------------------------------------------------- inference
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One tiny proxy per input (trained once for the module)."""
+    tmp = tmp_path_factory.mktemp("trained")
+    train = _write_pair(tmp, "tr", [300, 240, 180, 40], seed=1)
+    dev = _write_pair(tmp, "dv", [200, 150], seed=2)
+    npz = _write_npz(tmp)
+    out = {}
+    for inp in ("wavlm", "spectrogram"):
+        train_proxy([train], [dev], npz, tmp / inp,
+                    {**SMALL, "max_epochs": 1, "steps_per_epoch": 2, "input": inp}, seed=0)
+        out[inp] = tmp / inp / "model.pt"
+    return out
+
+
+@pytest.mark.parametrize("inp", ["wavlm", "spectrogram"])
+def test_infer_lengths_and_stats(tmp_path, trained, inp):
+    # window 50 frames: files shorter and longer than a window, and exactly one window
+    dump, spec = _write_pair(tmp_path, "te", [23, 50, 137], seed=7)
+    out = tmp_path / f"probs_{inp}.h5"
+    summary = infer_proxy(trained[inp], dump, spec, out, device="cpu")
+    assert summary["files"] == 3 and summary["window"] == 50 and summary["step"] == 5
+    with h5py.File(out, "r") as h5, h5py.File(dump, "r") as dh:
+        assert h5.attrs["K"] == K and h5.attrs["input"] == inp and h5.attrs["dictionary"] == "fixed"
+        assert h5.attrs["sparsity_threshold"] == SPARSITY_THRESHOLD
+        assert "provenance" in h5.attrs
+        for uri, n in (("te0", 23), ("te1", 50), ("te2", 137)):
+            g = h5[uri]
+            assert g["probs"].shape == (n, 4) and g["probs"].dtype == np.float32
+            assert g["logits"].shape == (n, 4) and g["H"].shape == (n, K) and g["H"].dtype == np.float16
+            p = g["probs"][()]
+            assert np.all((p >= 0) & (p <= 1))
+            assert np.allclose(p, 1 / (1 + np.exp(-g["logits"][()])), atol=1e-6)
+            assert np.all(g["H"][()] >= 0)
+            for key in ("recon_mse", "sparsity", "mean_activation", "kd_teacher"):
+                assert np.isfinite(g.attrs[key]), key
+            assert 0 <= g.attrs["sparsity"] <= 1
+        # the stored MSE is the one of X vs W H
+        model, _ = load_proxy(trained[inp])
+        w = model.W.detach().numpy()
+        with h5py.File(spec, "r") as sh:
+            x = sh["te2"][()].astype(np.float32)
+        h = h5["te2"]["H"][()].astype(np.float32)
+        assert h5["te2"].attrs["recon_mse"] == pytest.approx(np.mean((x - h @ w.T) ** 2), rel=1e-2)
+        assert dh["te0"]["logits"].shape[0] == 23
+
+
+def test_infer_single_window_matches_direct_forward(tmp_path, trained):
+    dump, spec = _write_pair(tmp_path, "te", [50], seed=7)
+    out = tmp_path / "probs.h5"
+    infer_proxy(trained["wavlm"], dump, spec, out, device="cpu")
+    model, _ = load_proxy(trained["wavlm"])
+    with h5py.File(dump, "r") as dh, h5py.File(out, "r") as h5:
+        s = torch.from_numpy(dh["te0"]["features"][()].astype(np.float32)).T[None]
+        with torch.no_grad():
+            ref = model(s)["logits"][0].T.numpy()
+        assert np.allclose(h5["te0"]["logits"][()], ref, atol=1e-5)
+
+
+def test_infer_is_atomic(tmp_path, trained):
+    dump, spec = _write_pair(tmp_path, "te", [60, 80], seed=7)
+    with h5py.File(spec, "a") as sh:  # the second file's spectrogram has the wrong number of bins
+        del sh["te1"]
+        sh.create_dataset("te1", data=np.zeros((80, F + 1), dtype=np.float16))
+    out = tmp_path / "out" / "probs.h5"
+    with pytest.raises(InputError):
+        infer_proxy(trained["spectrogram"], dump, spec, out, device="cpu")
+    assert not out.exists()
+    assert not list((tmp_path / "out").iterdir())
+
+
+def test_infer_mismatched_uris(tmp_path, trained):
+    dump, spec = _write_pair(tmp_path, "te", [60], seed=7, extra_spec_uri=True)
+    out = tmp_path / "probs.h5"
+    with pytest.raises(InputError) as err:
+        infer_proxy(trained["wavlm"], dump, spec, out, device="cpu")
+    assert str(spec) in str(err.value) and str(dump) in str(err.value)
+    assert not out.exists()
+
+
+def test_teacher_probs_layout(tmp_path):
+    dump, _ = _write_pair(tmp_path, "te", [23, 137], seed=7)
+    out = tmp_path / "teacher_probs.h5"
+    summary = teacher_probs(dump, out)
+    assert summary == {"files": 2, "frames": 160}
+    with h5py.File(out, "r") as h5, h5py.File(dump, "r") as dh:
+        assert h5.attrs["model"] == "teacher" and "provenance" in h5.attrs
+        for uri in ("te0", "te1"):
+            logits = dh[uri]["logits"][()]
+            assert np.array_equal(h5[uri]["logits"][()], logits)
+            assert np.allclose(h5[uri]["probs"][()], 1 / (1 + np.exp(-logits)), atol=1e-6)
+            assert h5[uri]["probs"].dtype == np.float32

@@ -1,0 +1,332 @@
+"""Teacher: masked loss, model shapes and size, data crops, training, sliding-window dump."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import h5py
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from proxyseg.errors import InputError
+from proxyseg.tcn import TCN, GlobalLayerNorm, TemporalBlock, count_parameters
+from proxyseg.teacher.data import DevCrops, TrainCrops, scan_pairs
+from proxyseg.teacher.dump import dump_teacher, sliding_window_average, window_starts
+from proxyseg.teacher.model import LayerFusion, Teacher, load_teacher
+from proxyseg.teacher.train import masked_bce, train_teacher
+
+L, D = 2, 16
+
+
+# --------------------------------------------------------------------------------------------- helpers
+def _synthetic_file(rng, n, informative=True):
+    """States (n, L, D) where dims 0..3 of every layer encode the activity of the 4 classes, + targets.
+
+    Segments are short against a crop so that each crop holds both states of a class: the per-crop
+    instance norm removes each dimension's mean, so only the contrast within a crop carries information.
+    """
+    act = np.zeros((n, 4), dtype=np.int8)
+    for c in range(4):
+        t = 0
+        while t < n:
+            length = int(rng.integers(3, 15))
+            act[t:t + length, c] = rng.integers(0, 2)
+            t += length
+    states = rng.normal(0, 1, (n, L, D)).astype(np.float32)
+    if informative:
+        states[:, :, :4] += 3.0 * (2 * act[:, None, :] - 1)
+    return states.astype(np.float16), act
+
+
+def _write_pair(tmp_path, name, lengths, seed, unknown_class=None, targets_delta=None):
+    rng = np.random.default_rng(seed)
+    feats, targs = tmp_path / f"{name}_features.h5", tmp_path / f"{name}_targets.h5"
+    with h5py.File(feats, "w") as fh, h5py.File(targs, "w") as th:
+        fh.attrs["model"] = "synthetic"
+        fh.attrs["layers"] = np.arange(L)
+        for i, n in enumerate(lengths):
+            states, act = _synthetic_file(rng, n)
+            if unknown_class is not None:
+                act[:, unknown_class] = -1
+            fh.create_dataset(f"{name}{i}", data=states)
+            nt = n + (targets_delta or {}).get(i, 0)
+            t = np.full((nt, 4), -1, dtype=np.int8)
+            t[:min(n, nt)] = act[:min(n, nt)]
+            th.create_dataset(f"{name}{i}", data=t)
+    return feats, targs
+
+
+SMALL = {"crop_seconds": 1.0, "batch_size": 8, "lr": 3e-3, "max_epochs": 6, "patience": 10,
+         "steps_per_epoch": 6, "num_workers": 0, "device": "cpu",
+         "bottleneck": 16, "hidden": 32, "kernel": 3, "blocks": 2, "repeats": 1}
+
+
+# ------------------------------------------------------------------------------------------- (1) loss
+def test_masked_bce_ignores_unknown_entries():
+    torch.manual_seed(0)
+    targets = torch.randint(-1, 2, (3, 4, 50)).float()
+    logits = torch.randn(3, 4, 50, requires_grad=True)
+    loss = masked_bce(logits, targets)
+    known = targets != -1
+    ref = F.binary_cross_entropy_with_logits(logits[known], targets[known])
+    assert torch.allclose(loss, ref, atol=1e-6)
+    loss.backward()
+    assert torch.all(logits.grad[~known] == 0)
+    assert torch.any(logits.grad[known] != 0)
+
+    # changing the logits where the target is unknown changes nothing
+    other = logits.detach().clone()
+    other[~known] = torch.randn(int((~known).sum())) * 100
+    assert torch.allclose(masked_bce(other, targets), loss.detach(), atol=1e-6)
+
+
+def test_masked_bce_nothing_known_is_zero_with_grad():
+    logits = torch.randn(2, 4, 10, requires_grad=True)
+    loss = masked_bce(logits, torch.full((2, 4, 10), -1.0))
+    assert loss.item() == 0.0 and loss.requires_grad
+    loss.backward()
+    assert torch.all(logits.grad == 0)
+
+
+# ------------------------------------------------------------------------------------------ (2) model
+def test_layer_fusion_weights_and_instance_norm():
+    torch.manual_seed(0)
+    fusion = LayerFusion(5, 8)
+    with torch.no_grad():
+        fusion.logits.copy_(torch.randn(5))
+    w = fusion.weights()
+    assert torch.all(w >= 0) and torch.isclose(w.sum(), torch.tensor(1.0))
+    states = torch.randn(3, 40, 5, 8) * 4 + 2
+    out = fusion(states)
+    assert out.shape == (3, 8, 40)
+    assert torch.allclose(out.mean(-1), torch.zeros(3, 8), atol=1e-5)
+    assert torch.allclose(out.var(-1, unbiased=False), torch.ones(3, 8), atol=1e-3)
+    # the pre-normalisation mix is the softmax-weighted sum of the layers
+    mixed = fusion.mix(states)
+    assert torch.allclose(mixed, (states * w[None, None, :, None]).sum(2).transpose(1, 2), atol=1e-5)
+
+
+def test_tcn_length_and_parameter_count():
+    # METHOD section 3 defaults with S of 1024 channels: 331,939 parameters (the paper's "about 0.33 M").
+    tcn = TCN(1024, 4)
+    assert count_parameters(tcn) == 331_939
+    assert len(tcn.blocks) == 15
+    assert [b.net[3].dilation[0] for b in tcn.blocks] == [1, 2, 4] * 5
+    teacher = Teacher(25, 1024)
+    assert teacher.num_parameters() == {"total": 331_964, "tcn": 331_939, "fusion": 25}
+    for t in (1, 7, 200, 333):
+        assert tcn(torch.randn(2, 1024, t)).shape == (2, 4, t)
+    logits, s = Teacher(3, 16, bottleneck=8, hidden=16)(torch.randn(2, 37, 3, 16))
+    assert logits.shape == (2, 4, 37) and s.shape == (2, 16, 37)
+    with pytest.raises(ValueError):
+        TemporalBlock(8, 16, kernel=4)
+
+
+def test_global_layer_norm_normalises_over_channels_and_time():
+    gln = GlobalLayerNorm(6)
+    x = torch.randn(3, 6, 20) * 5 + 3
+    y = gln(x)
+    assert torch.allclose(y.mean((1, 2)), torch.zeros(3), atol=1e-5)
+    assert torch.allclose(y.var((1, 2), unbiased=False), torch.ones(3), atol=1e-4)
+
+
+def test_teacher_rebuilds_from_hparams():
+    m = Teacher(3, 16, bottleneck=8, hidden=16, blocks=2, repeats=2)
+    m2 = Teacher.from_hparams({**m.hparams, "crop_frames": 50})
+    m2.load_state_dict(m.state_dict())
+    assert m2.hparams == m.hparams
+
+
+# ------------------------------------------------------------------------------------------- data
+def test_crops_padding_lengths_and_errors(tmp_path, caplog):
+    feats, targs = _write_pair(tmp_path, "a", [30, 120], seed=1, targets_delta={1: -5})
+    with caplog.at_level(logging.WARNING, logger="proxyseg.teacher"):
+        entries, nl, d = scan_pairs([(feats, targs)])
+    assert (nl, d) == (L, D)
+    assert {e.uri: e.num_frames for e in entries} == {"a0": 30, "a1": 115}
+    assert sum("differ in length" in r.message for r in caplog.records) == 1
+
+    dev = DevCrops([(feats, targs)], crop_frames=50)
+    assert [dev.entries[k].uri for k, _ in dev.items] == ["a0", "a1", "a1", "a1"]
+    states, t = dev[0]
+    assert states.dtype == torch.float32 and states.shape == (50, L, D) and t.shape == (50, 4)
+    assert torch.all(t[30:] == -1) and torch.all(states[30:] == 0) and torch.all(t[:30] >= 0)
+    with h5py.File(feats, "r", locking=False) as fh:
+        np.testing.assert_array_equal(states[:30].numpy(), fh["a0"][:].astype(np.float32))
+    states, t = dev[3]  # a1 frames 100..115 then padding
+    assert torch.all(t[15:] == -1) and torch.all(t[:15] >= 0)
+
+    train = TrainCrops([(feats, targs)], crop_frames=50, num_items=40, seed=3)
+    train.set_epoch(1)
+    first = [train.locate(i) for i in range(40)]
+    assert first == [train.locate(i) for i in range(40)]
+    for k, start in first:
+        assert 0 <= start <= max(train.entries[k].num_frames - 50, 0)
+    train.set_epoch(2)
+    assert first != [train.locate(i) for i in range(40)]
+
+    # a URI in one file but not the other
+    bad_t = tmp_path / "bad_targets.h5"
+    with h5py.File(bad_t, "w") as th:
+        th.create_dataset("a0", data=np.zeros((30, 4), np.int8))
+        th.create_dataset("zzz", data=np.zeros((30, 4), np.int8))
+    with pytest.raises(InputError) as err:
+        scan_pairs([(feats, bad_t)])
+    assert str(feats) in str(err.value) and str(bad_t) in str(err.value)
+
+
+def test_dataloader_workers_match_single_process(tmp_path):
+    feats, targs = _write_pair(tmp_path, "a", [80, 150], seed=2)
+    ds = TrainCrops([(feats, targs)], crop_frames=40, num_items=12, seed=5)
+    ds.set_epoch(1)
+    single = [b for b in torch.utils.data.DataLoader(ds, batch_size=4, num_workers=0)]
+    ds.close()
+    multi = [b for b in torch.utils.data.DataLoader(ds, batch_size=4, num_workers=2)]
+    for (s1, t1), (s2, t2) in zip(single, multi):
+        assert torch.equal(s1, s2) and torch.equal(t1, t2)
+
+
+# --------------------------------------------------------------------------------------- (3) training
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("teacher")
+    train_pair = _write_pair(tmp, "tr", [400, 300], seed=10, unknown_class=2)
+    dev_pair = _write_pair(tmp, "dv", [200, 30], seed=11, unknown_class=2)
+    out1 = tmp / "run1"
+    rec = train_teacher([train_pair], [dev_pair], out1, SMALL, seed=7)
+    return tmp, train_pair, dev_pair, out1, rec
+
+
+def test_training_writes_outputs_and_learns(trained):
+    tmp, _, _, out, rec = trained
+    for name in ("model.pt", "curve.tsv", "curve.png", "train.json"):
+        assert (out / name).is_file()
+    assert not list(out.glob(".*tmp*"))
+    rows = [line.split("\t") for line in (out / "curve.tsv").read_text().splitlines()]
+    assert rows[0] == ["epoch", "train_loss", "dev_loss", "lr", "seconds"]
+    dev = [float(r[2]) for r in rows[1:]]
+    assert len(dev) == SMALL["max_epochs"]
+    assert min(dev) < 0.8 * dev[0], dev
+    info = json.loads((out / "train.json").read_text())
+    assert info["best_epoch"] == 1 + int(np.argmin(dev))
+    assert info["best_dev_loss"] == pytest.approx(min(dev), abs=1e-5)
+    assert info["seed"] == 7 and info["device"] == "cpu" and info["num_params"] > 0
+    assert (out / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    ckpt = torch.load(out / "model.pt", weights_only=True)
+    assert set(ckpt) == {"state_dict", "hparams", "provenance"}
+    assert ckpt["hparams"]["crop_frames"] == 50 and ckpt["hparams"]["num_layers"] == L
+    model, _ = load_teacher(out / "model.pt", "cpu")
+    assert not model.training
+
+
+def test_training_is_deterministic(trained):
+    tmp, train_pair, dev_pair, out1, _ = trained
+    out2 = tmp / "run2"
+    train_teacher([train_pair], [dev_pair], out2, SMALL, seed=7)
+    a = torch.load(out1 / "model.pt", weights_only=True)["state_dict"]
+    b = torch.load(out2 / "model.pt", weights_only=True)["state_dict"]
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_training_rejects_unknown_setting(tmp_path):
+    pair = _write_pair(tmp_path, "x", [60], seed=0)
+    with pytest.raises(InputError):
+        train_teacher([pair], [pair], tmp_path / "out", {"learning_rate": 1.0}, seed=0)
+
+
+# ------------------------------------------------------------------------------------------- (4) dump
+def test_window_starts_cover_every_frame():
+    assert window_starts(0, 10, 1) == []
+    assert window_starts(7, 10, 1) == [0]
+    assert window_starts(10, 10, 1) == [0]
+    assert window_starts(25, 10, 5) == [0, 5, 10, 15]
+    assert window_starts(27, 10, 5) == [0, 5, 10, 15, 17]
+
+
+def test_sliding_window_average_pointwise_and_window_dependent():
+    n, window, step = 57, 20, 4
+    src = np.arange(n, dtype=np.float32)[:, None].repeat(3, 1)  # (T, 3): every channel = frame index
+    src[:, 1] *= -1
+
+    # a model with no temporal context returns the input itself: averaging must reproduce it exactly
+    def pointwise(x):
+        return x * 2, x
+    logits, s, nw = sliding_window_average(pointwise, src, n, window, step, batch_size=3)
+    np.testing.assert_allclose(logits, 2 * src, rtol=1e-6)
+    np.testing.assert_allclose(s, src, rtol=1e-6)
+    starts = window_starts(n, window, step)
+    assert nw == len(starts) and starts[-1] == n - window
+
+    # a model whose output is its window's start frame: each frame gets the mean start of its windows
+    def window_start(x):
+        first = x[:, :1, :1].expand(-1, 2, x.shape[2])
+        return first, first
+    logits, _, _ = sliding_window_average(window_start, src, n, window, step, batch_size=2)
+    expected = [np.mean([s0 for s0 in starts if s0 <= t < s0 + window]) for t in range(n)]
+    np.testing.assert_allclose(logits[:, 0], expected, rtol=1e-6)
+
+
+def _tiny_checkpoint(tmp_path, window=20):
+    torch.manual_seed(0)
+    model = Teacher(L, D, bottleneck=8, hidden=16, blocks=2, repeats=1).eval()
+    path = tmp_path / "model.pt"
+    torch.save({"state_dict": model.state_dict(), "hparams": {**model.hparams, "crop_frames": window},
+                "provenance": {}}, path)
+    return model, path
+
+
+def test_dump_lengths_and_equivalence(tmp_path):
+    window = 20
+    model, ckpt = _tiny_checkpoint(tmp_path, window)
+    rng = np.random.default_rng(0)
+    lengths = {"short": 7, "exact": 20, "long": 93}
+    feats = tmp_path / "features.h5"
+    with h5py.File(feats, "w") as fh:
+        fh.attrs["model"] = "synthetic"
+        for uri, n in lengths.items():
+            fh.create_dataset(uri, data=rng.normal(0, 1, (n, L, D)).astype(np.float16))
+    out = tmp_path / "dump" / "test.h5"
+    summary = dump_teacher(ckpt, feats, out, step_fraction=0.1, batch_size=4, device="cpu")
+    assert summary["window"] == window and summary["step"] == 2 and summary["files"] == 3
+    with h5py.File(out, "r", locking=False) as dh, h5py.File(feats, "r", locking=False) as fh:
+        assert "provenance" in dh.attrs and json.loads(dh.attrs["provenance"])
+        for uri, n in lengths.items():
+            assert dh[uri]["logits"].shape == (n, 4) and dh[uri]["logits"].dtype == np.float32
+            assert dh[uri]["features"].shape == (n, D) and dh[uri]["features"].dtype == np.float16
+        with torch.no_grad():
+            # a file exactly one window long: one window, identical to a full-file forward
+            x = torch.from_numpy(fh["exact"][:].astype(np.float32))[None]
+            ref_logits, ref_s = model(x)
+            np.testing.assert_allclose(dh["exact"]["logits"][:], ref_logits[0].T.numpy(), atol=1e-5)
+            np.testing.assert_allclose(dh["exact"]["features"][:], ref_s[0].T.numpy(), atol=1e-2)
+            # a short file: one zero-padded window, then cropped
+            x = torch.zeros(1, window, L, D)
+            x[0, :7] = torch.from_numpy(fh["short"][:].astype(np.float32))
+            ref_logits, _ = model(x)
+            np.testing.assert_allclose(dh["short"]["logits"][:], ref_logits[0, :, :7].T.numpy(), atol=1e-5)
+            # a long file: the average of the forwards of every window covering a frame
+            x = torch.from_numpy(fh["long"][:].astype(np.float32))[None]
+            starts = window_starts(93, window, 2)
+            acc, cnt = torch.zeros(93, 4), torch.zeros(93, 1)
+            for s0 in starts:
+                acc[s0:s0 + window] += model(x[:, s0:s0 + window])[0][0].T
+                cnt[s0:s0 + window] += 1
+            np.testing.assert_allclose(dh["long"]["logits"][:], (acc / cnt).numpy(), atol=1e-5)
+
+
+def test_dump_is_atomic(tmp_path):
+    _, ckpt = _tiny_checkpoint(tmp_path)
+    feats = tmp_path / "features.h5"
+    with h5py.File(feats, "w") as fh:
+        fh.create_dataset("a_good", data=np.zeros((30, L, D), np.float16))
+        fh.create_dataset("b_bad", data=np.zeros((30, L, D + 1), np.float16))  # fails after a_good is written
+    out = tmp_path / "dump.h5"
+    with pytest.raises(InputError):
+        dump_teacher(ckpt, feats, out, device="cpu")
+    assert not out.exists()
+    assert not list(tmp_path.glob(".dump.h5*"))

@@ -1,0 +1,74 @@
+"""A small end-to-end Snakemake run in a temporary folder: the demo workflow, shrunk."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import pandas as pd
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+SMALL = {
+    "demo": {"radio": {"files": {"train": 2, "dev": 1, "test": 1}, "duration": 6.0},
+             "meeting": {"files": {"train": 2, "dev": 1, "test": 1}, "duration": 6.0}},
+    "features": {"chunk_seconds": 3.0, "overlap_seconds": 1.0},
+    "teacher": {"max_epochs": 2, "batch_size": 4, "crop_seconds": 2.0, "repeats": 1, "steps_per_epoch": 2},
+}
+
+
+def snakemake(workdir: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
+           "--configfile", str(workdir / "config.yaml"), "--cores", "2", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("workflow")
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    for key, value in SMALL.items():
+        config.setdefault(key, {}).update(value)
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    run = snakemake(workdir)
+    assert run.returncode == 0, run.stderr[-4000:]
+    return workdir
+
+
+@pytest.mark.slow
+def test_workflow_produces_every_artifact(small_run):
+    r = small_run / "results"
+    hours = pd.read_csv(r / "tables/class_hours.tsv", sep="\t")
+    assert set(hours["corpus"]) == {"demo_radio", "demo_meeting"}
+    meeting = hours[hours.corpus == "demo_meeting"].set_index(["split", "class"])
+    assert not meeting.loc[("train", "music"), "annotated"] and meeting.loc[("train", "overlap"), "annotated"]
+    for name in ["model.pt", "curve.tsv", "curve.png", "train.json"]:
+        assert (r / "teacher" / name).is_file()
+    with h5py.File(r / "teacher/dump/demo_meeting/test.h5") as dump, \
+            h5py.File(r / "features/demo_meeting/test.h5") as feats:
+        for uri in feats:
+            assert dump[uri]["logits"].shape == (feats[uri].shape[0], 4)
+    logs = list((r / "logs").rglob("*.log"))
+    assert logs and any("UNTRAINED" in p.read_text() for p in logs)
+
+
+@pytest.mark.slow
+def test_second_run_has_nothing_to_do(small_run):
+    run = snakemake(small_run, "-n")
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "Nothing to be done" in run.stdout + run.stderr
+
+
+@pytest.mark.slow
+def test_invalid_config_names_the_key(small_run, tmp_path):
+    config = yaml.safe_load((small_run / "config.yaml").read_text())
+    config["teacher"]["batch_size"] = "big"
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    run = snakemake(tmp_path, "-n")
+    assert run.returncode != 0
+    said = run.stdout + run.stderr
+    assert "['teacher']['batch_size']" in said and "'big' is not of type 'integer'" in said
