@@ -15,6 +15,8 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/features.smk"
 include: "workflow/rules/teacher.smk"
+include: "workflow/rules/proxy.smk"
+include: "workflow/rules/evaluate.smk"
 
 
 rule all:

@@ -1,6 +1,7 @@
 """A small end-to-end Snakemake run in a temporary folder: the demo workflow, shrunk."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,9 @@ SMALL = {
              "meeting": {"files": {"train": 2, "dev": 1, "test": 1}, "duration": 6.0}},
     "features": {"chunk_seconds": 3.0, "overlap_seconds": 1.0},
     "teacher": {"max_epochs": 2, "batch_size": 4, "crop_seconds": 2.0, "repeats": 1, "steps_per_epoch": 2},
+    "nmf": {"components": 8, "iterations": 5, "segments": {"speech": 4, "music": 4, "noise": 4, "overlap": 0}},
+    "proxy_defaults": {"max_epochs": 1, "steps_per_epoch": 2, "batch_size": 4, "crop_seconds": 2.0, "repeats": 1},
+    "explain": {"splits": ["test"], "prototype_segments": 3, "local_per_class": 1, "segment_seconds": 1.0},
 }
 
 
@@ -54,6 +58,42 @@ def test_workflow_produces_every_artifact(small_run):
             assert dump[uri]["logits"].shape == (feats[uri].shape[0], 4)
     logs = list((r / "logs").rglob("*.log"))
     assert logs and any("UNTRAINED" in p.read_text() for p in logs)
+
+
+@pytest.mark.slow
+def test_scores_fidelity_and_explanations(small_run):
+    r = small_run / "results"
+    seg = pd.read_csv(r / "tables/segmentation.tsv", sep="\t")
+    systems = {"teacher", "wavlm_fixedW", "wavlm_learnedW", "spec_fixedW", "spec_learnedW"}
+    assert set(seg["system"]) == systems
+    radio = seg[seg.corpus == "demo_radio"]
+    meeting = seg[seg.corpus == "demo_meeting"]
+    assert set(radio["class"]) == {"speech", "music", "noise"} and set(meeting["class"]) == {"speech", "overlap"}
+    assert (r / "tables/segmentation.md").read_text().count("|") > 10
+    assert "collar" in (r / "tables/segmentation_settings.json").read_text()
+    fid = pd.read_csv(r / "tables/fidelity.tsv", sep="\t")
+    assert set(fid["system"]) == systems - {"teacher"} and fid["fidelity_f1"].between(0, 1).all()
+    for proxy in systems - {"teacher"}:
+        assert (r / "explanations" / proxy / "prototypes.png").stat().st_size > 1000
+        assert list((r / "explanations" / proxy / "local").glob("*.png"))
+
+
+@pytest.mark.slow
+def test_changing_one_proxy_reruns_only_that_proxy(small_run, tmp_path):
+    config = yaml.safe_load((small_run / "config.yaml").read_text())
+    config["proxies"]["spec_fixedW"]["gamma"] = 0.5
+    (small_run / "changed.yaml").write_text(yaml.safe_dump(config))
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    run = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory",
+                          str(small_run), "--configfile", str(small_run / "changed.yaml"), "--cores", "2", "-n"],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    out = run.stdout + run.stderr
+    rules = set(re.findall(r"^(?:local)?rule (\w+):", out, flags=re.M))
+    assert rules == {"train_proxy", "infer_proxy", "decide", "score", "segmentation_table", "fidelity",
+                     "fidelity_table", "explain", "all"}, rules
+    proxies = set(re.findall(r"proxy=(\w+)", out)) | set(re.findall(r"system=(\w+)", out))
+    assert proxies == {"spec_fixedW"}
 
 
 @pytest.mark.slow

@@ -100,6 +100,84 @@ def cmd_pretrain_nmf(a):
     pretrain_dictionary(_pairs(a.inputs, "inputs"), a.out_dir, a.settings, a.seed)
 
 
+def cmd_train_proxy(a):
+    from .proxy.train import train_proxy
+
+    train_proxy(_pairs(a.train, "--train"), _pairs(a.dev, "--dev"), a.dictionary, a.out_dir, a.settings, a.seed)
+
+
+def cmd_infer(a):
+    if a.checkpoint:
+        from .proxy.infer import infer_proxy
+
+        if not a.spectrograms:
+            raise InputError(None, "infer with --checkpoint (a proxy) needs --spectrograms")
+        infer_proxy(a.checkpoint, a.dump, a.spectrograms, a.out, step_fraction=a.settings.get("step", 0.1),
+                    device=a.settings.get("device", "auto"))
+    else:
+        from .proxy.infer import teacher_probs
+
+        teacher_probs(a.dump, a.out)
+
+
+def cmd_decide(a):
+    from .scoring import decisions_rttm
+
+    decisions_rttm(a.probs, a.out, threshold=a.threshold)
+
+
+def cmd_score(a):
+    from .scoring import score_split
+    from .tables import write_table
+
+    rows = score_split(a.reference, a.uem, a.annotated, a.hypothesis, collar=a.collar)
+    rows.insert(0, "corpus", a.corpus)
+    rows.insert(0, "system", a.system)
+    write_table(rows, a.out)
+
+
+def cmd_segmentation_table(a):
+    import pandas as pd
+
+    from .scoring import segmentation_tables
+
+    rows = pd.concat([pd.read_csv(p, sep="\t") for p in a.inputs], ignore_index=True)
+    segmentation_tables(rows, a.out_tsv, a.out_md, a.settings, a.out_settings)
+
+
+def cmd_fidelity(a):
+    import pandas as pd
+
+    from .fidelity import fidelity_rows
+    from .tables import write_table
+
+    if not (len(a.teacher) == len(a.proxy) == len(a.corpora)):
+        raise InputError(None, "fidelity needs as many --teacher, --proxy and --corpora entries")
+    rows = pd.concat([fidelity_rows(a.system, c, t, p, a.threshold)
+                      for c, t, p in zip(a.corpora, a.teacher, a.proxy)], ignore_index=True)
+    write_table(rows, a.out)
+
+
+def cmd_fidelity_table(a):
+    import pandas as pd
+
+    from .fidelity import fidelity_wide
+    from .tables import write_table
+
+    rows = pd.concat([pd.read_csv(p, sep="\t") for p in a.inputs], ignore_index=True)
+    write_table(rows, a.out_tsv)
+    write_table(fidelity_wide(rows), a.out_md.replace(".md", "_wide.tsv"), a.out_md, floatfmt=".3g")
+
+
+def cmd_explain(a):
+    from .proxy.explain_stage import explain_proxy
+
+    if len(a.items) % 3:
+        raise InputError(None, "--items takes triples INFERENCE.h5 SPECTROGRAMS.h5 TARGETS.h5")
+    items = [tuple(a.items[i:i + 3]) for i in range(0, len(a.items), 3)]
+    explain_proxy(a.checkpoint, items, a.out_dir, a.settings, a.seed)
+
+
 # ----------------------------------------------------------------------------- parser
 
 
@@ -170,6 +248,59 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", required=True)
     p.add_argument("--seed", type=int, default=0)
     settings(p, "the nmf section of the config")
+
+    p = stage("train-proxy", cmd_train_proxy, "Distil the teacher into an NMF proxy (alpha KL + beta MSE + gamma L1).")
+    p.add_argument("--train", nargs="+", required=True, metavar="H5", help="pairs DUMP.h5 SPECTROGRAMS.h5")
+    p.add_argument("--dev", nargs="+", required=True, metavar="H5", help="pairs DUMP.h5 SPECTROGRAMS.h5")
+    p.add_argument("--dictionary", required=True, help="dictionary.npz written by pretrain-nmf")
+    p.add_argument("--out-dir", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    settings(p, "the proxy's settings (proxy_defaults merged with its entry in proxies)")
+
+    p = stage("infer", cmd_infer, "Frame probabilities of the teacher (from its dump) or of a proxy (--checkpoint).")
+    p.add_argument("--dump", required=True, help="teacher dump HDF5 of the split")
+    p.add_argument("--checkpoint", help="proxy model.pt; omit for the teacher")
+    p.add_argument("--spectrograms", help="spectrogram cache of the split (proxies only)")
+    p.add_argument("--out", required=True)
+    settings(p, "step (window step fraction), device")
+
+    p = stage("decide", cmd_decide, "Threshold frame probabilities into an RTTM of class segments.")
+    p.add_argument("--probs", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--threshold", type=float, default=0.5)
+
+    p = stage("score", cmd_score, "pyannote.metrics detection precision/recall/F1 per annotated class inside the UEM.")
+    for name in ("system", "corpus", "reference", "uem", "annotated", "hypothesis", "out"):
+        p.add_argument(f"--{name}", required=True)
+    p.add_argument("--collar", type=float, default=0.0, help="pyannote collar (total width around boundaries, s)")
+
+    p = stage("segmentation-table", cmd_segmentation_table, "Gather scores into the long TSV and the paper-shaped table.")
+    p.add_argument("inputs", nargs="+")
+    p.add_argument("--out-tsv", required=True)
+    p.add_argument("--out-md", required=True)
+    p.add_argument("--out-settings", required=True)
+    settings(p, "scoring settings to state beside the tables")
+
+    p = stage("fidelity", cmd_fidelity, "Frame-level agreement of a proxy's decisions with the teacher's, per class.")
+    p.add_argument("--system", required=True)
+    p.add_argument("--teacher", nargs="+", required=True, help="teacher probability HDF5 per corpus")
+    p.add_argument("--proxy", nargs="+", required=True, help="proxy probability HDF5 per corpus")
+    p.add_argument("--corpora", nargs="+", required=True)
+    p.add_argument("--threshold", type=float, default=0.5)
+    p.add_argument("--out", required=True)
+
+    p = stage("fidelity-table", cmd_fidelity_table, "Gather per-proxy fidelity rows into one table.")
+    p.add_argument("inputs", nargs="+")
+    p.add_argument("--out-tsv", required=True)
+    p.add_argument("--out-md", required=True)
+
+    p = stage("explain", cmd_explain, "Local explanations and global class prototypes of a proxy.")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--items", nargs="+", required=True, metavar="H5",
+                   help="triples INFERENCE.h5 SPECTROGRAMS.h5 TARGETS.h5")
+    p.add_argument("--out-dir", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    settings(p, "the explain section of the config")
     return parser
 
 

@@ -14,6 +14,9 @@ DEMO_KINDS = ["radio", "meeting"] if DEMO["enabled"] else []
 TRAINING_CORPORA = config["training_corpora"] or list(CORPORA)
 FEATURES = config["features"]
 UNTRAINED_DEMO_MODEL = FEATURES["model"] == "untrained-demo"
+PROXIES = config["proxies"]
+SYSTEMS = ["teacher", *PROXIES]
+SCORING = config["scoring"]
 
 for _name, _corpus in CORPORA.items():
     for _key in _corpus.get("label_map", {}):
@@ -31,8 +34,14 @@ for _name in TRAINING_CORPORA:
             raise ValueError(f"config corpora.{_name}.splits: a training corpus needs a {_split!r} split")
 
 
+if "teacher" in PROXIES:
+    raise ValueError("config proxies: 'teacher' is reserved for the teacher; rename that proxy")
+
+
 wildcard_constraints:
     corpus="|".join(CORPORA),
+    proxy="|".join(PROXIES) or "^$",
+    system="|".join(SYSTEMS),
     split=r"[^/]+",
     kind="radio|meeting",
 
@@ -100,12 +109,42 @@ def features(corpus, split):
     return f"{R}/features/{corpus}/{split}.h5"
 
 
+def spectrograms(corpus, split):
+    return f"{R}/spectrograms/{corpus}/{split}.h5"
+
+
+def inference(system, corpus, split):
+    return f"{R}/inference/{system}/{corpus}/{split}.h5"
+
+
+def proxy_settings(name):
+    """proxy_defaults overridden by the proxy's own entry: a proxy reruns only when its settings change."""
+    return {**config["proxy_defaults"], **PROXIES[name]}
+
+
+def proxy_pairs(split):
+    """DUMP.h5 SPECTROGRAMS.h5 pairs of the training corpora for ``split``."""
+    return [p for c in TRAINING_CORPORA for p in (f"{R}/teacher/dump/{c}/{split}.h5", spectrograms(c, split))]
+
+
+def explain_items(proxy):
+    """INFERENCE.h5 SPECTROGRAMS.h5 TARGETS.h5 triples the explanations of ``proxy`` draw segments from."""
+    return [p for c in CORPORA for s in config["explain"]["splits"] if s in CORPORA[c]["splits"]
+            for p in (inference(proxy, c, s), spectrograms(c, s), labels(c, s, "targets.h5"))]
+
+
 def teacher_pairs(split):
     """FEATURES.h5 TARGETS.h5 pairs of the training corpora for ``split``."""
     return [p for c in TRAINING_CORPORA for p in (features(c, split), labels(c, split, "targets.h5"))]
 
 
 def all_outputs():
-    out = [f"{R}/tables/class_hours.tsv", f"{R}/teacher/curve.png"]
+    out = [f"{R}/tables/class_hours.tsv", f"{R}/teacher/curve.png", f"{R}/nmf/atoms.png"]
     out += [f"{R}/teacher/dump/{c}/{s}.h5" for c, s in corpus_split_pairs()]
+    if PROXIES:
+        out += [f"{R}/tables/segmentation.md", f"{R}/tables/fidelity.md"]
+        out += [f"{R}/proxies/{p}/curve.png" for p in PROXIES]
+        out += [f"{R}/explanations/{p}/prototypes.png" for p in PROXIES]
+    else:
+        out += [f"{R}/tables/segmentation.md"]
     return out

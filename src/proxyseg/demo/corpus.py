@@ -184,7 +184,7 @@ def _radio_file(rng: np.random.Generator, duration: float, src) -> tuple[np.ndar
     mix = _Mix(duration)
     hosts = src.voices(rng, int(rng.integers(2, 5)))
     scenes = ("speech", "speech_music", "speech_noise", "interview", "music", "noise", "silence", "music_noise")
-    probs = np.array([0.2, 0.22, 0.15, 0.1, 0.13, 0.1, 0.05, 0.05])
+    probs = np.array([0.18, 0.2, 0.18, 0.1, 0.12, 0.12, 0.05, 0.05])
     t = rng.uniform(0.0, 0.5)
     while t < duration - 0.5:
         scene = scenes[rng.choice(len(scenes), p=probs)]
@@ -193,7 +193,7 @@ def _radio_file(rng: np.random.Generator, duration: float, src) -> tuple[np.ndar
         host = hosts[hi]
         if scene == "speech":
             end = _talk(mix, src, [host], rng, t, t + rng.uniform(3, 10), level)
-            if rng.random() < 0.15 and end - t > 2:  # a short noise event during the talk
+            if rng.random() < 0.3 and end - t > 2:  # a short noise event during the talk
                 a = rng.uniform(t, end - 1)
                 nd = rng.uniform(0.5, 2.5)
                 mix.place("no", a, synth.fade(src.noise(rng, nd)), level - rng.uniform(0, 12))

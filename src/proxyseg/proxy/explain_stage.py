@@ -1,0 +1,108 @@
+"""The `explain` stage: local explanations of chosen test segments and global class prototypes of a proxy.
+
+Reads the proxy's inference files (H, probabilities), the spectrogram caches and the frame targets;
+the arithmetic and figures are :mod:`proxyseg.explain`'s.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from .. import explain as ex
+from ..atomic import atomic_open
+from ..errors import InputError
+from ..frames import CLASSES, FRAME_RATE
+from ..provenance import provenance_json
+from .model import load_proxy
+
+log = logging.getLogger("proxyseg.explain")
+
+DEFAULTS = {"tau": 0.5, "segment_seconds": 2.0, "local_per_class": 2, "prototype_segments": 100,
+            "prototype_seconds": 1.0, "threshold": 0.5}
+
+
+def _targets(items) -> dict[str, np.ndarray]:
+    """Frame targets of every file, keyed ``"<item>/<uri>"`` so files of several corpora never collide."""
+    out = {}
+    for i, (_, _, targets_h5) in enumerate(items):
+        with h5py.File(targets_h5, "r") as t:
+            for uri in t:
+                out[f"{i}/{uri}"] = t[uri][:]
+    return out
+
+
+def _segment(items, key: str, start: int, frames: int):
+    i, uri = key.split("/", 1)
+    infer_h5, spec_h5, _ = items[int(i)]
+    with h5py.File(infer_h5, "r") as inf, h5py.File(spec_h5, "r") as spec:
+        H = inf[uri]["H"][start:start + frames].astype(np.float32).T  # (K, t)
+        probs = inf[uri]["probs"][start:start + frames]
+        X = spec[uri][start:start + frames].astype(np.float32).T  # (F, t)
+    return uri, H, probs, X
+
+
+def explain_proxy(checkpoint, items, out_dir, settings: dict, seed: int = 0) -> dict:
+    """``items``: (inference.h5, spectrograms.h5, targets.h5) triples. Writes to ``out_dir``:
+    ``local/<class>_<n>.png``, ``prototypes.npz``, ``prototypes.png``, ``band_mass.tsv``, ``explain.json``.
+    """
+    unknown = set(settings) - set(DEFAULTS)
+    if unknown:
+        raise InputError(None, f"unknown explain setting(s) {sorted(unknown)}; known: {sorted(DEFAULTS)}")
+    s = {**DEFAULTS, **settings}
+    out_dir = Path(out_dir)
+    model, ckpt = load_proxy(checkpoint)
+    W = model.W.detach().cpu().numpy()
+    theta = model.theta.weight.detach().cpu().numpy()[:, :, 0]  # (4, K)
+    with h5py.File(items[0][1], "r") as spec:
+        freqs = np.asarray(spec.attrs["freqs_hz"])
+    targets = _targets(items)
+
+    # local explanations of a few segments per class
+    local_frames = int(round(s["segment_seconds"] * FRAME_RATE))
+    chosen = ex.select_segments_across(targets, local_frames, s["local_per_class"], rng=seed)
+    written = []
+    for name in CLASSES:
+        for n, (key, start) in enumerate(chosen.get(name, [])):
+            uri, H, probs, X = _segment(items, key, start, local_frames)
+            r = ex.local_relevance(H, theta)
+            comps = ex.relevant_components(r, s["tau"])[name]
+            path = out_dir / "local" / f"{name}_{n}.png"
+            ex.plot_local_explanation(path, X, probs, r, W, freqs, name, comps, tau=s["tau"],
+                                      threshold=s["threshold"],
+                                      title=f"{name}: {uri} {start / FRAME_RATE:.2f}-"
+                                            f"{(start + local_frames) / FRAME_RATE:.2f} s")
+            written.append({"class": name, "uri": uri, "start": start / FRAME_RATE,
+                            "relevant_components": comps.tolist(), "figure": str(path)})
+
+    # global prototypes over many segments per class
+    proto_frames = int(round(s["prototype_seconds"] * FRAME_RATE))
+    pool = ex.select_segments_across(targets, proto_frames, s["prototype_segments"], rng=seed,
+                                     stride=max(1, proto_frames // 2))
+    acc = ex.PrototypeAccumulator(W.shape[1])
+    for name in CLASSES:
+        for key, start in pool.get(name, []):
+            _, H, _, _ = _segment(items, key, start, proto_frames)
+            acc.add_segment(H, theta, [name])
+    counts = acc.counts_by_class()
+    short = {c: n for c, n in counts.items() if 0 < n < s["prototype_segments"]}
+    if short:
+        log.warning("fewer prototype segments than asked (%d) for %s: the data has no more", s["prototype_segments"], short)
+    mean = acc.mean()
+    P = ex.class_prototypes(mean, W)
+    prov = provenance_json(stage="explain", checkpoint=str(checkpoint), settings=s, seed=seed,
+                           items=[list(map(str, it)) for it in items])
+    ex.save_prototypes(out_dir / "prototypes.npz", P, mean, acc.counts, freqs, prov)
+    ex.plot_prototypes(out_dir / "prototypes.png", P, freqs, counts)
+    bands = ex.band_mass(P, freqs)
+    with atomic_open(out_dir / "band_mass.tsv") as f:
+        bands.to_csv(f, sep="\t", index=False)
+    record = {"local": written, "prototype_counts": counts, "settings": s, "provenance": json.loads(prov)}
+    with atomic_open(out_dir / "explain.json") as f:
+        json.dump(record, f, indent=2, default=str)
+    return record

@@ -1,0 +1,150 @@
+rule infer_teacher:
+    """The teacher's frame probabilities, in the layout every system shares."""
+    input:
+        dump=f"{R}/teacher/dump/{{corpus}}/{{split}}.h5",
+    output:
+        inference("teacher", "{corpus}", "{split}"),
+    log:
+        f"{R}/logs/infer/teacher/{{corpus}}/{{split}}.log",
+    benchmark:
+        f"{R}/benchmarks/infer/teacher/{{corpus}}/{{split}}.tsv"
+    conda:
+        "../../envs/proxyseg.yaml"
+    shell:
+        "proxyseg infer --dump {input.dump} --out {output} > {log} 2>&1"
+
+
+rule infer_proxy:
+    """Sliding-window proxy inference: probabilities and NMF activations H per file."""
+    input:
+        model=f"{R}/proxies/{{proxy}}/model.pt",
+        dump=f"{R}/teacher/dump/{{corpus}}/{{split}}.h5",
+        spectrograms=spectrograms("{corpus}", "{split}"),
+    output:
+        inference("{proxy}", "{corpus}", "{split}"),
+    params:
+        settings=as_json({"step": config["teacher"]["dump_step"]}),
+    threads: 1
+    log:
+        f"{R}/logs/infer/{{proxy}}/{{corpus}}/{{split}}.log",
+    benchmark:
+        f"{R}/benchmarks/infer/{{proxy}}/{{corpus}}/{{split}}.tsv"
+    conda:
+        "../../envs/proxyseg.yaml"
+    shell:
+        "proxyseg --threads {threads} infer --checkpoint {input.model} --dump {input.dump} "
+        "--spectrograms {input.spectrograms} --out {output} --settings {params.settings:q} > {log} 2>&1"
+
+
+rule decide:
+    """Threshold a system's probabilities into RTTM decisions."""
+    input:
+        inference("{system}", "{corpus}", "{split}"),
+    output:
+        f"{R}/inference/{{system}}/{{corpus}}/{{split}}.rttm",
+    params:
+        threshold=SCORING["threshold"],
+    log:
+        f"{R}/logs/decide/{{system}}/{{corpus}}/{{split}}.log",
+    conda:
+        "../../envs/proxyseg.yaml"
+    shell:
+        "proxyseg decide --probs {input} --out {output} --threshold {params.threshold} > {log} 2>&1"
+
+
+rule score:
+    """Detection precision, recall and F1 of one system on one corpus (annotated classes, inside the UEM)."""
+    input:
+        hypothesis=f"{R}/inference/{{system}}/{{corpus}}/{SCORING['split']}.rttm",
+        reference=labels("{corpus}", SCORING["split"], "reference.rttm"),
+        uem=labels("{corpus}", SCORING["split"], "uem.uem"),
+        annotated=labels("{corpus}", SCORING["split"], "annotated.json"),
+    output:
+        f"{R}/scores/{{system}}/{{corpus}}.tsv",
+    params:
+        collar=SCORING["collar"],
+    log:
+        f"{R}/logs/score/{{system}}/{{corpus}}.log",
+    conda:
+        "../../envs/proxyseg.yaml"
+    shell:
+        "proxyseg score --system {wildcards.system} --corpus {wildcards.corpus} --reference {input.reference} "
+        "--uem {input.uem} --annotated {input.annotated} --hypothesis {input.hypothesis} "
+        "--collar {params.collar} --out {output} > {log} 2>&1"
+
+
+rule segmentation_table:
+    """Teacher and proxies on every corpus: long TSV, paper-shaped Markdown table, settings."""
+    input:
+        [f"{R}/scores/{s}/{c}.tsv" for s in SYSTEMS for c in CORPORA],
+    output:
+        tsv=f"{R}/tables/segmentation.tsv",
+        md=f"{R}/tables/segmentation.md",
+        settings=f"{R}/tables/segmentation_settings.json",
+    params:
+        settings=as_json({**SCORING, "uem": "scored regions of each corpus (labels/<corpus>/<split>/uem.uem)"}),
+    log:
+        f"{R}/logs/segmentation_table.log",
+    conda:
+        "../../envs/proxyseg.yaml"
+    shell:
+        "proxyseg segmentation-table {input} --out-tsv {output.tsv} --out-md {output.md} "
+        "--out-settings {output.settings} --settings {params.settings:q} > {log} 2>&1"
+
+
+rule fidelity:
+    """Agreement of one proxy's decisions with the teacher's, plus reconstruction error and sparsity of H."""
+    input:
+        teacher=[inference("teacher", c, SCORING["split"]) for c in CORPORA],
+        proxy=[inference("{proxy}", c, SCORING["split"]) for c in CORPORA],
+    output:
+        f"{R}/scores/fidelity/{{proxy}}.tsv",
+    params:
+        corpora=list(CORPORA),
+        threshold=SCORING["threshold"],
+    log:
+        f"{R}/logs/fidelity/{{proxy}}.log",
+    conda:
+        "../../envs/proxyseg.yaml"
+    shell:
+        "proxyseg fidelity --system {wildcards.proxy} --teacher {input.teacher} --proxy {input.proxy} "
+        "--corpora {params.corpora} --threshold {params.threshold} --out {output} > {log} 2>&1"
+
+
+rule fidelity_table:
+    """Fidelity of every proxy in one table."""
+    input:
+        [f"{R}/scores/fidelity/{p}.tsv" for p in PROXIES],
+    output:
+        tsv=f"{R}/tables/fidelity.tsv",
+        md=f"{R}/tables/fidelity.md",
+    log:
+        f"{R}/logs/fidelity_table.log",
+    conda:
+        "../../envs/proxyseg.yaml"
+    shell:
+        "proxyseg fidelity-table {input} --out-tsv {output.tsv} --out-md {output.md} > {log} 2>&1"
+
+
+rule explain:
+    """Local explanations of test segments and global class prototypes of one proxy."""
+    input:
+        model=f"{R}/proxies/{{proxy}}/model.pt",
+        triples=lambda wildcards: explain_items(wildcards.proxy),
+    output:
+        prototypes=f"{R}/explanations/{{proxy}}/prototypes.npz",
+        figure=f"{R}/explanations/{{proxy}}/prototypes.png",
+        bands=f"{R}/explanations/{{proxy}}/band_mass.tsv",
+        summary=f"{R}/explanations/{{proxy}}/explain.json",
+    params:
+        settings=as_json({k: v for k, v in config["explain"].items() if k != "splits"}),
+        seed=config["seed"],
+        out_dir=lambda wildcards, output: os.path.dirname(output.prototypes),
+    threads: 1
+    log:
+        f"{R}/logs/explain/{{proxy}}.log",
+    conda:
+        "../../envs/proxyseg.yaml"
+    shell:
+        "proxyseg --threads {threads} explain --checkpoint {input.model} --items {input.triples} "
+        "--out-dir {params.out_dir} --seed {params.seed} --settings {params.settings:q} > {log} 2>&1"

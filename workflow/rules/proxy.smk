@@ -1,0 +1,70 @@
+rule spectrograms:
+    """log(1 + |STFT|^2) of every file of a split, on the WavLM frame grid (proxy target and input)."""
+    input:
+        manifest=labels("{corpus}", "{split}", "manifest.tsv"),
+    output:
+        f"{R}/spectrograms/{{corpus}}/{{split}}.h5",
+    params:
+        settings=as_json(config["spectrogram"]),
+    log:
+        f"{R}/logs/spectrograms/{{corpus}}/{{split}}.log",
+    benchmark:
+        f"{R}/benchmarks/spectrograms/{{corpus}}/{{split}}.tsv"
+    conda:
+        "../../envs/proxyseg.yaml"
+    shell:
+        "proxyseg --threads {threads} spectrograms --manifest {input.manifest} --out {output} "
+        "--settings {params.settings:q} > {log} 2>&1"
+
+
+rule pretrain_nmf:
+    """Sparse NMF dictionary W from class-balanced segments of the training corpora."""
+    input:
+        [p for c in TRAINING_CORPORA for p in (spectrograms(c, "train"), labels(c, "train", "targets.h5"))],
+    output:
+        dictionary=f"{R}/nmf/dictionary.npz",
+        costs=f"{R}/nmf/costs.tsv",
+        figure=f"{R}/nmf/atoms.png",
+        summary=f"{R}/nmf/dictionary.json",
+    params:
+        settings=as_json(config["nmf"]),
+        seed=config["seed"],
+        out_dir=lambda wildcards, output: os.path.dirname(output.dictionary),
+    threads: 2
+    log:
+        f"{R}/logs/pretrain_nmf.log",
+    benchmark:
+        f"{R}/benchmarks/pretrain_nmf.tsv"
+    conda:
+        "../../envs/proxyseg.yaml"
+    shell:
+        "proxyseg --threads {threads} pretrain-nmf {input} --out-dir {params.out_dir} --seed {params.seed} "
+        "--settings {params.settings:q} > {log} 2>&1"
+
+
+rule train_proxy:
+    """Distil the teacher into one named proxy variant (config `proxies`)."""
+    input:
+        train=proxy_pairs("train"),
+        dev=proxy_pairs("dev"),
+        dictionary=f"{R}/nmf/dictionary.npz",
+    output:
+        model=f"{R}/proxies/{{proxy}}/model.pt",
+        curve=f"{R}/proxies/{{proxy}}/curve.tsv",
+        figure=f"{R}/proxies/{{proxy}}/curve.png",
+        summary=f"{R}/proxies/{{proxy}}/train.json",
+    params:
+        settings=lambda wildcards: as_json(proxy_settings(wildcards.proxy)),
+        seed=config["seed"],
+        out_dir=lambda wildcards, output: os.path.dirname(output.model),
+    threads: 1
+    log:
+        f"{R}/logs/train_proxy/{{proxy}}.log",
+    benchmark:
+        f"{R}/benchmarks/train_proxy/{{proxy}}.tsv"
+    conda:
+        "../../envs/proxyseg.yaml"
+    shell:
+        "proxyseg --threads {threads} train-proxy --train {input.train} --dev {input.dev} "
+        "--dictionary {input.dictionary} --out-dir {params.out_dir} --seed {params.seed} "
+        "--settings {params.settings:q} > {log} 2>&1"
