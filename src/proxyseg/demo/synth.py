@@ -237,7 +237,8 @@ def _formant_gain(formants: np.ndarray, bandwidths: np.ndarray) -> np.ndarray:
     f2 = (FREQS ** 2).astype(np.float32)[None, None, :]
     fk = (formants ** 2).astype(np.float32)[:, :, None]
     power = (fk - f2) ** 2 + f2 * (bandwidths ** 2).astype(np.float32)[:, :, None]
-    return np.prod(formants.astype(np.float64) ** 2, axis=1)[:, None] / np.sqrt(np.prod(power, axis=1, dtype=np.float64))
+    numerator = np.prod(formants.astype(np.float64) ** 2, axis=1)[:, None]
+    return numerator / np.sqrt(np.prod(power, axis=1, dtype=np.float64))  # one sqrt instead of five
 
 
 def _smooth_track(x: np.ndarray, width: int) -> np.ndarray:
