@@ -8,7 +8,18 @@ from snakemake.utils import validate
 validate(config, schema="../schemas/config.schema.yaml")
 
 R = config["results"].rstrip("/")
-CORPORA = config["corpora"]
+
+
+def _with_results(value):
+    """Corpus paths may say {results} for the results folder (where the demo corpora are generated)."""
+    if isinstance(value, str):
+        return value.replace("{results}", R)
+    if isinstance(value, dict):
+        return {k: _with_results(v) for k, v in value.items()}
+    return value
+
+
+CORPORA = {name: _with_results(spec) for name, spec in config["corpora"].items()}
 DEMO = config["demo"]
 DEMO_KINDS = ["radio", "meeting"] if DEMO["enabled"] else []
 TRAINING_CORPORA = config["training_corpora"] or list(CORPORA)

@@ -40,7 +40,7 @@ from torch.utils.data import Dataset
 
 from proxyseg.errors import InputError
 from proxyseg.frames import CLASSES
-from proxyseg.teacher.data import _Handles, _open, default_steps_per_epoch, h5_datasets
+from proxyseg.teacher.data import HandleOwner, RandomCrops, _Handles, _open, default_steps_per_epoch, h5_datasets
 from proxyseg.teacher.dump import window_starts
 
 logger = logging.getLogger("proxyseg.proxy")
@@ -145,7 +145,7 @@ def scan_proxy_pairs(pairs: Iterable[Pair], inp: str = "wavlm") -> tuple[list[Pr
     return entries, int(dim or 0), n_freq
 
 
-class _ProxyCropReader(Dataset):
+class _ProxyCropReader(HandleOwner, Dataset):
     def __init__(self, pairs: Sequence[Pair], crop_frames: int, inp: str = "wavlm", dtype=np.float32):
         if crop_frames < 2:
             raise ValueError(f"crop_frames must be >= 2, got {crop_frames}")
@@ -186,18 +186,8 @@ class _ProxyCropReader(Dataset):
             s[:, :n] = group["features"][start:stop].T
         return torch.from_numpy(s), torch.from_numpy(logits), x_t
 
-    def close(self):
-        if self._handles is not None:
-            self._handles.close()
-        self._handles = None
 
-    def __getstate__(self):
-        state = self.__dict__.copy()
-        state["_handles"] = None
-        return state
-
-
-class ProxyTrainCrops(_ProxyCropReader):
+class ProxyTrainCrops(RandomCrops, _ProxyCropReader):
     """``num_items`` random crops per epoch: a file drawn proportionally to its length, a uniform start.
 
     Item ``i`` of epoch ``e`` is a pure function of ``(seed, e, i)``; call ``set_epoch`` before each epoch.
@@ -206,31 +196,7 @@ class ProxyTrainCrops(_ProxyCropReader):
     def __init__(self, pairs: Sequence[Pair], crop_frames: int, inp: str = "wavlm",
                  num_items: int | None = None, seed: int = 0, dtype=np.float32):
         super().__init__(pairs, crop_frames, inp, dtype)
-        lengths = np.array([e.num_frames for e in self.entries], dtype=np.float64)
-        if lengths.sum() <= 0:
-            raise InputError(self.pairs[0][0], "no frames to train on")
-        self.probs = lengths / lengths.sum()
-        self.num_items = int(num_items) if num_items is not None else max(
-            1, math.ceil(lengths.sum() / self.crop_frames))
-        self.seed = int(seed)
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int):
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
-        return self.num_items
-
-    def locate(self, index: int) -> tuple[int, int]:
-        """(file index, start frame) of item ``index`` in the current epoch."""
-        rng = np.random.default_rng([self.seed, self.epoch, int(index)])
-        k = int(rng.choice(len(self.entries), p=self.probs))
-        start = int(rng.integers(0, max(self.entries[k].num_frames - self.crop_frames, 0) + 1))
-        return k, start
-
-    def __getitem__(self, index: int):
-        k, start = self.locate(index)
-        return self.read(self.entries[k], start)
+        self.init_sampling(num_items, seed)
 
 
 class ProxyDevCrops(_ProxyCropReader):

@@ -130,7 +130,21 @@ class _Handles:
         self._files = {}
 
 
-class _CropReader(Dataset):
+class HandleOwner:
+    """Owns lazily opened HDF5 handles (``self._handles``) that are never pickled into workers."""
+
+    def close(self):
+        if self._handles is not None:
+            self._handles.close()
+        self._handles = None
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_handles"] = None
+        return state
+
+
+class _CropReader(HandleOwner, Dataset):
     def __init__(self, pairs: Sequence[Pair], crop_frames: int, states_dtype=np.float32):
         if crop_frames < 2:
             raise ValueError(f"crop_frames must be >= 2, got {crop_frames}")
@@ -162,27 +176,16 @@ class _CropReader(Dataset):
             targets[:n] = self._handles.get(entry.targets)[entry.uri][start:stop]
         return torch.from_numpy(states), torch.from_numpy(targets)
 
-    def close(self):
-        if self._handles is not None:
-            self._handles.close()
-        self._handles = None
 
-    def __getstate__(self):
-        state = self.__dict__.copy()
-        state["_handles"] = None
-        return state
+class RandomCrops:
+    """Random crops for training, shared by the teacher's and the proxy's datasets.
 
-
-class TrainCrops(_CropReader):
-    """``num_items`` random crops per epoch: a file drawn proportionally to its length, a uniform start.
-
-    Item ``i`` of epoch ``e`` is a pure function of ``(seed, e, i)``; call ``set_epoch`` before each epoch
-    (with non-persistent workers the new value reaches the workers).
+    A file is drawn proportionally to its length and a start uniformly; item ``i`` of epoch ``e`` is a
+    pure function of ``(seed, e, i)``, so batches do not depend on the number of workers. The class
+    using it provides ``entries`` (with ``num_frames``), ``crop_frames``, ``pairs`` and ``read``.
     """
 
-    def __init__(self, pairs: Sequence[Pair], crop_frames: int, num_items: int | None = None,
-                 seed: int = 0, states_dtype=np.float32):
-        super().__init__(pairs, crop_frames, states_dtype)
+    def init_sampling(self, num_items: int | None, seed: int) -> None:
         lengths = np.array([e.num_frames for e in self.entries], dtype=np.float64)
         if lengths.sum() <= 0:
             raise InputError(self.pairs[0][0], "no frames to train on")
@@ -208,6 +211,19 @@ class TrainCrops(_CropReader):
     def __getitem__(self, index: int):
         k, start = self.locate(index)
         return self.read(self.entries[k], start)
+
+
+class TrainCrops(RandomCrops, _CropReader):
+    """``num_items`` random crops per epoch: a file drawn proportionally to its length, a uniform start.
+
+    Item ``i`` of epoch ``e`` is a pure function of ``(seed, e, i)``; call ``set_epoch`` before each epoch
+    (with non-persistent workers the new value reaches the workers).
+    """
+
+    def __init__(self, pairs: Sequence[Pair], crop_frames: int, num_items: int | None = None,
+                 seed: int = 0, states_dtype=np.float32):
+        super().__init__(pairs, crop_frames, states_dtype)
+        self.init_sampling(num_items, seed)
 
 
 class DevCrops(_CropReader):
