@@ -1,12 +1,8 @@
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
-
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-REAL_DATA = SHARED / "data" / "real"
 
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -25,7 +21,3 @@ def write_wav(tmp_path):
         return path
 
     return _write
-
-
-def needs_real_data():
-    return pytest.mark.skipif(not REAL_DATA.is_dir(), reason="../shared/data/real is absent")

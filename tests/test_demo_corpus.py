@@ -18,7 +18,7 @@ from proxyseg.io.rttm import read_list, read_rttm, read_uem
 SMALL = {"files": {"train": 4, "dev": 1, "test": 1}, "duration": 12.0}
 SPLITS = ("train", "dev", "test")
 EXT = {"radio": ".wav", "meeting": ".flac"}
-REAL = Path("/work/shared/data/real/sources")
+REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real" / "sources"
 
 
 @pytest.fixture(scope="module")
