@@ -98,7 +98,7 @@ def test_changing_one_proxy_reruns_only_that_proxy(small_run, tmp_path):
 
 @pytest.mark.slow
 def test_second_run_has_nothing_to_do(small_run):
-    run = snakemake(small_run, "-n")
+    run = snakemake(small_run, "-n", "--profile", str(REPO / "profiles/local"))
     assert run.returncode == 0, run.stderr[-2000:]
     assert "Nothing to be done" in run.stdout + run.stderr
 
