@@ -172,10 +172,13 @@ def cmd_fidelity_table(a):
 def cmd_explain(a):
     from .proxy.explain_stage import explain_proxy
 
-    if len(a.items) % 3:
-        raise InputError(None, "--items takes triples INFERENCE.h5 SPECTROGRAMS.h5 TARGETS.h5")
-    items = [tuple(a.items[i:i + 3]) for i in range(0, len(a.items), 3)]
-    explain_proxy(a.checkpoint, items, a.out_dir, a.settings, a.seed)
+    def triples(values, flag):
+        if len(values) % 3:
+            raise InputError(None, f"{flag} takes triples INFERENCE.h5 SPECTROGRAMS.h5 TARGETS.h5")
+        return [tuple(values[i:i + 3]) for i in range(0, len(values), 3)]
+
+    explain_proxy(a.checkpoint, triples(a.items, "--items"), a.out_dir, a.settings, a.seed,
+                  local_items=triples(a.local_items, "--local-items") if a.local_items else None)
 
 
 # ----------------------------------------------------------------------------- parser
@@ -297,7 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = stage("explain", cmd_explain, "Local explanations and global class prototypes of a proxy.")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--items", nargs="+", required=True, metavar="H5",
-                   help="triples INFERENCE.h5 SPECTROGRAMS.h5 TARGETS.h5")
+                   help="triples INFERENCE.h5 SPECTROGRAMS.h5 TARGETS.h5 that prototypes are drawn from")
+    p.add_argument("--local-items", nargs="+", metavar="H5",
+                   help="triples of the locally explained segments (default: --items)")
     p.add_argument("--out-dir", required=True)
     p.add_argument("--seed", type=int, default=0)
     settings(p, "the explain section of the config")

@@ -138,9 +138,9 @@ def proxy_pairs(split):
     return [p for c in TRAINING_CORPORA for p in (f"{R}/teacher/dump/{c}/{split}.h5", spectrograms(c, split))]
 
 
-def explain_items(proxy):
-    """INFERENCE.h5 SPECTROGRAMS.h5 TARGETS.h5 triples the explanations of ``proxy`` draw segments from."""
-    return [p for c in CORPORA for s in config["explain"]["splits"] if s in CORPORA[c]["splits"]
+def explain_items(proxy, splits):
+    """INFERENCE.h5 SPECTROGRAMS.h5 TARGETS.h5 triples of ``proxy`` on ``splits`` of every corpus."""
+    return [p for c in CORPORA for s in splits if s in CORPORA[c]["splits"]
             for p in (inference(proxy, c, s), spectrograms(c, s), labels(c, s, "targets.h5"))]
 
 

@@ -127,10 +127,11 @@ rule fidelity_table:
 
 
 rule explain:
-    """Local explanations of test segments and global class prototypes of one proxy."""
+    """Local explanations of scored-split segments and global class prototypes of one proxy."""
     input:
         model=f"{R}/proxies/{{proxy}}/model.pt",
-        triples=lambda wildcards: explain_items(wildcards.proxy),
+        prototype_triples=lambda wildcards: explain_items(wildcards.proxy, config["explain"]["splits"]),
+        local_triples=lambda wildcards: explain_items(wildcards.proxy, [SCORING["split"]]),
     output:
         prototypes=f"{R}/explanations/{{proxy}}/prototypes.npz",
         figure=f"{R}/explanations/{{proxy}}/prototypes.png",
@@ -146,5 +147,5 @@ rule explain:
     conda:
         "../../envs/proxyseg.yaml"
     shell:
-        "proxyseg --threads {threads} explain --checkpoint {input.model} --items {input.triples} "
+        "proxyseg --threads {threads} explain --checkpoint {input.model} --items {input.prototype_triples} --local-items {input.local_triples} "
         "--out-dir {params.out_dir} --seed {params.seed} --settings {params.settings:q} > {log} 2>&1"

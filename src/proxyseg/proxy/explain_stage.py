@@ -47,8 +47,9 @@ def _segment(items, key: str, start: int, frames: int):
     return uri, H, probs, X
 
 
-def explain_proxy(checkpoint, items, out_dir, settings: dict, seed: int = 0) -> dict:
-    """``items``: (inference.h5, spectrograms.h5, targets.h5) triples. Writes to ``out_dir``:
+def explain_proxy(checkpoint, items, out_dir, settings: dict, seed: int = 0, local_items=None) -> dict:
+    """``items``: (inference.h5, spectrograms.h5, targets.h5) triples that prototype segments are drawn
+    from; ``local_items`` (default: ``items``) those of the locally explained segments. Writes to ``out_dir``:
     ``local/<class>_<n>.png``, ``prototypes.npz``, ``prototypes.png``, ``band_mass.tsv``, ``explain.json``.
     """
     unknown = set(settings) - set(DEFAULTS)
@@ -61,15 +62,15 @@ def explain_proxy(checkpoint, items, out_dir, settings: dict, seed: int = 0) -> 
     theta = model.theta.weight.detach().cpu().numpy()[:, :, 0]  # (4, K)
     with h5py.File(items[0][1], "r") as spec:
         freqs = np.asarray(spec.attrs["freqs_hz"])
-    targets = _targets(items)
+    local_items = list(local_items or items)
 
     # local explanations of a few segments per class
     local_frames = int(round(s["segment_seconds"] * FRAME_RATE))
-    chosen = ex.select_segments_across(targets, local_frames, s["local_per_class"], rng=seed)
+    chosen = ex.select_segments_across(_targets(local_items), local_frames, s["local_per_class"], rng=seed)
     written = []
     for name in CLASSES:
         for n, (key, start) in enumerate(chosen.get(name, [])):
-            uri, H, probs, X = _segment(items, key, start, local_frames)
+            uri, H, probs, X = _segment(local_items, key, start, local_frames)
             r = ex.local_relevance(H, theta)
             comps = ex.relevant_components(r, s["tau"])[name]
             path = out_dir / "local" / f"{name}_{n}.png"
@@ -82,7 +83,7 @@ def explain_proxy(checkpoint, items, out_dir, settings: dict, seed: int = 0) -> 
 
     # global prototypes over many segments per class
     proto_frames = int(round(s["prototype_seconds"] * FRAME_RATE))
-    pool = ex.select_segments_across(targets, proto_frames, s["prototype_segments"], rng=seed,
+    pool = ex.select_segments_across(_targets(items), proto_frames, s["prototype_segments"], rng=seed,
                                      stride=max(1, proto_frames // 2))
     acc = ex.PrototypeAccumulator(W.shape[1])
     for name in CLASSES:
