@@ -8,7 +8,6 @@ differ only by the attention context beyond the chunk (measured in tests/test_fe
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import dataclass
@@ -180,9 +179,3 @@ def extract_features(manifest: str | os.PathLike, out_h5: str | os.PathLike, mod
                 bar.update(row.duration)
     log.info("cached %d files (%.1f s of audio) into %s", len(table), total, out_h5)
 
-
-def read_feature_attrs(path: str | os.PathLike) -> dict:
-    with h5py.File(path, "r") as h5:
-        attrs = dict(h5.attrs)
-    attrs["provenance"] = json.loads(attrs.get("provenance", "{}"))
-    return attrs

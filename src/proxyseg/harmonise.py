@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -93,14 +92,6 @@ def frames_in(intervals: Intervals, centers: np.ndarray) -> np.ndarray:
 
 # --------------------------------------------------------------------------------------------------
 # adapters: native annotation -> {class: intervals} per file
-
-
-@dataclass
-class Harmonised:
-    """One file's harmonised annotation."""
-
-    uri: str
-    classes: dict[str, Intervals]  # only annotated classes
 
 
 def class_rttm_adapter(settings: dict) -> tuple[set[str], Callable]:
