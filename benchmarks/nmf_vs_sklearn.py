@@ -27,6 +27,10 @@ iterations on the same matrix (library loading, thread-pool start-up, first-touc
 timed call is end to end (input conversion, initialisation, iterations, and for ours the per-iteration
 cost), and the runs alternate ours / scikit-learn ``--repeats`` times; the median and the minimum are
 reported, with the load average (on a shared machine the minimum is the less disturbed figure).
+
+Two speed figures are printed: at the same number of iterations, and at equal final cost (ours run, timed,
+for just the iterations it needs to reach scikit-learn's final cost; the issue's criterion). Both solvers do
+the same matrix products per iteration, so the first is about 1x; the second is where the solvers differ.
 """
 
 from __future__ import annotations
@@ -211,11 +215,24 @@ def main(argv=None) -> int:
           f"mu*||H||_1 {cost_sk - data_sk:.6e})")
     print(f"  ratio sklearn / proxyseg: {cost_sk / cost_ours:.4f}")
     reach = next((i for i, c in enumerate(res.costs) if c <= cost_sk), None)
-    if reach is not None:
-        t_reach = med_ours * (reach + 1) / args.iterations
-        print(f"  time-to-cost: proxyseg's cost falls below sklearn's final one after {reach + 1} iteration(s), "
-              f"about {t_reach:.3f} s (median time pro rata), i.e. {med_sk / t_reach:.1f}x sooner than sklearn's "
-              f"{args.iterations} iterations")
+    if reach is None:
+        print(f"  equal cost: proxyseg never reached sklearn's final cost in {args.iterations} iterations")
+    else:
+        # the issue's criterion: time to a final cost equal to or below sklearn's, timed directly
+        short = argparse.Namespace(**{**vars(args), "iterations": reach + 1})
+        t_short = []
+        for _ in range(args.repeats):
+            t, res_short = run_ours(X, short)
+            t_short.append(t)
+        cost_short = nmf_cost(X, res_short.W.cpu().numpy(), res_short.H.cpu().numpy(), 2.0, args.mu)
+        med_short = statistics.median(t_short)
+        print()
+        print(f"equal final cost: proxyseg stopped after {reach + 1} iterations (the first whose cost is <= "
+              f"sklearn's after {args.iterations}):")
+        print(f"  proxyseg            : median {med_short:8.3f}  min {min(t_short):8.3f}   final cost "
+              f"{cost_short:.6e} (<= sklearn's {cost_sk:.6e}: {cost_short <= cost_sk})")
+        print(f"  speed-up at equal or lower final cost (sklearn {args.iterations} it. / proxyseg {reach + 1} it.): "
+              f"median {med_sk / med_short:.2f}x, min {min(t_sk) / min(t_short):.2f}x")
     if not args.skip_same_init:
         init = sparse_nmf(X, args.K, beta=2.0, mu=args.mu, iterations=0, seed=args.seed)
         W0 = init.W.numpy().astype(np.float32)
