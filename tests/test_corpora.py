@@ -218,9 +218,10 @@ def test_generic_speaker_turns_per_file_rttm_without_list(tmp_path, write_wav):
     assert reference(out) == {("m1", "speech", 0.0, 3.0), ("m1", "overlap", 1.0, 2.0), ("m2", "speech", 0.5, 1.5)}
     manifest = pd.read_csv(out / "manifest.tsv", sep="\t")
     assert dict(zip(manifest.uri, manifest.domain)) == {"m1": "lab", "m2": "field"}
-    (tmp_path / "corpus/ann/m2.rttm").write_text(rttm("m1", 0.5, 1.0, "a"))
-    with pytest.raises(InputError, match="m1 is annotated here and in"):
+    (tmp_path / "corpus/ann/m2.rttm").write_text(rttm("m2", 0.5, 1.0, "a") + rttm("m1", 0.5, 1.0, "a"))
+    with pytest.raises(InputError, match="holds segments of m1, but this file is the RTTM of m2") as err:
         harmonise("g", "test", spec, out)
+    assert err.value.path.endswith("ann/m2.rttm") and err.value.line == 2
 
 
 def test_generic_class_labels_with_uem_and_list(tmp_path, write_wav):

@@ -236,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--corpus", required=True)
     p.add_argument("--split", required=True)
     p.add_argument("--out-dir", required=True)
-    settings(p, "the corpus entry of the config (adapter, audio, label_map, splits)")
+    settings(p, "the corpus entry of the config (adapter, root, audio, labels, label_map, splits; docs/FORMATS.md)")
 
     p = stage("class-hours", cmd_class_hours, "Gather per-split class hours into one table.")
     p.add_argument("inputs", nargs="+", help="class_hours.tsv files written by harmonise")

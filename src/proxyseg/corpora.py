@@ -79,6 +79,7 @@ class SplitSource:
     domains: dict[str, str] | None = None
     origin: dict[str, tuple[Path, int | None]] = field(default_factory=dict)  # uri -> where it was listed
     inputs: list[Path] = field(default_factory=list)  # every index/annotation file read
+    rttm_owner: dict[Path, str] = field(default_factory=dict)  # one-RTTM-per-recording layouts: file -> URI
 
     def where(self, uri: str) -> tuple[Path | None, int | None]:
         return self.origin.get(uri, (None, None))
@@ -279,7 +280,8 @@ def _files_layout(corpus, split, spec, adapter, labels, label_map_default, defau
 
     uris, origin, inputs = _uris_from(corpus, split, base, split_spec, rttm, uem, audio)
     uris = _select_portion(corpus, split, uris, domains, split_spec.get("portion"))
-    rttm_files = [_path(base, rttm.format(uri=u)) for u in uris] if _is_template(rttm) else [_path(base, rttm)]
+    owner = {_path(base, rttm.format(uri=u)): u for u in uris} if _is_template(rttm) else {}
+    rttm_files = list(owner) if owner else [_path(base, rttm)]
     uem_files = None
     if uem:
         uem_files = [_path(base, uem.format(uri=u)) for u in uris] if _is_template(uem) else [_path(base, uem)]
@@ -293,7 +295,7 @@ def _files_layout(corpus, split, spec, adapter, labels, label_map_default, defau
         annotated=_annotated(corpus, spec, labels, label_map), uris=uris,
         audio={u: _path(base, audio.format(uri=u)) for u in uris}, rttm=rttm_files, uem=uem_files,
         domains={u: domains[u] for u in uris} if domains is not None else None, origin=origin,
-        inputs=inputs + rttm_files + (uem_files or []))
+        inputs=inputs + rttm_files + (uem_files or []), rttm_owner=owner)
 
 
 def _aragon(corpus, split, spec) -> SplitSource:
@@ -363,7 +365,8 @@ def _dihard(corpus, split, spec) -> SplitSource:
         corpus=corpus, split=split, adapter="dihard", labels="speakers", label_map={},
         annotated=_annotated(corpus, spec, "speakers", {}), uris=uris,
         audio={u: root / DIHARD_AUDIO.format(uri=u) for u in uris}, rttm=rttm, uem=[uem],
-        domains={u: domains[u] for u in uris}, origin=origin, inputs=inputs + rttm + [uem])
+        domains={u: domains[u] for u in uris}, origin=origin, inputs=inputs + rttm + [uem],
+        rttm_owner=dict(zip(rttm, uris)))
 
 
 def _pyannote(corpus, split, spec) -> SplitSource:
@@ -509,8 +512,10 @@ def read_segments(source: SplitSource) -> tuple[dict[str, list], dict[str, Path]
     where: dict[str, Path] = {}
     for path in source.rttm:
         for uri, segments in read_rttm(path).items():
-            if uri in where and where[uri] != path:
-                raise InputError(path, f"{uri} is annotated here and in {where[uri]}; keep one RTTM per recording")
+            owner = source.rttm_owner.get(path)
+            if owner is not None and uri != owner:
+                raise InputError(path, f"holds segments of {uri}, but this file is the RTTM of {owner}",
+                                 line=segments[0].line)
             out.setdefault(uri, []).extend(segments)
             where[uri] = path
     return out, where
