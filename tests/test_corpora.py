@@ -329,3 +329,25 @@ def test_pyannote_rejects_unknown_protocol_and_subset(protocol, tmp_path):
     (tmp_path / "db/database.yml").unlink()
     with pytest.raises(InputError, match="database.yml: corpus 'p', split 'train': database.yml not found"):
         resolve_split("p", protocol, "train")
+
+
+def test_per_domain_rows_beside_the_corpus_total(dihard, tmp_path):
+    from proxyseg.scoring import segmentation_tables
+
+    out = tmp_path / "out"
+    harmonise("dihard3", "dev", dihard, out)
+    hyp = tmp_path / "hyp.rttm"
+    hyp.write_text(rttm("DH_DEV_0001", 0.0, 2.5, "speech") + rttm("DH_DEV_0003", 0.5, 2.0, "speech"))
+    manifest = pd.read_csv(out / "manifest.tsv", sep="\t")
+    rows = score_split(out / "reference.rttm", out / "uem.uem", out / "annotated.json", hyp,
+                       domains=dict(zip(manifest.uri, manifest.domain)))
+    rows.insert(0, "corpus", "dihard3")
+    rows.insert(0, "system", "teacher")
+    segmentation_tables(rows, tmp_path / "s.tsv", tmp_path / "s.md", {"threshold": 0.5, "collar": 0.0},
+                        tmp_path / "s.json")
+    md = (tmp_path / "s.md").read_text().split("per domain, dihard3")[1]
+    body = [[c.strip() for c in line.strip("|").split("|")] for line in md.splitlines() if line.startswith("|")][2:]
+    assert [r[:2] for r in body] == [["teacher", "all"], ["teacher", "clinical"], ["teacher", "meeting"]]
+    assert body[1][2] == "66.7"  # clinical speech F1: precision 1, recall 0.5
+    assert set(pd.read_csv(tmp_path / "s.tsv", sep="\t", keep_default_na=False)["domain"]) == {"", "clinical",
+                                                                                            "meeting"}
