@@ -8,11 +8,16 @@ from snakemake.utils import min_version
 min_version("8.0")
 
 
-configfile: "config.yaml"
+# The demo configuration, unless --configfile names your own: then yours replaces it whole (your corpora
+# and proxies are not merged with the demo's); keys you leave out take the schema's defaults.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config.yaml"
 
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/mix.smk"
 include: "workflow/rules/features.smk"
 include: "workflow/rules/teacher.smk"
 include: "workflow/rules/proxy.smk"

@@ -46,6 +46,12 @@ def cmd_demo_corpus(a):
     build_demo_corpus(a.kind, Path(a.out), a.settings, a.seed, Path(a.real_sources) if a.real_sources else None)
 
 
+def cmd_mix_corpus(a):
+    from .mixing import build_mix_corpus
+
+    build_mix_corpus(Path(a.sources), Path(a.out), a.settings, a.seed)
+
+
 def cmd_demo_wavlm(a):
     from .features import build_untrained_wavlm
 
@@ -130,7 +136,14 @@ def cmd_score(a):
     from .scoring import score_split
     from .tables import write_table
 
-    rows = score_split(a.reference, a.uem, a.annotated, a.hypothesis, collar=a.collar)
+    domains = None
+    if a.manifest:
+        import pandas as pd
+
+        manifest = pd.read_csv(a.manifest, sep="\t", dtype=str, keep_default_na=False)
+        if "domain" in manifest.columns:
+            domains = dict(zip(manifest["uri"], manifest["domain"]))
+    rows = score_split(a.reference, a.uem, a.annotated, a.hypothesis, collar=a.collar, domains=domains)
     rows.insert(0, "corpus", a.corpus)
     rows.insert(0, "system", a.system)
     write_table(rows, a.out)
@@ -207,6 +220,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--real-sources", help="folder with speech/, music/, noise/ recordings to mix instead of synthesis")
     settings(p, "files per split and duration, e.g. {\"files\": {\"train\": 12}, \"duration\": 30}")
 
+    p = stage("mix-corpus", cmd_mix_corpus, "Mix folders of speech, music and noise recordings into a labelled "
+                                            "training corpus (exact timings, seeded).")
+    p.add_argument("--sources", required=True, help="folder with speech/, music/ and noise/ subfolders of recordings")
+    p.add_argument("--out", required=True, help="corpus folder to create (audio/, rttm/, lists/, sources.tsv)")
+    p.add_argument("--seed", type=int, default=0)
+    settings(p, "files per split, duration, SNR ranges, probabilities (see proxyseg.mixing.DEFAULTS)")
+
     p = stage("demo-wavlm", cmd_demo_wavlm, "Save a small, randomly initialised (UNTRAINED) WavLM for the offline demo.")
     p.add_argument("--out", required=True, help="model folder to create (loadable with from_pretrained)")
     p.add_argument("--seed", type=int, default=0)
@@ -216,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--corpus", required=True)
     p.add_argument("--split", required=True)
     p.add_argument("--out-dir", required=True)
-    settings(p, "the corpus entry of the config (adapter, audio, label_map, splits)")
+    settings(p, "the corpus entry of the config (adapter, root, audio, labels, label_map, splits; docs/FORMATS.md)")
 
     p = stage("class-hours", cmd_class_hours, "Gather per-split class hours into one table.")
     p.add_argument("inputs", nargs="+", help="class_hours.tsv files written by harmonise")
@@ -276,6 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("system", "corpus", "reference", "uem", "annotated", "hypothesis", "out"):
         p.add_argument(f"--{name}", required=True)
     p.add_argument("--collar", type=float, default=0.0, help="pyannote collar (total width around boundaries, s)")
+    p.add_argument("--manifest", help="manifest.tsv of the split: with a domain column, per-domain rows are added")
 
     p = stage("segmentation-table", cmd_segmentation_table, "Gather scores into the long TSV and the paper-shaped table.")
     p.add_argument("inputs", nargs="+")

@@ -11,8 +11,6 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Callable
-
 import h5py
 import numpy as np
 import pandas as pd
@@ -21,7 +19,8 @@ from .atomic import atomic_open, atomic_path
 from .errors import InputError
 from .frames import CLASSES, FRAME_RATE, HOP, SAMPLE_RATE, UNKNOWN, WIN, frame_centers, num_frames
 from .io.audio import audio_info
-from .io.rttm import Segment, read_list, read_rttm, read_uem, write_rttm, write_uem
+from .corpora import read_regions, read_segments, resolve_split
+from .io.rttm import Segment, write_rttm, write_uem
 from .provenance import provenance_json
 
 Intervals = list[tuple[float, float]]
@@ -91,53 +90,37 @@ def frames_in(intervals: Intervals, centers: np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------------
-# adapters: native annotation -> {class: intervals} per file
+# native annotation -> {class: intervals} per file (the corpus layout is read by proxyseg.corpora)
 
 
-def class_rttm_adapter(settings: dict) -> tuple[set[str], Callable]:
-    """RTTM whose name field is the class (AragonRadio: sp, mu, no), renamed through ``label_map``.
+def convert_classes(segments: list[Segment], label_map: dict[str, str | None], annotated: set[str],
+                    rttm_path) -> dict[str, Intervals]:
+    """Class-labelled RTTM (AragonRadio: sp, mu, no), renamed through ``label_map``.
 
     A label mapped to null is dropped; a label absent from the map is an error naming file and line.
     """
-    label_map: dict[str, str | None] = settings.get("label_map") or {}
-    bad = {v for v in label_map.values() if v is not None and v not in CLASSES}
-    if bad:
-        raise InputError(None, f"label_map maps to unknown classes {sorted(bad)}; use {list(CLASSES)} or null")
-    annotated = set(settings.get("annotated") or {v for v in label_map.values() if v is not None})
-
-    def convert(uri: str, segments: list[Segment], rttm_path: Path) -> dict[str, Intervals]:
-        out: dict[str, Intervals] = {c: [] for c in annotated}
-        for seg in segments:
-            if seg.label not in label_map:
-                raise InputError(
-                    rttm_path,
-                    f"label {seg.label!r} is not in the corpus's label_map {sorted(label_map)}; "
-                    "add it to label_map in config (map it to null to drop it)",
-                    line=seg.line,
-                )
-            target = label_map[seg.label]
-            if target is not None:
-                out.setdefault(target, []).append((seg.start, seg.end))
-        return {c: union(v) for c, v in out.items()}
-
-    return annotated, convert
+    out: dict[str, Intervals] = {c: [] for c in annotated}
+    for seg in segments:
+        if seg.label not in label_map:
+            raise InputError(
+                rttm_path,
+                f"label {seg.label!r} is not in the corpus's label_map {sorted(label_map)}; "
+                "add it to label_map in config (map it to null to drop it)",
+                line=seg.line,
+            )
+        target = label_map[seg.label]
+        if target is not None and target in annotated:
+            out[target].append((seg.start, seg.end))
+    return {c: union(v) for c, v in out.items()}
 
 
-def speaker_rttm_adapter(settings: dict) -> tuple[set[str], Callable]:
-    """Speaker-turn RTTM (DIHARD III, AMI): speech = union of turns, overlap = two or more speakers."""
-    annotated = set(settings.get("annotated") or {"speech", "overlap"})
-
-    def convert(uri: str, segments: list[Segment], rttm_path: Path) -> dict[str, Intervals]:
-        turns: dict[str, Intervals] = {}
-        for seg in segments:
-            turns.setdefault(seg.label, []).append((seg.start, seg.end))
-        out = {"speech": union([t for ts in turns.values() for t in ts]), "overlap": overlap_regions(turns)}
-        return {c: v for c, v in out.items() if c in annotated}
-
-    return annotated, convert
-
-
-ADAPTERS = {"class_rttm": class_rttm_adapter, "speaker_rttm": speaker_rttm_adapter}
+def convert_speakers(segments: list[Segment], annotated: set[str]) -> dict[str, Intervals]:
+    """Speaker turns (DIHARD III, AMI): speech = union of turns, overlap = two or more different speakers."""
+    turns: dict[str, Intervals] = {}
+    for seg in segments:
+        turns.setdefault(seg.label, []).append((seg.start, seg.end))
+    out = {"speech": union([t for ts in turns.values() for t in ts]), "overlap": overlap_regions(turns)}
+    return {c: v for c, v in out.items() if c in annotated}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -161,42 +144,37 @@ def frame_targets(classes: dict[str, Intervals], scored: Intervals, n_frames: in
 
 
 def harmonise(corpus: str, split: str, spec: dict, out_dir: str | os.PathLike) -> pd.DataFrame:
-    """Harmonise one split of one corpus into ``out_dir`` (see docs/FORMATS.md); returns its class-hours rows."""
-    out_dir = Path(out_dir)
-    adapter_name = spec.get("adapter")
-    if adapter_name not in ADAPTERS:
-        raise InputError(None, f"corpus {corpus!r}: adapter {adapter_name!r} unknown; choose one of {sorted(ADAPTERS)}")
-    annotated, convert = ADAPTERS[adapter_name](spec)
-    splits = spec.get("splits") or {}
-    if split not in splits:
-        raise InputError(None, f"corpus {corpus!r} has no split {split!r} in config (has {sorted(splits)})")
-    files = splits[split]
-    list_path = Path(files["list"])
-    rttm_path = Path(files["rttm"])
-    uem_path = Path(files["uem"]) if files.get("uem") else None
-    audio_template = spec["audio"]
+    """Harmonise one split of one corpus into ``out_dir`` (see docs/FORMATS.md); returns its class-hours rows.
 
-    uris = read_list(list_path)
-    if not uris:
-        raise InputError(list_path, "list file names no URI; a split needs at least one file")
-    segments = read_rttm(rttm_path)
-    uem = read_uem(uem_path) if uem_path else None
+    ``spec`` is the corpus's entry of the config; ``proxyseg.corpora`` reads its layout (adapter).
+    """
+    out_dir = Path(out_dir)
+    source = resolve_split(corpus, spec, split)
+    annotated = source.annotated
+    segments, rttm_of = read_segments(source)
+    uem, uem_path = read_regions(source)
 
     manifest, references, regions, targets = [], [], {}, {}
-    for lineno, uri in enumerate(uris, start=1):
-        audio = Path(audio_template.format(uri=uri))
+    for uri in source.uris:
+        audio = source.audio[uri]
         if not audio.is_file():
-            raise InputError(list_path, f"{uri} is listed but its audio {audio} does not exist; fix the list "
-                                        "or the corpus's `audio` template in config", line=lineno)
+            listed, line = source.where(uri)
+            raise InputError(listed, f"{uri} is listed but its audio {audio} does not exist; fix the list "
+                                     "or the corpus's `audio`/`root` in config", line=line)
         duration, sample_rate, channels = audio_info(audio)
         n_frames = num_frames(resampled_length(round(duration * sample_rate), sample_rate))
         if uem is None:
             scored = [(0.0, duration)]
         elif uri not in uem:
-            raise InputError(uem_path, f"no scored region for {uri} (listed in {list_path}); add a UEM line for it")
+            listed, _ = source.where(uri)
+            raise InputError(uem_path, f"no scored region for {uri} (listed in {listed}); add a UEM line for it")
         else:
             scored = union([(max(0.0, s), min(duration, e)) for s, e in uem[uri]])
-        classes = convert(uri, segments.get(uri, []), rttm_path)
+        native = segments.get(uri, [])
+        if source.labels == "classes":
+            classes = convert_classes(native, source.label_map, annotated, rttm_of.get(uri))
+        else:
+            classes = convert_speakers(native, annotated)
         classes = {c: intersect(iv, scored) for c, iv in classes.items()}  # reference cropped to the UEM
         regions[uri] = scored
         targets[uri] = frame_targets(classes, scored, n_frames)
@@ -205,10 +183,10 @@ def harmonise(corpus: str, split: str, spec: dict, out_dir: str | os.PathLike) -
                 references.append(Segment(uri, start, end, c))
         manifest.append({"uri": uri, "audio": str(audio), "duration": round(duration, 6),
                          "sample_rate": sample_rate, "channels": channels, "num_frames": n_frames,
-                         **({"domain": spec["domains"].get(uri, "")} if spec.get("domains") else {})})
+                         **({"domain": source.domains[uri]} if source.domains is not None else {})})
 
     hours = _class_hours(corpus, split, annotated, references, regions)
-    _write_outputs(out_dir, corpus, split, spec, annotated, uris, references, regions, manifest, targets)
+    _write_outputs(out_dir, corpus, split, spec, annotated, source.uris, references, regions, manifest, targets)
     with atomic_open(out_dir / "class_hours.tsv") as f:
         hours.to_csv(f, sep="\t", index=False)
     return hours

@@ -140,7 +140,8 @@ def _annotation(uri: str, segments: list[Segment], path):
 
 
 def score_split(reference_rttm: str | os.PathLike, uem_file: str | os.PathLike, annotated_json: str | os.PathLike,
-                hypothesis_rttm: str | os.PathLike, collar: float = 0.0) -> pd.DataFrame:
+                hypothesis_rttm: str | os.PathLike, collar: float = 0.0,
+                domains: Mapping[str, str] | None = None) -> pd.DataFrame:
     """Detection precision/recall/F1 per annotated class over every file of the UEM.
 
     One pyannote metric per class, called once per UEM file (a file with no reference or no hypothesis
@@ -148,7 +149,9 @@ def score_split(reference_rttm: str | os.PathLike, uem_file: str | os.PathLike, 
     the summed components. ``collar`` is pyannote's: total width around each reference boundary.
     Returns one row per annotated class: ``class, precision, recall, f1, hours`` (reference hours inside
     the UEM, no collar), the summed ``true_positive, false_positive, false_negative`` (seconds) and
-    ``files``.
+    ``files``. With ``domains`` (URI -> domain, e.g. DIHARD III's eleven) a ``domain`` column is added:
+    empty on the corpus totals, followed by one row per domain and class with the components summed over
+    that domain's files only.
     """
     from pyannote.core import Segment as PSegment
     from pyannote.core import Timeline
@@ -167,27 +170,40 @@ def score_split(reference_rttm: str | os.PathLike, uem_file: str | os.PathLike, 
             raise InputError(path, f"{name} has files that the UEM {uem_file} does not list "
                                    f"({', '.join(extra[:5])}{', ...' if len(extra) > 5 else ''}); wrong split?")
 
-    metrics = {c: DetectionPrecisionRecallFMeasure(collar=collar) for c in classes}
-    ref_seconds = dict.fromkeys(classes, 0.0)
+    if domains is not None:
+        missing = sorted(set(regions) - set(domains))
+        if missing:
+            raise InputError(uem_file, f"no domain for {', '.join(missing[:5])}; the manifest's domain column "
+                                       "must cover every scored file")
+    groups = [""] + (sorted({domains[u] for u in regions}) if domains is not None else [])
+    metrics = {(g, c): DetectionPrecisionRecallFMeasure(collar=collar) for g in groups for c in classes}
+    ref_seconds = dict.fromkeys(metrics, 0.0)
+    files = dict.fromkeys(groups, 0)
     for uri, spans in regions.items():
         uem = Timeline([PSegment(s, e) for s, e in spans if e > s], uri=uri).support()
         ref = _annotation(uri, reference.get(uri, []), reference_rttm)
         hyp = _annotation(uri, hypothesis.get(uri, []), hypothesis_rttm)
+        mine = [""] + ([domains[uri]] if domains is not None else [])
+        for g in mine:
+            files[g] += 1
         for c in classes:
             ref_c, hyp_c = ref.subset([c]), hyp.subset([c])
-            metrics[c](ref_c, hyp_c, uem=uem, uri=uri)
-            ref_seconds[c] += ref_c.get_timeline().support().crop(uem, mode="intersection").duration()
+            seconds = ref_c.get_timeline().support().crop(uem, mode="intersection").duration()
+            for g in mine:
+                metrics[g, c](ref_c, hyp_c, uem=uem, uri=uri)
+                ref_seconds[g, c] += seconds
 
     rows = []
-    for c, metric in metrics.items():
+    for (g, c), metric in metrics.items():
         precision, recall, f1 = metric.compute_metrics()  # from the accumulated (summed) components
         tp = metric[DFS_RELEVANT_RETRIEVED]
         rows.append({"class": c, "precision": float(precision), "recall": float(recall), "f1": float(f1),
-                     "hours": ref_seconds[c] / 3600.0, "true_positive": tp,
+                     "hours": ref_seconds[g, c] / 3600.0, "true_positive": tp,
                      "false_positive": metric[DFS_PRECISION_RETRIEVED] - tp,
-                     "false_negative": metric[DFS_RECALL_RELEVANT] - tp, "files": len(regions)})
-    return pd.DataFrame(rows, columns=["class", "precision", "recall", "f1", "hours", "true_positive",
-                                       "false_positive", "false_negative", "files"])
+                     "false_negative": metric[DFS_RECALL_RELEVANT] - tp, "files": files[g], "domain": g})
+    columns = ["class", "precision", "recall", "f1", "hours", "true_positive", "false_positive", "false_negative",
+               "files"]
+    return pd.DataFrame(rows, columns=columns + (["domain"] if domains is not None else []))
 
 
 def frame_f1(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
@@ -219,7 +235,10 @@ def _wide_f1(rows: pd.DataFrame, systems: list[str], index: list[str], columns: 
     wide.columns = [" / ".join(map(str, c)) if isinstance(c, tuple) else str(c) for c in wide.columns]
     wide = wide.reset_index()
     wide["system"] = pd.Categorical(wide["system"], categories=systems, ordered=True)
-    return wide.sort_values(index, kind="stable").astype({"system": str})
+    if "domain" in index:  # the corpus total ("all") first, then the domains alphabetically
+        domains = sorted(set(wide["domain"]) - {"all"})
+        wide["domain"] = pd.Categorical(wide["domain"], categories=["all", *domains], ordered=True)
+    return wide.sort_values(index, kind="stable").astype({c: str for c in index})
 
 
 def _markdown(table: pd.DataFrame, labels: int) -> str:
@@ -234,7 +253,8 @@ def segmentation_tables(rows: pd.DataFrame, out_tsv: str | os.PathLike, out_md: 
 
     The Markdown has one row per system (``teacher`` first, then the given order) and one column per
     existing corpus x class pair (F1 %, "–" where a system was not scored there). Rows with a ``domain``
-    (not empty) are a per-domain breakdown shown in their own table. The settings file (JSON, or YAML for a
+    (not empty) are a per-domain breakdown shown in their own table per corpus, each system's corpus
+    total first (domain ``all``). The settings file (JSON, or YAML for a
     ``.yaml``/``.yml`` name) states threshold, collar and UEM plus the classes scored per corpus, since a
     score means nothing without them. Returns the main wide table.
     """
@@ -266,7 +286,9 @@ def segmentation_tables(rows: pd.DataFrame, out_tsv: str | os.PathLike, out_md: 
     if len(wide):
         parts.append(_markdown(wide, 1) + "\n")
     for corpus, part in by_domain.groupby("corpus", sort=False):
-        table = _wide_f1(ordered(part), systems, ["system", "domain"], ["class"])
+        total = overall[overall["corpus"] == corpus].assign(domain="all")  # the corpus total beside its domains
+        table = _wide_f1(ordered(pd.concat([total, part], ignore_index=True)), systems, ["system", "domain"],
+                         ["class"])
         parts.append(f"\nF1 (%) per domain, {corpus}:\n\n{_markdown(table, 2)}\n")
 
     record = dict(settings)

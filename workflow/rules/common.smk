@@ -1,8 +1,15 @@
 import json
 import os
+import re
 import shlex
+import sys
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
+
+sys.path.insert(0, os.path.join(workflow.basedir, "src"))  # corpus layouts are read at parse time
+from proxyseg.corpora import check_corpus  # noqa: E402
+from proxyseg.errors import InputError  # noqa: E402
 
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -37,6 +44,41 @@ for _name, _corpus in CORPORA.items():
                 "no/yes/on/off as booleans, so quote the label (\"no\": noise)"
             )
 
+MIXES = config.get("mixes") or {}
+
+
+def generator_marker(path):
+    """The job that writes ``path`` (a demo or mixing corpus under results/corpora/), or None."""
+    path = os.path.normpath(str(path))
+    for name in [f"demo_{k}" for k in DEMO_KINDS] + list(MIXES):
+        folder = os.path.normpath(os.path.join(R, "corpora", name))
+        if path == folder or path.startswith(folder + os.sep):
+            return os.path.join(folder, "provenance.json")
+    return None
+
+
+def _corpus_marker(spec):
+    """A corpus whose files a job of this workflow writes: that job's marker (its files do not exist yet)."""
+    paths = [spec.get("root"), spec.get("audio")]
+    paths += [v for split in spec["splits"].values() for v in (split or {}).values() if isinstance(v, str)]
+    return next((m for m in map(generator_marker, filter(None, paths)) if m), None)
+
+
+for _name, _mix in MIXES.items():
+    if not os.path.isdir(_mix["sources"]):
+        raise WorkflowError(f"config mixes.{_name}.sources: folder {_mix['sources']} not found; it should hold "
+                            "speech/, music/ and noise/ subfolders of recordings (one whole-file label per folder)")
+
+# Fail fast: every corpus on disk is resolved now, so a missing folder or file stops before any job.
+SOURCES = {}
+for _name, _corpus in CORPORA.items():
+    if _corpus_marker(_corpus):
+        continue
+    try:
+        SOURCES[_name] = check_corpus(_name, _corpus)
+    except InputError as _err:
+        raise WorkflowError(f"config corpora.{_name}: {_err}") from None
+
 for _name in TRAINING_CORPORA:
     if _name not in CORPORA:
         raise ValueError(f"config training_corpora: {_name!r} is not a corpus (have {sorted(CORPORA)})")
@@ -55,6 +97,7 @@ wildcard_constraints:
     system="|".join(SYSTEMS),
     split=r"[^/]+",
     kind="radio|meeting",
+    mix="|".join(map(re.escape, MIXES)) or "^$",
 
 
 def as_json(value):
@@ -82,15 +125,11 @@ def demo_marker(kind):
 
 
 def annotation_inputs(wildcards):
-    """The list/RTTM/UEM files of a split; files of a demo corpus come from its generation job."""
-    files = CORPORA[wildcards.corpus]["splits"][wildcards.split]
-    out = []
-    for path in (files["list"], files["rttm"], files.get("uem")):
-        if not path:
-            continue
-        kind = next((k for k in DEMO_KINDS if path.startswith(f"{R}/corpora/demo_{k}/")), None)
-        out.append(demo_marker(kind) if kind else path)
-    return sorted(set(out))
+    """The index and annotation files a split reads; a generated corpus's come from its generation job."""
+    marker = _corpus_marker(CORPORA[wildcards.corpus])
+    if marker:
+        return [marker]
+    return sorted({str(p) for p in SOURCES[wildcards.corpus][wildcards.split].inputs})
 
 
 def wavlm_model():

@@ -59,6 +59,7 @@ rule score:
         reference=labels("{corpus}", SCORING["split"], "reference.rttm"),
         uem=labels("{corpus}", SCORING["split"], "uem.uem"),
         annotated=labels("{corpus}", SCORING["split"], "annotated.json"),
+        manifest=labels("{corpus}", SCORING["split"], "manifest.tsv"),
     output:
         f"{R}/scores/{{system}}/{{corpus}}.tsv",
     params:
@@ -70,7 +71,7 @@ rule score:
     shell:
         "proxyseg score --system {wildcards.system} --corpus {wildcards.corpus} --reference {input.reference} "
         "--uem {input.uem} --annotated {input.annotated} --hypothesis {input.hypothesis} "
-        "--collar {params.collar} --out {output} > {log} 2>&1"
+        "--collar {params.collar} --manifest {input.manifest} --out {output} > {log} 2>&1"
 
 
 rule segmentation_table:

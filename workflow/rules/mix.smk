@@ -1,0 +1,18 @@
+rule mix_corpus:
+    """A mixing corpus from folders of speech, music and noise recordings (exact labels, seeded)."""
+    output:
+        f"{R}/corpora/{{mix}}/provenance.json",
+    params:
+        out=lambda wildcards, output: os.path.dirname(output[0]),
+        sources=lambda wildcards: MIXES[wildcards.mix]["sources"],
+        seed=lambda wildcards: MIXES[wildcards.mix]["seed"],
+        settings=lambda wildcards: as_json({k: v for k, v in MIXES[wildcards.mix].items() if k not in ("sources", "seed")}),
+    log:
+        f"{R}/logs/mix_corpus/{{mix}}.log",
+    benchmark:
+        f"{R}/benchmarks/mix_corpus/{{mix}}.tsv"
+    conda:
+        "../../envs/proxyseg.yaml"
+    shell:
+        "proxyseg mix-corpus --sources {params.sources:q} --out {params.out} --seed {params.seed} "
+        "--settings {params.settings:q} > {log} 2>&1"
