@@ -215,3 +215,85 @@ def test_segment_cli_report_and_resume(pipeline, tmp_path, capsys):
 def test_segment_rejects_foreign_model_folder(tmp_path, pipeline):
     with pytest.raises(InputError, match="not a proxyseg model folder"):
         segment_files(tmp_path, [pipeline["audio"]], tmp_path / "out")
+
+
+# ----------------------------------------------------------------------------------- headless browser
+
+INSTRUMENT = """<script>(function(){
+console.error = function(){ console.log('[console.error] ' + Array.from(arguments).join(' ')); };
+window.addEventListener('error', function(ev){
+  var t = ev.target;
+  if (t && t !== window && (t.src || t.href)) { console.log('[resource-error] ' + (t.src || t.href)); }
+}, true);
+})();</script>"""
+
+
+def _chromium():
+    """Debian's chromium, installed with apt-get when missing (CI runs as root on a fresh machine)."""
+    import os
+    import shutil
+    import subprocess
+
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if shutil.which(name):
+            return shutil.which(name)
+    if not shutil.which("apt-get") or os.geteuid() != 0:
+        pytest.skip("headless Chromium is not installed and cannot be: installing it needs root and apt-get "
+                    "(Debian: apt-get install chromium)")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    for cmd in (["apt-get", "install", "-y", "-q", "chromium"], ["apt-get", "update", "-q"],
+                ["apt-get", "install", "-y", "-q", "chromium"]):
+        run = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
+        if cmd[1] == "install" and run.returncode == 0 and shutil.which("chromium"):
+            return shutil.which("chromium")
+    pytest.skip(f"apt-get could not install chromium (no package source reachable?): {run.stderr[-300:]}")
+
+
+def _load(browser, page, tmp_path, fragment=""):
+    """Open ``page`` (a copy instrumented to log console errors and failed loads) headless; (DOM, console)."""
+    import re
+    import subprocess
+
+    probe = page.with_name(page.stem + ".probe.html")
+    probe.write_text(page.read_text().replace("<head>", "<head>" + INSTRUMENT, 1))
+    run = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr",
+                          "--v=0", f"--user-data-dir={tmp_path / 'chrome-profile'}", "--virtual-time-budget=5000",
+                          "--dump-dom", probe.as_uri() + fragment], capture_output=True, text=True, timeout=180)
+    assert run.returncode == 0, run.stderr[-2000:]
+    console = re.findall(r":CONSOLE[^\]]*\] \"(.*)\", source:", run.stderr)
+    return run.stdout, console
+
+
+@pytest.fixture(scope="module")
+def report_dir(pipeline, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    segment_files(pipeline["root"] / "model_wavlm", [pipeline["audio"]], out, thresholds=parse_thresholds(["0"]),
+                  device="cpu", report_settings={"explain_audio": 2, "explain_seconds": 2.0})
+    return out / "report"
+
+
+def test_report_in_headless_chromium(pipeline, report_dir, tmp_path):
+    import re
+    from urllib.parse import unquote
+
+    browser = _chromium()
+    dom, console = _load(browser, report_dir / "long.html", tmp_path, "#seg=0")
+    assert any(m.startswith("proxyseg report ready") for m in console), console
+    bad = [m for m in console if "Uncaught" in m or m.startswith("[console.error]") or m.startswith("[resource-error]")]
+    assert not bad, bad
+    assert 'data-ready="yes"' in dom
+    for element in ('id="player"', 'id="spectrogram"', 'id="tracks"', 'id="panel"'):
+        assert element in dom
+    assert len(re.findall(r'class="track"', dom)) == len(CLASSES)
+    assert len(re.findall(r'class="seg[ "]', dom)) == 4  # threshold 0: one segment per class
+    # segment 0 is selected from the URL: its band chart and listenable explanation are shown
+    assert 'class="seg selected"' in dom and 'data-selected="0"' in dom
+    assert len(re.findall(r'class="band"', dom)) == 7
+    assert 'id="explanation-audio"' in dom and 'id="residual-audio"' in dom
+    wavs = re.findall(r'src="(long/[^"]+\.wav)"', dom)
+    assert len(wavs) == 2 and all((report_dir / w).is_file() for w in wavs)
+    player = re.search(r'<audio id="player"[^>]*src="([^"]+)"', dom).group(1)
+    assert (report_dir / unquote(player)).resolve() == (pipeline["audio"] / "long.wav").resolve()
+    dom, console = _load(browser, report_dir / "index.html", tmp_path)
+    assert "proxyseg index ready" in console and not [m for m in console if "Uncaught" in m]
+    assert dom.count('.html">') == 2

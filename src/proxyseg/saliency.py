@@ -9,8 +9,9 @@ is gradient x input, ``|d logit_c / d|S|| * |S|``, and its frequency profile is 
 normalised to sum 1 per segment and averaged over the segments of the class.
 
 Comparison: per class, both the teacher's saliency profile and the proxy's prototype ``P_c(f)``
-(``explain.class_prototypes``) are summed into frequency bands (log-spaced; :func:`log_bands`) and
-compared by Spearman rank correlation over the bands.
+(``explain.class_prototypes``) are averaged over the bins of each frequency band (log-spaced;
+:func:`log_bands`; means, not sums, so that wide bands do not win by width alone) and compared by
+Spearman rank correlation over the bands.
 """
 
 from __future__ import annotations
@@ -130,10 +131,12 @@ def compare_rows(system: str, saliency_npz, prototypes_npz, num_bands: int = 16)
     if proto.P.shape[0] != sal.shape[0]:
         raise ValueError(f"{prototypes_npz} has {proto.P.shape[0]} bins, {saliency_npz} {sal.shape[0]}")
     bands = log_bands(num_bands, float(freqs[-1]))
-    bands = [b for b in bands if band_sums(np.ones_like(freqs), freqs, [b])[0] > 0]  # drop empty bands
+    width = band_sums(np.ones_like(freqs), freqs, bands)
+    bands = [b for b, n in zip(bands, width) if n > 0]  # drop bands without a bin
+    width = width[width > 0]
     rows = []
     for c, name in enumerate(CLASSES):
-        a, b = band_sums(sal[:, c], freqs, bands), band_sums(proto.P[:, c], freqs, bands)
+        a, b = band_sums(sal[:, c], freqs, bands) / width, band_sums(proto.P[:, c], freqs, bands) / width
         ok = sal_counts[c] > 0 and proto.counts[c] > 0 and a.sum() > 0 and b.sum() > 0
         rho, p = spearmanr(a, b) if ok else (np.nan, np.nan)
         fmt = lambda band: f"{band[0]:.0f}-{band[1]:.0f}"  # noqa: E731
