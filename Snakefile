@@ -22,9 +22,11 @@ include: "workflow/rules/features.smk"
 include: "workflow/rules/teacher.smk"
 include: "workflow/rules/proxy.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/trust.smk"
 
 
 rule all:
     input:
         all_outputs(),
+        trust_outputs(),
     default_target: True

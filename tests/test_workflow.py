@@ -21,6 +21,8 @@ SMALL = {
     "nmf": {"components": 8, "iterations": 5, "segments": {"speech": 4, "music": 4, "noise": 4, "overlap": 0}},
     "proxy_defaults": {"max_epochs": 1, "steps_per_epoch": 2, "batch_size": 4, "crop_seconds": 2.0, "repeats": 1},
     "explain": {"splits": ["test"], "prototype_segments": 3, "local_per_class": 1, "segment_seconds": 1.0},
+    "faithfulness": {"max_segments": 5, "draws": 2, "segment_seconds": 1.0},
+    "saliency": {"segments": 2, "segment_seconds": 1.0},
 }
 
 
@@ -91,7 +93,8 @@ def test_changing_one_proxy_reruns_only_that_proxy(small_run, tmp_path):
     out = run.stdout + run.stderr
     rules = set(re.findall(r"^(?:local)?rule (\w+):", out, flags=re.M))
     assert rules == {"train_proxy", "infer_proxy", "decide", "score", "segmentation_table", "fidelity",
-                     "fidelity_table", "explain", "all"}, rules
+                     "fidelity_table", "explain", "faithfulness", "faithfulness_table", "saliency_table",
+                     "export_model", "all"}, rules
     proxies = set(re.findall(r"proxy=(\w+)", out)) | set(re.findall(r"system=(\w+)", out))
     assert proxies == {"spec_fixedW"}
 
@@ -112,3 +115,37 @@ def test_invalid_config_names_the_key(small_run, tmp_path):
     assert run.returncode != 0
     said = run.stdout + run.stderr
     assert "['teacher']['batch_size']" in said and "'big' is not of type 'integer'" in said
+
+
+@pytest.mark.slow
+def test_faithfulness_saliency_and_segmenting_new_audio(small_run, tmp_path):
+    """The trust tables exist for every proxy, and an exported model applied to raw audio gives back the
+    workflow's probabilities and an RTTM that `proxyseg score` accepts."""
+    import numpy as np
+
+    from proxyseg.cli import main
+
+    r = small_run / "results"
+    proxies = {"wavlm_fixedW", "wavlm_learnedW", "spec_fixedW", "spec_learnedW"}
+    faith = pd.read_csv(r / "tables/faithfulness.tsv", sep="\t")
+    assert set(faith["system"]) == proxies and "ratio_random" in faith
+    assert faith[faith.system == "spec_fixedW"]["input_drop_relevant"].notna().any()
+    assert (r / "explanations/faithfulness.png").stat().st_size > 1000
+    assert set(pd.read_csv(r / "tables/saliency.tsv", sep="\t")["system"]) == proxies
+    for proxy in proxies:
+        assert list((r / "explanations" / proxy / "local").glob("*_residual.wav"))
+    manifest = pd.read_csv(r / "labels/demo_meeting/test/manifest.tsv", sep="\t")
+    uri, audio = manifest.iloc[0][["uri", "audio"]]
+    for proxy in ("wavlm_fixedW", "spec_learnedW"):
+        out = tmp_path / proxy
+        assert main(["segment", str(small_run / audio), "--model", str(r / "export" / proxy), "--out", str(out),
+                     "--device", "cpu", "--explain-audio", "1"]) == 0
+        with h5py.File(out / "probs" / f"{uri}.h5") as got, \
+                h5py.File(r / "inference" / proxy / "demo_meeting/test.h5") as ref:
+            np.testing.assert_allclose(got["probs"][()], ref[uri]["probs"][()], atol=2e-3)
+        ref_dir = r / "labels/demo_meeting/test"
+        assert main(["score", "--system", proxy, "--corpus", "demo_meeting", "--reference",
+                     str(ref_dir / "reference.rttm"), "--uem", str(ref_dir / "uem.uem"), "--annotated",
+                     str(ref_dir / "annotated.json"), "--hypothesis", str(out / "segments.rttm"),
+                     "--out", str(out / "score.tsv")]) == 0
+        assert (out / "report" / f"{uri}.html").is_file()

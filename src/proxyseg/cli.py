@@ -194,6 +194,71 @@ def cmd_explain(a):
                   local_items=triples(a.local_items, "--local-items") if a.local_items else None)
 
 
+def cmd_faithfulness(a):
+    from .faithfulness import faithfulness_rows
+    from .tables import write_table
+
+    if len(a.items) % 4:
+        raise InputError(None, "--items takes quadruples CORPUS INFERENCE.h5 SPECTROGRAMS.h5 TARGETS.h5")
+    items = [tuple(a.items[i:i + 4]) for i in range(0, len(a.items), 4)]
+    write_table(faithfulness_rows(a.checkpoint, items, a.settings, a.seed, a.system), a.out)
+
+
+def cmd_faithfulness_table(a):
+    import pandas as pd
+
+    from .faithfulness import faithfulness_summary, plot_faithfulness
+    from .tables import write_table
+
+    summary = faithfulness_summary(pd.concat([pd.read_csv(p, sep="\t") for p in a.inputs], ignore_index=True))
+    write_table(summary, a.out_tsv, a.out_md, floatfmt=".4g")
+    plot_faithfulness(a.out_png, summary)
+
+
+def cmd_saliency(a):
+    from .saliency import teacher_saliency
+
+    if len(a.items) % 2:
+        raise InputError(None, "--items takes pairs MANIFEST.tsv TARGETS.h5")
+    items = list(zip(a.items[0::2], a.items[1::2]))
+    s = dict(a.settings)
+    spec = s.pop("spectrogram", None)
+    teacher_saliency(a.teacher, a.wavlm, a.features, items, a.out, s, a.seed, spec)
+
+
+def cmd_saliency_table(a):
+    import pandas as pd
+
+    from .saliency import compare_rows
+    from .tables import write_table
+
+    if len(a.systems) != len(a.prototypes):
+        raise InputError(None, "saliency-table needs one --systems name per --prototypes file")
+    rows = pd.concat([compare_rows(n, a.saliency, p, a.bands) for n, p in zip(a.systems, a.prototypes)],
+                     ignore_index=True)
+    write_table(rows, a.out_tsv, a.out_md, floatfmt=".3g")
+
+
+def cmd_export(a):
+    from .segmenter.export import export_model
+
+    s = a.settings
+    export_model(a.proxy, a.teacher, a.dictionary, a.features, a.spectrograms, a.wavlm, a.out,
+                 step_fraction=s.get("step", 0.1), threshold=s.get("threshold", 0.5), tau=s.get("tau", 0.5),
+                 copy_wavlm=s.get("copy_wavlm", True), name=a.name)
+
+
+def cmd_segment(a):
+    from .segmenter.export import load_settings
+    from .segmenter.run import parse_thresholds, segment_files
+
+    default = load_settings(a.model).get("threshold", 0.5)
+    segment_files(a.model, a.audio, a.out, parse_thresholds(a.threshold, default), device=a.device,
+                  batch_size=a.batch_size, overwrite=a.overwrite, report=not a.no_report,
+                  report_settings={"explain_audio": a.explain_audio, "explain_seconds": a.explain_seconds,
+                                   "tau": a.tau})
+
+
 # ----------------------------------------------------------------------------- parser
 
 
@@ -327,6 +392,64 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", required=True)
     p.add_argument("--seed", type=int, default=0)
     settings(p, "the explain section of the config")
+
+    p = stage("faithfulness", cmd_faithfulness, "Remove the relevant (vs random, least relevant) components and classify again.")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--items", nargs="+", required=True, metavar="X",
+                   help="quadruples CORPUS INFERENCE.h5 SPECTROGRAMS.h5 TARGETS.h5 of the tested split")
+    p.add_argument("--system", required=True, help="proxy name written in the rows")
+    p.add_argument("--out", required=True, help="TSV of per-segment drops")
+    p.add_argument("--seed", type=int, default=0)
+    settings(p, "tau, segment_seconds, max_segments, draws, input_level")
+
+    p = stage("faithfulness-table", cmd_faithfulness_table, "Mean probability drops and ratios per proxy and class.")
+    p.add_argument("inputs", nargs="+", help="per-proxy TSVs written by faithfulness")
+    p.add_argument("--out-tsv", required=True)
+    p.add_argument("--out-md", required=True)
+    p.add_argument("--out-png", required=True)
+
+    p = stage("saliency", cmd_saliency, "Teacher input-gradient saliency per class over frequency (gradient x |STFT|).")
+    p.add_argument("--teacher", required=True, help="teacher model.pt")
+    p.add_argument("--wavlm", required=True, help="WavLM folder or hub id the features were extracted with")
+    p.add_argument("--features", required=True, help="a feature cache (its attributes name the cached layers)")
+    p.add_argument("--items", nargs="+", required=True, metavar="F", help="pairs MANIFEST.tsv TARGETS.h5")
+    p.add_argument("--out", required=True, help=".npz of class profiles (a .png is written beside it)")
+    p.add_argument("--seed", type=int, default=0)
+    settings(p, "segments, segment_seconds, device, spectrogram {n_fft, win_length}")
+
+    p = stage("saliency-table", cmd_saliency_table, "Rank correlation of teacher saliency and proxy prototypes over frequency bands.")
+    p.add_argument("--saliency", required=True, help=".npz written by saliency")
+    p.add_argument("--prototypes", nargs="+", required=True, help="prototypes.npz of each proxy")
+    p.add_argument("--systems", nargs="+", required=True, help="proxy names, in the order of --prototypes")
+    p.add_argument("--bands", type=int, default=16, help="number of log-spaced frequency bands")
+    p.add_argument("--out-tsv", required=True)
+    p.add_argument("--out-md", required=True)
+
+    p = stage("export", cmd_export, "Package a proxy with its WavLM front end, teacher fusion and dictionary into one model folder.")
+    for name, text in (("proxy", "proxy model.pt"), ("teacher", "teacher model.pt"),
+                       ("dictionary", "dictionary.npz the proxy was trained with"),
+                       ("features", "a feature cache the teacher was trained on (layers, chunking)"),
+                       ("spectrograms", "a spectrogram cache the proxy was trained on (STFT settings)"),
+                       ("wavlm", "WavLM folder or hub id"), ("out", "model folder to write")):
+        p.add_argument(f"--{name}", required=True, help=text)
+    p.add_argument("--name", help="model name shown in reports (default: the folder name)")
+    settings(p, "step (window step fraction), threshold, tau, copy_wavlm")
+
+    p = stage("segment", cmd_segment, "Segment audio files or folders with an exported model: RTTM, frame probabilities (HDF5), HTML report.")
+    p.add_argument("audio", nargs="+", help="audio files and/or folders (searched recursively)")
+    p.add_argument("--model", required=True, help="model folder written by export (results/export/<proxy>)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--threshold", action="append", metavar="[CLASS=]P",
+                   help="decision threshold: a number for every class or CLASS=NUMBER (repeatable; "
+                        "default: the model's, 0.5)")
+    p.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda, cuda:N")
+    p.add_argument("--batch-size", type=int, default=16, help="windows per forward pass")
+    p.add_argument("--overwrite", action="store_true", help="recompute files whose probabilities exist")
+    p.add_argument("--no-report", action="store_true", help="skip the HTML report")
+    p.add_argument("--explain-audio", type=int, default=5, metavar="N",
+                   help="listenable explanations for the N longest segments of each class per file")
+    p.add_argument("--explain-seconds", type=float, default=8.0, help="length of a listenable explanation")
+    p.add_argument("--tau", type=float, default=None, help="relevance threshold (default: the model's)")
     return parser
 
 

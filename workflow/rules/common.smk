@@ -168,8 +168,50 @@ def inference(system, corpus, split):
 
 
 def proxy_settings(name):
-    """proxy_defaults overridden by the proxy's own entry: a proxy reruns only when its settings change."""
-    return {**config["proxy_defaults"], **PROXIES[name]}
+    """proxy_defaults overridden by the proxy's own entry: a proxy reruns only when its settings change.
+    (Its `nmf` overrides choose its dictionary, see dictionary_path, and are not training settings.)"""
+    return {k: v for k, v in {**config["proxy_defaults"], **PROXIES[name]}.items() if k != "nmf"}
+
+
+# NMF dictionary per proxy: the global `nmf` section, or a variant when a proxy overrides nmf keys
+# (ablations of K, sparsity mu, or the corpora the dictionary is learned from). Proxies with the same
+# overrides share one variant, named after the first of them.
+def nmf_settings(proxy=None):
+    """Merged nmf settings of a proxy (``corpora``: the corpora whose train split feeds the dictionary)."""
+    merged = {**config["nmf"], **(PROXIES[proxy].get("nmf", {}) if proxy else {})}
+    merged["corpora"] = merged.get("corpora") or TRAINING_CORPORA
+    return merged
+
+
+NMF_VARIANTS = {}
+for _name in sorted(PROXIES):
+    if PROXIES[_name].get("nmf") and nmf_settings(_name) != nmf_settings():
+        _same = [v for v, st in NMF_VARIANTS.items() if st == nmf_settings(_name)]
+        if not _same:
+            NMF_VARIANTS[_name] = nmf_settings(_name)
+for _variant, _st in NMF_VARIANTS.items():
+    for _c in _st["corpora"]:
+        if _c not in CORPORA or "train" not in CORPORA[_c]["splits"]:
+            raise ValueError(f"config nmf corpora: {_c!r} is not a corpus with a train split (proxy {_variant})")
+
+
+def nmf_variant(proxy):
+    """The dictionary variant of a proxy ('' for the global dictionary)."""
+    return next((v for v, st in NMF_VARIANTS.items() if st == nmf_settings(proxy)), "")
+
+
+def dictionary_path(proxy):
+    variant = nmf_variant(proxy)
+    return f"{R}/nmf/variants/{variant}/dictionary.npz" if variant else f"{R}/nmf/dictionary.npz"
+
+
+def nmf_inputs(settings):
+    """SPECTROGRAMS.h5 TARGETS.h5 pairs of the train splits the dictionary is learned from."""
+    return [p for c in settings["corpora"] for p in (spectrograms(c, "train"), labels(c, "train", "targets.h5"))]
+
+
+def nmf_cli_settings(settings):
+    return {k: v for k, v in settings.items() if k != "corpora"}
 
 
 def proxy_pairs(split):
@@ -197,4 +239,30 @@ def all_outputs():
         out += [f"{R}/explanations/{p}/prototypes.png" for p in PROXIES]
     else:
         out += [f"{R}/tables/segmentation.md"]
+    return out
+
+
+# Faithfulness, saliency and model export (workflow/rules/trust.smk)
+FAITH = config["faithfulness"]
+SALIENCY = config["saliency"]
+EXPORT = config["export"]
+
+
+def scored_items(proxy):
+    """CORPUS INFERENCE.h5 SPECTROGRAMS.h5 TARGETS.h5 of every corpus on the scored split."""
+    s = SCORING["split"]
+    return [p for c in CORPORA if s in CORPORA[c]["splits"]
+            for p in (c, inference(proxy, c, s), spectrograms(c, s), labels(c, s, "targets.h5"))]
+
+
+def first_features():
+    c = TRAINING_CORPORA[0]
+    return features(c, "train")
+
+
+def trust_outputs():
+    if not PROXIES:
+        return []
+    out = [f"{R}/tables/faithfulness.md", f"{R}/explanations/faithfulness.png", f"{R}/tables/saliency.md"]
+    out += [f"{R}/export/{p}" for p in PROXIES if EXPORT["proxies"] == "all" or p in EXPORT["proxies"]]
     return out

@@ -20,14 +20,14 @@ rule spectrograms:
 rule pretrain_nmf:
     """Sparse NMF dictionary W from class-balanced segments of the training corpora."""
     input:
-        [p for c in TRAINING_CORPORA for p in (spectrograms(c, "train"), labels(c, "train", "targets.h5"))],
+        nmf_inputs(nmf_settings()),
     output:
         dictionary=f"{R}/nmf/dictionary.npz",
         costs=f"{R}/nmf/costs.tsv",
         figure=f"{R}/nmf/atoms.png",
         summary=f"{R}/nmf/dictionary.json",
     params:
-        settings=as_json(config["nmf"]),
+        settings=as_json(nmf_cli_settings(nmf_settings())),
         seed=config["seed"],
         out_dir=lambda wildcards, output: os.path.dirname(output.dictionary),
     threads: 2
@@ -47,7 +47,7 @@ rule train_proxy:
     input:
         train=proxy_pairs("train"),
         dev=proxy_pairs("dev"),
-        dictionary=f"{R}/nmf/dictionary.npz",
+        dictionary=lambda wildcards: dictionary_path(wildcards.proxy),
     output:
         model=f"{R}/proxies/{{proxy}}/model.pt",
         curve=f"{R}/proxies/{{proxy}}/curve.tsv",

@@ -1,7 +1,11 @@
 """The `explain` stage: local explanations of chosen test segments and global class prototypes of a proxy.
 
 Reads the proxy's inference files (H, probabilities), the spectrogram caches and the frame targets;
-the arithmetic and figures are :mod:`proxyseg.explain`'s.
+the arithmetic and figures are :mod:`proxyseg.explain`'s. Each local figure gets its listenable
+explanation beside it (``<class>_<n>.wav``: the soft mask of the relevant components on the magnitude
+STFT, original phase, ISTFT) and the residual (``<class>_<n>_residual.wav``: the complementary mask, what
+the decision did not rest on). The audio comes from the ``manifest.tsv`` that label harmonisation writes
+beside ``targets.h5``.
 """
 
 from __future__ import annotations
@@ -13,11 +17,13 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import pandas as pd
 
 from .. import explain as ex
-from ..atomic import atomic_open
+from ..atomic import atomic_open, atomic_path
 from ..errors import InputError
-from ..frames import CLASSES, FRAME_RATE
+from ..frames import CLASSES, FRAME_RATE, HOP, SAMPLE_RATE, WIN
+from ..io.audio import load_audio
 from ..provenance import provenance_json
 from .model import load_proxy
 
@@ -47,6 +53,33 @@ def _segment(items, key: str, start: int, frames: int):
     return uri, H, probs, X
 
 
+def _audio_paths(items) -> dict[str, str]:
+    """``"<item>/<uri>"`` -> audio path, from the manifest beside each targets.h5 (absent: no WAVs)."""
+    out = {}
+    for i, (_, _, targets_h5) in enumerate(items):
+        manifest = Path(targets_h5).with_name("manifest.tsv")
+        if not manifest.is_file():
+            log.warning("no %s: local explanations get no WAV", manifest)
+            continue
+        for uri, audio in pd.read_csv(manifest, sep="\t")[["uri", "audio"]].itertuples(index=False):
+            out[f"{i}/{uri}"] = str(audio)
+    return out
+
+
+def write_listenable(path_wav, samples, W, H, components, n_fft: int, win_length: int) -> Path:
+    """Write the listenable explanation ``path_wav`` and its residual ``<stem>_residual.wav`` (16 kHz)."""
+    import soundfile as sf
+
+    mask = ex.explanation_mask(np.maximum(W, 0.0), H, components)
+    path_wav = Path(path_wav)
+    residual = path_wav.with_name(path_wav.stem + "_residual.wav")
+    for path, m in ((path_wav, mask), (residual, 1.0 - mask)):
+        y = np.clip(ex.masked_audio(samples, m, n_fft, win_length), -1.0, 1.0)
+        with atomic_path(path) as tmp:
+            sf.write(str(tmp), y, SAMPLE_RATE, subtype="PCM_16", format="WAV")
+    return residual
+
+
 def explain_proxy(checkpoint, items, out_dir, settings: dict, seed: int = 0, local_items=None) -> dict:
     """``items``: (inference.h5, spectrograms.h5, targets.h5) triples that prototype segments are drawn
     from; ``local_items`` (default: ``items``) those of the locally explained segments. Writes to ``out_dir``:
@@ -62,7 +95,9 @@ def explain_proxy(checkpoint, items, out_dir, settings: dict, seed: int = 0, loc
     theta = model.theta.weight.detach().cpu().numpy()[:, :, 0]  # (4, K)
     with h5py.File(items[0][1], "r") as spec:
         freqs = np.asarray(spec.attrs["freqs_hz"])
+        n_fft, win_length = int(spec.attrs.get("n_fft", 512)), int(spec.attrs.get("win_length", 400))
     local_items = list(local_items or items)
+    audio = _audio_paths(local_items)
 
     # local explanations of a few segments per class
     local_frames = int(round(s["segment_seconds"] * FRAME_RATE))
@@ -78,8 +113,15 @@ def explain_proxy(checkpoint, items, out_dir, settings: dict, seed: int = 0, loc
                                       threshold=s["threshold"],
                                       title=f"{name}: {uri} {start / FRAME_RATE:.2f}-"
                                             f"{(start + local_frames) / FRAME_RATE:.2f} s")
-            written.append({"class": name, "uri": uri, "start": start / FRAME_RATE,
-                            "relevant_components": comps.tolist(), "figure": str(path)})
+            record = {"class": name, "uri": uri, "start": start / FRAME_RATE,
+                      "relevant_components": comps.tolist(), "figure": str(path)}
+            if key in audio:
+                t0 = start * HOP / SAMPLE_RATE
+                samples = load_audio(audio[key], t0, t0 + (HOP * (H.shape[1] - 1) + WIN) / SAMPLE_RATE)
+                wav = path.with_suffix(".wav")
+                residual = write_listenable(wav, samples, W, H, comps, n_fft, win_length)
+                record.update(audio=str(wav), residual=str(residual))
+            written.append(record)
 
     # global prototypes over many segments per class
     proto_frames = int(round(s["prototype_seconds"] * FRAME_RATE))

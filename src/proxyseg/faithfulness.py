@@ -1,0 +1,217 @@
+"""Faithfulness of the proxy's explanations (METHOD §7, from L2I): does the decision really rest on the
+components the explanation names?
+
+For every test segment where class c is annotated active, the relevant components R (local relevance
+``r[k, c] > tau``) are removed from H (their rows set to zero) and the segment is classified again
+(``y = Θ H + b``, the proxy's own classifier). The drop of the class probability (mean over the segment's
+frames, before minus after) is compared with removing
+
+* the same number of **random** components, drawn uniformly from all K (several seeded draws, averaged);
+* the same number of random components among those **active** in the segment (mean activation above
+  :data:`ACTIVE`), a harder baseline: inactive components change nothing when removed;
+* the same number of **least relevant** components (the bottom of the relevance ranking for c, i.e.
+  those that speak most against c; removing them should *raise* the probability, a negative drop).
+
+For spectrogram-input proxies the **input-level** test removes the explanation from the input itself:
+with the soft mask M of R (``explain.explanation_mask``) on the magnitude spectrum,
+``X' = log(1 + (1 - M)^2 (exp(X) - 1))`` (the residual's log-power spectrogram), and the proxy runs
+again on X'; same baselines with the masks of random components.
+
+Segments in which no component is relevant for c are counted (``no_relevant``) and left out.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import torch
+
+from . import explain as ex
+from .frames import CLASSES, FRAME_RATE
+from .proxy.model import load_proxy
+
+log = logging.getLogger("proxyseg.faithfulness")
+
+#: A component counts as active in a segment when its mean activation exceeds this.
+ACTIVE = 1e-3
+
+DEFAULTS = {"tau": 0.5, "segment_seconds": 2.0, "max_segments": 200, "draws": 5, "input_level": True}
+
+KINDS = ("relevant", "random", "random_active", "least")
+
+__all__ = ["ACTIVE", "DEFAULTS", "KINDS", "removal_sets", "probability_drops", "residual_spectrogram",
+           "faithfulness_rows", "faithfulness_summary", "plot_faithfulness"]
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def removal_sets(r_c: np.ndarray, z: np.ndarray, tau: float, rng: np.random.Generator, draws: int
+                 ) -> dict[str, list[np.ndarray]]:
+    """Component sets to remove for one segment and class: ``{"relevant": [R], "random": [...draws],
+    "random_active": [...draws], "least": [L]}``; all of size ``|R|`` (``random_active`` smaller when
+    fewer components are active). ``r_c`` (K,) relevance for the class, ``z`` (K,) mean activations."""
+    K = r_c.shape[0]
+    rel = np.flatnonzero(r_c > tau)
+    n = rel.size
+    active = np.flatnonzero(z > ACTIVE)
+    least = np.argsort(r_c, kind="stable")[:n]
+    return {
+        "relevant": [rel],
+        "random": [rng.choice(K, size=n, replace=False) for _ in range(draws)],
+        "random_active": [rng.choice(active, size=min(n, active.size), replace=False) for _ in range(draws)],
+        "least": [least],
+    }
+
+
+def probability_drops(H: np.ndarray, theta: np.ndarray, bias: np.ndarray, c: int,
+                      sets: dict[str, list[np.ndarray]]) -> dict[str, float]:
+    """Mean over frames of ``p_c(H) - p_c(H without the set)``, averaged over the draws of each kind."""
+    base = _sigmoid(theta[c] @ H + bias[c])
+    out = {"base": float(base.mean())}
+    for kind, draws in sets.items():
+        drops = []
+        for comps in draws:
+            removed = theta[c, comps] @ H[comps] if len(comps) else 0.0
+            drops.append(float((base - _sigmoid(theta[c] @ H + bias[c] - removed)).mean()))
+        out[kind] = float(np.mean(drops)) if drops else float("nan")
+    return out
+
+
+def residual_spectrogram(X: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Log-power spectrogram of the residual: ``log(1 + (1 - M)^2 (exp(X) - 1))`` (X = log(1 + |S|^2))."""
+    return np.log1p(np.square(1.0 - mask) * np.expm1(X))
+
+
+def _segments(targets_h5, seconds: float, max_segments: int, rng) -> dict[str, list[tuple[str, int]]]:
+    with h5py.File(targets_h5, "r") as t:
+        targets = {uri: t[uri][()] for uri in t}
+    return ex.select_segments_across(targets, int(round(seconds * FRAME_RATE)), max_segments, rng=rng)
+
+
+@torch.no_grad()
+def faithfulness_rows(checkpoint, items, settings: dict | None = None, seed: int = 0, system: str = "") -> pd.DataFrame:
+    """One row per (corpus, class, segment): drops of every kind, H-level and (spectrogram input) input-level.
+
+    ``items``: ``(corpus, inference.h5, spectrograms.h5, targets.h5)`` of the split to test.
+    """
+    s = {**DEFAULTS, **(settings or {})}
+    unknown = set(s) - set(DEFAULTS)
+    if unknown:
+        raise ValueError(f"unknown faithfulness setting(s) {sorted(unknown)}; known: {sorted(DEFAULTS)}")
+    model, ckpt = load_proxy(checkpoint)
+    inp = ckpt["hparams"].get("input", "wavlm")
+    theta = model.theta.weight.detach().double().numpy()[:, :, 0]
+    bias = model.theta.bias.detach().double().numpy()
+    W = model.W.detach().double().numpy()
+    if (W < 0).any():
+        log.warning("%s: the dictionary has negative entries (learned_random): the input-level masks use ReLU(W)",
+                    checkpoint)
+    Wpos = np.maximum(W, 0.0)
+    input_level = bool(s["input_level"]) and inp == "spectrogram"
+    frames = int(round(s["segment_seconds"] * FRAME_RATE))
+    rows = []
+    for corpus, infer_h5, spec_h5, targets_h5 in items:
+        rng = np.random.default_rng(seed)
+        chosen = _segments(targets_h5, s["segment_seconds"], int(s["max_segments"]), rng)
+        with h5py.File(infer_h5, "r") as inf, h5py.File(spec_h5, "r") as sp:
+            for c, name in enumerate(CLASSES):
+                for uri, start in chosen[name]:
+                    H = inf[uri]["H"][start:start + frames].astype(np.float64).T
+                    if H.shape[1] < frames:
+                        continue
+                    r = ex.local_relevance(H, theta)[:, c]
+                    row = {"system": system, "corpus": corpus, "class": name, "uri": uri,
+                           "start": start / FRAME_RATE, "n_relevant": int((r > s["tau"]).sum())}
+                    if row["n_relevant"] == 0:
+                        rows.append({**row, "no_relevant": True})
+                        continue
+                    sets = removal_sets(r, H.mean(axis=1), s["tau"], rng, int(s["draws"]))
+                    drops = probability_drops(H, theta, bias, c, sets)
+                    row.update({"no_relevant": False, "base": drops["base"],
+                                **{f"drop_{k}": drops[k] for k in KINDS}})
+                    if input_level:
+                        row.update(_input_level(model, sp[uri][start:start + frames].astype(np.float32).T,
+                                                Wpos, theta, c, s["tau"], rng, int(s["draws"])))
+                    rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _input_level(model, X: np.ndarray, W: np.ndarray, theta, c: int, tau: float, rng, draws: int) -> dict:
+    """Run the proxy on the segment's X, remove masks of component sets from X, run it again."""
+    def run(x):
+        out = model(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None])
+        return torch.sigmoid(out["logits"][0, c]).double().numpy(), out["H"][0].double().numpy()
+
+    base, H = run(X)
+    r = ex.local_relevance(H, theta)[:, c]
+    if not (r > tau).any():
+        return {"input_n_relevant": 0}
+    sets = removal_sets(r, H.mean(axis=1), tau, rng, draws)
+    out = {"input_n_relevant": int((r > tau).sum()), "input_base": float(base.mean())}
+    for kind, comp_sets in sets.items():
+        drops = []
+        for comps in comp_sets:
+            mask = ex.explanation_mask(W, H, comps)
+            after, _ = run(residual_spectrogram(X.astype(np.float64), mask))
+            drops.append(float((base - after).mean()))
+        out[f"input_drop_{kind}"] = float(np.mean(drops))
+    return out
+
+
+def faithfulness_summary(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per system and class (over every corpus of the split): segments, mean drops, ratios."""
+    out = []
+    for (system, cls), g in rows.groupby(["system", "class"], sort=False):
+        ok = g[~g["no_relevant"].astype(bool)]
+        rec = {"system": system, "class": cls, "segments": len(ok), "no_relevant": int(g["no_relevant"].sum()),
+               "n_relevant": ok["n_relevant"].mean() if len(ok) else np.nan,
+               "base_prob": ok["base"].mean() if len(ok) else np.nan}
+        for kind in KINDS:
+            rec[f"drop_{kind}"] = ok[f"drop_{kind}"].mean() if len(ok) else np.nan
+        rec["ratio_random"] = _ratio(rec["drop_relevant"], rec["drop_random"])
+        rec["ratio_random_active"] = _ratio(rec["drop_relevant"], rec["drop_random_active"])
+        if "input_drop_relevant" in ok:
+            inp = ok.dropna(subset=["input_drop_relevant"])
+            for kind in KINDS:
+                rec[f"input_drop_{kind}"] = inp[f"input_drop_{kind}"].mean() if len(inp) else np.nan
+            rec["input_ratio_random"] = _ratio(rec["input_drop_relevant"], rec["input_drop_random"])
+        out.append(rec)
+    return pd.DataFrame(out)
+
+
+def _ratio(a: float, b: float) -> float:
+    if not (np.isfinite(a) and np.isfinite(b)) or b <= 0:
+        return float("inf") if np.isfinite(a) and a > 0 and np.isfinite(b) and b <= 0 else float("nan")
+    return float(a / b)
+
+
+def plot_faithfulness(path, summary: pd.DataFrame) -> None:
+    """Grouped bars: mean probability drop per class for each removal kind, one panel per system."""
+    from .explain import _figure, _save_figure
+
+    systems = list(dict.fromkeys(summary["system"]))
+    fig = _figure(figsize=(4.2 * max(1, len(systems)), 4.2))
+    axes = np.atleast_1d(fig.subplots(1, max(1, len(systems)), sharey=True))
+    colors = {"relevant": "tab:red", "random": "tab:gray", "random_active": "tab:olive", "least": "tab:blue"}
+    for ax, system in zip(axes, systems):
+        g = summary[summary["system"] == system].set_index("class").reindex(CLASSES)
+        x = np.arange(len(CLASSES))
+        for i, kind in enumerate(KINDS):
+            ax.bar(x + (i - 1.5) * 0.2, g[f"drop_{kind}"].fillna(0.0), width=0.2, color=colors[kind], label=kind)
+        ax.axhline(0, color="k", lw=0.6)
+        ax.set_xticks(x, [f"{c}\n(n={int(n) if np.isfinite(n) else 0})" for c, n in zip(CLASSES, g["segments"])],
+                      fontsize=8)
+        ax.set_title(system, fontsize=9)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].set_ylabel("mean drop of the class probability")
+    axes[0].legend(fontsize=8, title="components removed", title_fontsize=8)
+    fig.suptitle("Faithfulness: removing the relevant components vs random / least relevant ones (test split)",
+                 fontsize=10)
+    fig.tight_layout()
+    _save_figure(fig, Path(path))

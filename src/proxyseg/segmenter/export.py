@@ -1,0 +1,121 @@
+"""A self-contained model folder for ``proxyseg segment``: everything needed to go from audio to decisions
+and explanations, with the settings the models were trained with.
+
+Layout (``settings.json`` says which files are present)::
+
+    settings.json     format, proxy input, windows, spectrogram, WavLM layers and chunking, thresholds
+    proxy.pt          the proxy checkpoint (Psi, Theta, W)
+    dictionary.npz    the pre-learned NMF dictionary the proxy started from
+    teacher.pt        the teacher checkpoint, whose layer fusion makes the proxy's input S (WavLM input only)
+    wavlm/            a copy of the WavLM folder (WavLM input only; or settings name a hub id instead)
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+
+from ..atomic import atomic_dir
+from ..errors import InputError
+from ..provenance import provenance
+
+FORMAT = "proxyseg-model/1"
+SETTINGS = "settings.json"
+
+__all__ = ["FORMAT", "export_model", "load_settings"]
+
+
+def _attrs(path, what: str) -> dict:
+    try:
+        with h5py.File(path, "r", locking=False) as h5:
+            return {k: (v.tolist() if isinstance(v, np.ndarray) else (v.item() if hasattr(v, "item") else v))
+                    for k, v in h5.attrs.items()}
+    except OSError as err:
+        raise InputError(path, f"cannot open {what} ({err})") from err
+
+
+def export_model(proxy_pt, teacher_pt, dictionary_npz, features_h5, spectrograms_h5, wavlm: str, out_dir,
+                 step_fraction: float = 0.1, threshold: float = 0.5, tau: float = 0.5,
+                 copy_wavlm: bool = True, name: str | None = None) -> dict:
+    """Write the model folder ``out_dir`` (atomically: a half-written folder never replaces a good one).
+
+    ``features_h5`` / ``spectrograms_h5``: any cache the models were trained on; their attributes give the
+    WavLM layers and chunking and the STFT settings, so new audio is processed exactly like training data.
+    ``wavlm``: the WavLM folder or hub id; a local folder is copied when ``copy_wavlm`` (hub ids never are).
+    """
+    ckpt = torch.load(proxy_pt, map_location="cpu", weights_only=False)
+    hp = ckpt["hparams"]
+    inp = hp.get("input", "wavlm")
+    window = int(hp["crop_frames"])
+    spec = _attrs(spectrograms_h5, "spectrogram cache")
+    settings = {
+        "format": FORMAT,
+        "name": name or Path(out_dir).name,
+        "input": inp,
+        "classes": list(hp.get("classes", ["speech", "noise", "music", "overlap"])),
+        "proxy": {"file": "proxy.pt", "window_frames": window, "step_frames": max(1, round(window * step_fraction)),
+                  "components": int(hp["components"]), "dictionary_mode": hp.get("dictionary", hp.get("mode"))},
+        "dictionary": "dictionary.npz",
+        "spectrogram": {"n_fft": int(spec["n_fft"]), "win_length": int(spec["win_length"])},
+        "threshold": float(threshold),
+        "tau": float(tau),
+    }
+    with atomic_dir(out_dir) as tmp:
+        shutil.copyfile(proxy_pt, tmp / "proxy.pt")
+        shutil.copyfile(dictionary_npz, tmp / "dictionary.npz")
+        if inp == "wavlm":
+            feats = _attrs(features_h5, "feature cache")
+            tckpt = torch.load(teacher_pt, map_location="cpu", weights_only=True)
+            thp = tckpt["hparams"]
+            twin = int(thp["crop_frames"])
+            layers = [int(i) for i in np.atleast_1d(feats["layers"])]
+            if len(layers) != int(thp["num_layers"]):
+                raise InputError(features_h5, f"caches {len(layers)} layers but the teacher {teacher_pt} fuses "
+                                 f"{thp['num_layers']}: give the feature cache the teacher was trained on")
+            shutil.copyfile(teacher_pt, tmp / "teacher.pt")
+            local = Path(wavlm).is_dir()
+            if local and copy_wavlm:
+                shutil.copytree(wavlm, tmp / "wavlm")
+                ref = "wavlm"
+            else:
+                ref = str(Path(wavlm).resolve()) if local else str(wavlm)
+            settings["teacher"] = {"file": "teacher.pt", "window_frames": twin,
+                                   "step_frames": max(1, round(twin * step_fraction))}
+            settings["wavlm"] = {"model": ref, "copied": bool(local and copy_wavlm),
+                                 "revision": feats.get("revision") or None, "layers": layers,
+                                 "chunk_seconds": float(feats["chunk_seconds"]),
+                                 "overlap_seconds": float(feats["overlap_seconds"]),
+                                 "untrained": bool(feats.get("untrained", False))}
+        settings["provenance"] = provenance(stage="export", proxy=str(proxy_pt), teacher=str(teacher_pt),
+                                            dictionary=str(dictionary_npz), wavlm=str(wavlm),
+                                            step_fraction=step_fraction)
+        (tmp / SETTINGS).write_text(json.dumps(settings, indent=2, default=str) + "\n")
+    return settings
+
+
+def load_settings(model_dir) -> dict:
+    """``settings.json`` of a model folder, checked; paths inside are resolved against the folder."""
+    model_dir = Path(model_dir)
+    path = model_dir / SETTINGS
+    if not path.is_file():
+        raise InputError(model_dir, f"not a proxyseg model folder (no {SETTINGS}); make one with "
+                                    "`proxyseg export` or the workflow's results/export/<proxy>/")
+    try:
+        s = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise InputError(path, f"not valid JSON ({err.msg})", line=err.lineno) from None
+    if s.get("format") != FORMAT:
+        raise InputError(path, f"format {s.get('format')!r}, expected {FORMAT!r}; re-export the model")
+    needed = [s["proxy"]["file"], s["dictionary"]] + ([s["teacher"]["file"]] if s["input"] == "wavlm" else [])
+    missing = [n for n in needed if not (model_dir / n).is_file()]
+    if missing:
+        raise InputError(model_dir, f"model folder incomplete: missing {missing}")
+    if s["input"] == "wavlm":
+        model = s["wavlm"]["model"]
+        s["wavlm"]["path"] = str(model_dir / model) if s["wavlm"]["copied"] else model
+    return s

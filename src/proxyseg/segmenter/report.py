@@ -1,0 +1,318 @@
+"""Static HTML explanation report of a segmented file: one self-contained page per file plus an index.
+
+A page shows an audio player (the original file, by relative path), the spectrogram with the four class
+tracks under it (probability curve and decided segments), and, for a clicked segment, the frequency
+bands its decision rests on (relevant NMF atoms, METHOD §7) with the listenable explanation and its
+residual. No external resource: CSS and JavaScript are inline, data are embedded as JSON, the
+spectrogram and the explanation WAVs sit in the folder ``<uri>/`` beside the page.
+``<page>#seg=N`` opens the page with segment N selected.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import os
+from pathlib import Path
+from urllib.parse import quote
+
+import h5py
+import numpy as np
+import soundfile as sf
+
+from .. import explain as ex
+from ..atomic import atomic_open, atomic_path
+from ..frames import CLASSES, HOP, SAMPLE_RATE, WIN
+from ..io.rttm import Segment
+from ..spectrogram import stft_frequencies
+from .stream import AudioReader
+
+log = logging.getLogger("proxyseg.report")
+
+COLORS = {"speech": "#1f77b4", "noise": "#7f7f7f", "music": "#ff7f0e", "overlap": "#d62728"}
+
+__all__ = ["segment_explanation", "build_report", "build_index", "band_profile"]
+
+
+def band_profile(W: np.ndarray, r: np.ndarray, components, freqs: np.ndarray,
+                 bands=ex.DEFAULT_BANDS) -> list[float]:
+    """Share of ``Σ_{k relevant} r_k w_k`` per frequency band (sums to 1; zeros when nothing is relevant)."""
+    comps = np.asarray(components, dtype=np.int64)
+    prof = np.zeros(len(freqs)) if comps.size == 0 else np.maximum(W[:, comps] @ r[comps], 0.0)
+    top = max(hi for _, hi in bands)
+    mass = np.array([prof[(freqs >= lo) & ((freqs < hi) | ((hi == top) & (freqs == hi)))].sum() for lo, hi in bands])
+    total = mass.sum()
+    return (mass / total).tolist() if total > 0 else [0.0] * len(bands)
+
+
+def _frame(t: float) -> int:
+    """First frame of a decision segment starting at ``t`` seconds (inverse of scoring.binarize)."""
+    return max(0, int(round((t * SAMPLE_RATE - (WIN // 2 - HOP // 2)) / HOP)))
+
+
+def segment_explanation(H: np.ndarray, theta: np.ndarray, W: np.ndarray, class_name: str, tau: float):
+    """Relevance ``r`` (K,) of one segment's activations ``H`` (K x t) for a class, and its relevant atoms."""
+    r = ex.local_relevance(H, theta)
+    return r[:, CLASSES.index(class_name)], ex.relevant_components(r, tau)[class_name]
+
+
+def _write_wav(path: Path, samples: np.ndarray) -> None:
+    with atomic_path(path) as tmp:
+        sf.write(str(tmp), np.clip(samples, -1.0, 1.0), SAMPLE_RATE, subtype="PCM_16", format="WAV")
+
+
+def _save_spectrogram(path: Path, preview: np.ndarray) -> None:
+    from matplotlib.image import imsave
+
+    img = np.asarray(preview, dtype=np.float32).T  # (F, columns)
+    lo, hi = np.percentile(img, [2, 99.5]) if img.size else (0.0, 1.0)
+    with atomic_path(path) as tmp:
+        imsave(tmp, img, cmap="magma", origin="lower", vmin=lo, vmax=max(hi, lo + 1e-6), format="png")
+
+
+def _href(target: Path, start: Path) -> str:
+    return quote(os.path.relpath(Path(target).resolve(), Path(start).resolve()).replace(os.sep, "/"))
+
+
+def build_report(segmenter, uri: str, audio, probs_h5, segments: list[Segment], thresholds: dict, report_dir,
+                 explain_audio: int = 5, explain_seconds: float = 8.0, tau: float | None = None) -> Path:
+    """Write ``report_dir/<uri>.html`` and ``report_dir/<uri>/`` (spectrogram PNG, explanation WAVs).
+
+    Every decided segment gets its relevant atoms and frequency-band profile; the ``explain_audio``
+    longest segments of each class also get a listenable explanation and its residual (their first
+    ``explain_seconds``): soft mask of the relevant atoms on the magnitude STFT, original phase, ISTFT.
+    """
+    report_dir = Path(report_dir)
+    assets = report_dir / uri
+    assets.mkdir(parents=True, exist_ok=True)
+    tau = float(segmenter.settings.get("tau", 0.5) if tau is None else tau)
+    W = np.maximum(segmenter.W, 0.0)  # the mask needs a non-negative W (learned_random may have negatives)
+    theta = segmenter.theta
+    n_fft, win = segmenter.n_fft, segmenter.win_length
+    freqs = stft_frequencies(n_fft)
+    reader = AudioReader(audio)
+    with h5py.File(probs_h5, "r") as h5:
+        probs = h5["probs"][()]
+        T = probs.shape[0]
+        preview = h5["X_preview"][()]
+        per = int(h5.attrs["preview_frames_per_column"])
+        Hds = h5["H"]
+        order = sorted(range(len(segments)), key=lambda i: -(segments[i].end - segments[i].start))
+        audible: set[int] = set()
+        for name in CLASSES:
+            audible |= set([i for i in order if segments[i].label == name][:max(0, int(explain_audio))])
+        items = []
+        for i, seg in enumerate(segments):
+            f0 = min(_frame(seg.start), T - 1)
+            f1 = max(f0 + 1, min(T, _frame(seg.end)))
+            H = Hds[f0:f1].astype(np.float32).T
+            r, comps = segment_explanation(H, theta, W, seg.label, tau)
+            item = {"id": i, "class": seg.label, "start": round(seg.start, 3), "end": round(seg.end, 3),
+                    "prob": round(float(probs[f0:f1, CLASSES.index(seg.label)].mean()), 3),
+                    "relevant": comps[:20].tolist(), "n_relevant": int(comps.size),
+                    "bands": [round(v, 4) for v in band_profile(W, r, comps, freqs)],
+                    "explanation": None, "residual": None}
+            if i in audible and comps.size:
+                g1 = min(f1, f0 + max(1, int(round(explain_seconds * SAMPLE_RATE / HOP))))
+                x = reader.read(HOP * f0, HOP * (g1 - 1) + WIN)
+                mask = ex.explanation_mask(W, H[:, :g1 - f0], comps)
+                for key, m in (("explanation", mask), ("residual", 1.0 - mask)):
+                    name = f"seg{i:05d}_{seg.label}_{key}.wav"
+                    _write_wav(assets / name, ex.masked_audio(x, m, n_fft, win))
+                    item[key] = f"{quote(uri)}/{name}"
+                item["audio_seconds"] = round((g1 - f0) * HOP / SAMPLE_RATE, 3)
+            items.append(item)
+    _save_spectrogram(assets / "spectrogram.png", preview)
+    cols = preview.shape[0]
+    pooled = np.stack([probs[c * per:(c + 1) * per].max(axis=0) for c in range(cols)]) if cols else probs[:0]
+    data = {
+        "uri": uri, "duration": round(T * HOP / SAMPLE_RATE, 3), "classes": list(CLASSES),
+        "colors": COLORS, "thresholds": thresholds, "tau": tau,
+        "bands": [[lo, hi] for lo, hi in ex.DEFAULT_BANDS],
+        "spectrogram": f"{quote(uri)}/spectrogram.png", "max_hz": float(freqs[-1]),
+        "probs": np.round(pooled, 3).T.tolist(), "segments": items,
+        "input": segmenter.settings["input"], "model": segmenter.settings.get("name", ""),
+        "untrained": bool(segmenter.settings.get("wavlm", {}).get("untrained", False)),
+    }
+    page = report_dir / f"{uri}.html"
+    with atomic_open(page, encoding="utf-8") as f:
+        f.write(_page(uri, _href(reader.path, report_dir), data))
+    return page
+
+
+def build_index(records: list[dict], report_dir) -> Path:
+    """``report_dir/index.html``: one row per file with links to its page."""
+    report_dir = Path(report_dir)
+    rows = []
+    for r in records:
+        name = html.escape(r["uri"])
+        link = f'<a href="{quote(r["uri"])}.html">{name}</a>' if r.get("report") else name
+        rows.append(f"<tr><td>{link}</td><td>{r['duration']:.1f}</td><td>{r['segments']}</td>"
+                    f"<td>{html.escape(str(r['audio']))}</td></tr>")
+    body = ("<h1>proxyseg segmentation report</h1>"
+            f"<p>{len(records)} file(s). Click a file to see its spectrogram, class tracks and explanations.</p>"
+            "<table id='files'><thead><tr><th>file</th><th>seconds</th><th>segments</th><th>audio</th></tr></thead>"
+            f"<tbody>{''.join(rows)}</tbody></table>")
+    path = report_dir / "index.html"
+    with atomic_open(path, encoding="utf-8") as f:
+        f.write(f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>proxyseg report</title>"
+                f"<style>{_CSS}</style></head><body>{body}"
+                "<script>console.log('proxyseg index ready');</script></body></html>")
+    return path
+
+
+_CSS = """
+body{font-family:system-ui,sans-serif;margin:1.2em;color:#222;max-width:1400px}
+table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left}
+#view{position:relative;width:100%;user-select:none}
+#spectrogram{display:block;width:100%;height:220px;image-rendering:pixelated;cursor:crosshair;background:#000}
+#cursor{position:absolute;top:0;width:2px;background:#0f0;pointer-events:none;height:220px;left:0}
+.track{position:relative;height:34px;border-bottom:1px solid #ddd;background:#fafafa}
+.track .label{position:absolute;left:2px;top:2px;font-size:11px;z-index:2;background:rgba(255,255,255,.7);padding:0 3px}
+.track svg{position:absolute;left:0;top:0;width:100%;height:100%}
+.seg{position:absolute;top:14px;height:18px;min-width:2px;opacity:.75;cursor:pointer;border-radius:2px}
+.seg.selected{opacity:1;outline:2px solid #000}
+#panel{margin-top:1em;padding:.6em;border:1px solid #ccc;min-height:8em}
+#bands svg{width:100%;max-width:640px;height:180px}
+.warn{background:#fff3cd;padding:.4em;border:1px solid #e0c060}
+audio{vertical-align:middle}
+"""
+
+_JS = r"""
+(function(){
+'use strict';
+const data = JSON.parse(document.getElementById('report-data').textContent);
+const player = document.getElementById('player');
+const spec = document.getElementById('spectrogram');
+const cursor = document.getElementById('cursor');
+const tracks = document.getElementById('tracks');
+const NS = 'http://www.w3.org/2000/svg';
+const pct = t => (100 * t / data.duration) + '%';
+data.classes.forEach(function(cls, c){
+  const row = document.createElement('div');
+  row.className = 'track'; row.id = 'track-' + cls; row.dataset.cls = cls;
+  const label = document.createElement('span');
+  label.className = 'label'; label.textContent = cls + ' (threshold ' + data.thresholds[cls] + ')';
+  row.appendChild(label);
+  const svg = document.createElementNS(NS, 'svg');
+  const n = data.probs[c].length;
+  svg.setAttribute('viewBox', '0 0 ' + Math.max(n, 1) + ' 1');
+  svg.setAttribute('preserveAspectRatio', 'none');
+  const line = document.createElementNS(NS, 'polyline');
+  line.setAttribute('points', data.probs[c].map((p, i) => (i + 0.5) + ',' + (1 - p)).join(' '));
+  line.setAttribute('fill', 'none'); line.setAttribute('stroke', data.colors[cls]);
+  line.setAttribute('stroke-width', '1.5'); line.setAttribute('vector-effect', 'non-scaling-stroke');
+  svg.appendChild(line);
+  row.appendChild(svg);
+  tracks.appendChild(row);
+});
+data.segments.forEach(function(s){
+  const d = document.createElement('div');
+  d.className = 'seg'; d.id = 'seg-' + s.id; d.dataset.id = s.id;
+  d.style.left = pct(s.start); d.style.width = pct(s.end - s.start);
+  d.style.background = data.colors[s['class']];
+  d.title = s['class'] + ' ' + s.start.toFixed(2) + '-' + s.end.toFixed(2) + ' s';
+  d.addEventListener('click', function(){ select(s.id, true); });
+  document.getElementById('track-' + s['class']).appendChild(d);
+});
+function fmtHz(v){ return v >= 1000 ? (v / 1000) + ' kHz' : v + ' Hz'; }
+function bandsSvg(s){
+  const svg = document.createElementNS(NS, 'svg');
+  svg.setAttribute('viewBox', '0 0 640 180');
+  const w = 600 / s.bands.length, peak = Math.max.apply(null, s.bands.concat([1e-9]));
+  s.bands.forEach(function(v, b){
+    const h = 130 * v / peak;
+    const r = document.createElementNS(NS, 'rect');
+    r.setAttribute('class', 'band'); r.setAttribute('x', 30 + b * w + 4); r.setAttribute('y', 140 - h);
+    r.setAttribute('width', w - 8); r.setAttribute('height', h); r.setAttribute('fill', data.colors[s['class']]);
+    const tip = document.createElementNS(NS, 'title'); tip.textContent = (100 * v).toFixed(1) + ' %';
+    r.appendChild(tip); svg.appendChild(r);
+    const t = document.createElementNS(NS, 'text');
+    t.setAttribute('x', 30 + b * w + w / 2); t.setAttribute('y', 158); t.setAttribute('font-size', '10');
+    t.setAttribute('text-anchor', 'middle');
+    t.textContent = fmtHz(data.bands[b][0]) + '-' + fmtHz(data.bands[b][1]);
+    svg.appendChild(t);
+    const p = document.createElementNS(NS, 'text');
+    p.setAttribute('x', 30 + b * w + w / 2); p.setAttribute('y', 136 - h); p.setAttribute('font-size', '10');
+    p.setAttribute('text-anchor', 'middle'); p.textContent = (100 * v).toFixed(0) + '%';
+    svg.appendChild(p);
+  });
+  return svg;
+}
+function audioRow(label, src, id){
+  const div = document.createElement('div');
+  const span = document.createElement('span'); span.textContent = label + ': ';
+  const a = document.createElement('audio'); a.controls = true; a.preload = 'none'; a.src = src; a.id = id;
+  div.appendChild(span); div.appendChild(a); return div;
+}
+function select(id, seek){
+  const s = data.segments[id];
+  if (!s) { return; }
+  document.querySelectorAll('.seg.selected').forEach(e => e.classList.remove('selected'));
+  document.getElementById('seg-' + id).classList.add('selected');
+  const panel = document.getElementById('panel');
+  panel.textContent = '';
+  panel.dataset.selected = id;
+  const h = document.createElement('h3');
+  h.textContent = s['class'] + ', ' + s.start.toFixed(2) + ' - ' + s.end.toFixed(2) + ' s (mean probability ' + s.prob + ')';
+  panel.appendChild(h);
+  const p = document.createElement('p');
+  p.textContent = s.n_relevant + ' relevant NMF component(s) (relevance > ' + data.tau + ')' +
+    (s.relevant.length ? ': ' + s.relevant.join(', ') + (s.n_relevant > s.relevant.length ? ', ...' : '') : '') +
+    '. Share of the relevant atoms\' weighted spectrum per frequency band:';
+  panel.appendChild(p);
+  const bands = document.createElement('div'); bands.id = 'bands';
+  bands.appendChild(bandsSvg(s)); panel.appendChild(bands);
+  if (s.explanation) {
+    panel.appendChild(audioRow('what the decision rests on (first ' + s.audio_seconds + ' s)', s.explanation, 'explanation-audio'));
+    panel.appendChild(audioRow('residual (what it does not rest on)', s.residual, 'residual-audio'));
+  } else {
+    const q = document.createElement('p'); q.id = 'no-audio';
+    q.textContent = s.n_relevant ? 'No listenable explanation stored for this segment (only the longest segments of each class get one).'
+                                 : 'Nothing is relevant for this decision, so there is nothing to listen to.';
+    panel.appendChild(q);
+  }
+  if (seek) { player.currentTime = s.start; }
+}
+spec.addEventListener('click', function(e){
+  const box = spec.getBoundingClientRect();
+  player.currentTime = data.duration * (e.clientX - box.left) / box.width;
+});
+player.addEventListener('timeupdate', function(){
+  cursor.style.left = pct(Math.min(player.currentTime, data.duration));
+});
+const m = /seg=(\d+)/.exec(window.location.hash);
+if (m) { select(parseInt(m[1], 10), false); }
+document.body.dataset.ready = 'yes';
+console.log('proxyseg report ready: ' + data.segments.length + ' segments');
+})();
+"""
+
+
+def _page(uri: str, audio_href: str, data: dict) -> str:
+    payload = json.dumps(data, separators=(",", ":")).replace("</", "<\\/")
+    counts = {c: sum(1 for s in data["segments"] if s["class"] == c) for c in CLASSES}
+    warn = ("<p class='warn'>This model's WavLM is UNTRAINED (the offline demo's random weights): the decisions "
+            "show the mechanics, not a usable segmenter.</p>") if data["untrained"] else ""
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(uri)} - proxyseg report</title>
+<style>{_CSS}</style></head>
+<body>
+<p><a href="index.html">all files</a></p>
+<h1>{html.escape(uri)}</h1>
+{warn}
+<p>Model <b>{html.escape(str(data['model']))}</b> ({html.escape(data['input'])} input), {data['duration']:.1f} s;
+segments: {', '.join(f'{c} {n}' for c, n in counts.items())}. Click a segment in a class track to see the frequency
+bands its decision rests on and to hear them; click the spectrogram to move the player.</p>
+<audio id="player" controls preload="none" src="{audio_href}"></audio>
+<div id="view">
+<img id="spectrogram" src="{data['spectrogram']}" alt="spectrogram 0-{data['max_hz']:.0f} Hz, time left to right">
+<div id="cursor"></div>
+<div id="tracks"></div>
+</div>
+<div id="panel"><p>No segment selected.</p></div>
+<script type="application/json" id="report-data">{payload}</script>
+<script>{_JS}</script>
+</body></html>
+"""

@@ -1,0 +1,296 @@
+"""``proxyseg segment``: a model folder (:mod:`.export`) applied to any audio files or folders.
+
+Per input file ``<uri>`` (the file name without extension) it writes, under the output folder:
+
+* ``probs/<uri>.h5``: ``probs`` float32 (T, 4), ``logits`` float32 (T, 4), ``H`` float16 (T, K) on the
+  shared 20 ms frame grid, a time-decimated spectrogram ``X_preview`` (for the report) and attributes
+  (audio, duration, model folder, provenance);
+* ``rttm/<uri>.rttm``: thresholded decisions (``speech``/``noise``/``music``/``overlap`` segments);
+* ``report/<uri>.html`` and its folder ``report/<uri>/`` (see :mod:`.report`), and ``report/index.html``;
+* ``segments.rttm``: the decisions of every file of the run.
+
+Memory is bounded by the chunk and window sizes, not by the file's length: audio is read piece by piece,
+WavLM runs chunk by chunk, intermediate features go to a temporary HDF5 file on disk, and sliding windows
+emit finished frames as they go (:mod:`.stream`). A file whose ``probs/<uri>.h5`` already exists is not
+recomputed (``overwrite=False``), so an interrupted batch run resumes; its RTTM and report are rebuilt
+with the current thresholds.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import h5py
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..atomic import atomic_open, atomic_path
+from ..errors import InputError
+from ..features import load_wavlm, plan_chunks
+from ..frames import CLASSES, FRAME_RATE, HOP, SAMPLE_RATE, WIN
+from ..io.rttm import Segment, write_rttm
+from ..proxy.infer import sigmoid
+from ..proxy.model import load_proxy
+from ..provenance import provenance_json
+from ..scoring import binarize
+from ..teacher.model import load_teacher, resolve_device
+from .export import load_settings
+from .stream import AudioReader, spectrogram_range, stream_window_average
+
+log = logging.getLogger("proxyseg.segment")
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff", ".au", ".sph")
+
+#: Width (columns) of the spectrogram preview stored for the report.
+PREVIEW_COLUMNS = 2000
+#: Frames of spectrogram computed per piece (60 s).
+SPECTROGRAM_BLOCK = 3000
+
+__all__ = ["collect_audio", "parse_thresholds", "Segmenter", "segment_files"]
+
+
+def collect_audio(paths: Iterable[str | os.PathLike]) -> list[tuple[str, Path]]:
+    """``(uri, path)`` of every audio file named or found (recursively) in the folders named, sorted.
+    Two files with the same name stem would overwrite each other's outputs: that is an ``InputError``."""
+    found: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found += sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in AUDIO_SUFFIXES)
+        elif p.is_file():
+            found.append(p)
+        else:
+            raise InputError(p, "no such file or folder")
+    out: dict[str, Path] = {}
+    for p in found:
+        uri = p.stem.replace(" ", "_")
+        if uri in out and out[uri].resolve() != p.resolve():
+            raise InputError(p, f"same name as {out[uri]}: outputs are named after the file; rename one")
+        out[uri] = p
+    if not out:
+        raise InputError(paths and list(paths)[0], f"no audio file ({', '.join(AUDIO_SUFFIXES)}) found")
+    return sorted(out.items())
+
+
+def parse_thresholds(values: Iterable[str] | None, default: float = 0.5) -> dict[str, float]:
+    """``["0.4", "music=0.6"]`` -> one threshold per class: a bare number sets every class, ``class=value``
+    one class (later values win)."""
+    out = {c: float(default) for c in CLASSES}
+    for v in values or []:
+        name, _, value = v.rpartition("=")
+        try:
+            number = float(value)
+        except ValueError:
+            raise InputError(None, f"--threshold {v!r}: expected a number or CLASS=NUMBER") from None
+        if not 0.0 <= number <= 1.0:
+            raise InputError(None, f"--threshold {v!r}: thresholds are probabilities in [0, 1]")
+        if name:
+            if name not in CLASSES:
+                raise InputError(None, f"--threshold {v!r}: unknown class {name!r}; classes are {list(CLASSES)}")
+            out[name] = number
+        else:
+            out = {c: number for c in out}
+    return out
+
+
+class _Preview:
+    """Mean-pooled spectrogram columns accumulated from pieces given in order."""
+
+    def __init__(self, num_frames: int, n_freq: int, columns: int = PREVIEW_COLUMNS):
+        self.per = max(1, math.ceil(num_frames / columns))
+        self.sums = np.zeros((math.ceil(num_frames / self.per) if num_frames else 0, n_freq), dtype=np.float64)
+        self.counts = np.zeros(self.sums.shape[0])
+
+    def add(self, first: int, x: np.ndarray) -> None:
+        cols = np.arange(first, first + len(x)) // self.per
+        edges = np.flatnonzero(np.diff(np.concatenate([[-1], cols])))
+        self.sums[cols[edges]] += np.add.reduceat(x.astype(np.float64), edges, axis=0)
+        self.counts[cols[edges]] += np.diff(np.concatenate([edges, [len(x)]]))
+
+    def result(self) -> np.ndarray:
+        return (self.sums / np.maximum(self.counts, 1)[:, None]).astype(np.float16)
+
+
+class Segmenter:
+    """Loads a model folder once and applies it to files (``process``)."""
+
+    def __init__(self, model_dir: str | os.PathLike, device: str = "auto", batch_size: int = 16):
+        self.model_dir = Path(model_dir)
+        self.settings = s = load_settings(model_dir)
+        self.device = resolve_device(device)
+        self.batch_size = int(batch_size)
+        self.proxy, _ = load_proxy(self.model_dir / s["proxy"]["file"], self.device)
+        self.W = self.proxy.W.detach().float().cpu().numpy()
+        self.theta = self.proxy.theta.weight.detach().float().cpu().numpy()[:, :, 0]
+        self.n_fft = int(s["spectrogram"]["n_fft"])
+        self.win_length = int(s["spectrogram"]["win_length"])
+        self.teacher = self.wavlm = None
+        if s["input"] == "wavlm":
+            self.teacher, _ = load_teacher(self.model_dir / s["teacher"]["file"], self.device)
+            w = s["wavlm"]
+            if w.get("untrained"):
+                log.warning("the model folder's WavLM is UNTRAINED (random weights, the offline demo's): its "
+                            "decisions say the mechanics work, not how good a segmenter is")
+            self.wavlm = load_wavlm(w["path"], w.get("revision")).to(self.device)
+
+    # ------------------------------------------------------------------------------------------ stages
+
+    def _features(self, reader: AudioReader, tmp: h5py.File, preview: _Preview, bar) -> None:
+        """WavLM states chunk by chunk, fused by the teacher's layer weights (``mixed``), and X."""
+        T = reader.num_frames
+        F = self.n_fft // 2 + 1
+        X = tmp.create_dataset("X", (T, F), dtype=np.float16, chunks=(min(T, 250) or 1, F))
+
+        def spectrogram(a, b):
+            x = spectrogram_range(reader.read, a, b, self.n_fft, self.win_length).astype(np.float16)
+            X[a:b] = x
+            preview.add(a, x.astype(np.float32))
+
+        if self.wavlm is None:
+            for a in range(0, T, SPECTROGRAM_BLOCK):
+                b = min(T, a + SPECTROGRAM_BLOCK)
+                spectrogram(a, b)
+                bar.update(b - a)
+            return
+        w = self.settings["wavlm"]
+        D = self.wavlm.config.hidden_size
+        mixed = tmp.create_dataset("mixed", (T, D), dtype=np.float32, chunks=(min(T, 250) or 1, D))
+        layers = list(w["layers"])
+        for plan in plan_chunks(T, max(1, round(w["chunk_seconds"] * FRAME_RATE)),
+                                round(w["overlap_seconds"] * FRAME_RATE)):
+            wav = torch.from_numpy(reader.read(*plan.samples)).to(self.device)[None]
+            with torch.inference_mode():
+                hidden = self.wavlm(wav, output_hidden_states=True).hidden_states
+                states = torch.stack([hidden[j] for j in layers], dim=2)  # (1, t, L, D)
+                if states.shape[1] != plan.ctx_end - plan.ctx_start:
+                    raise RuntimeError(f"WavLM returned {states.shape[1]} frames for a chunk of "
+                                       f"{plan.ctx_end - plan.ctx_start}; is it a WavLM with hop 320?")
+                lo = plan.keep_start - plan.ctx_start
+                kept = states[:, lo:lo + plan.keep_end - plan.keep_start].half().float()  # like the cache
+                m = self.teacher.fusion.mix(kept)  # (1, D, t)
+            mixed[plan.keep_start:plan.keep_end] = m[0].T.cpu().numpy()
+            spectrogram(plan.keep_start, plan.keep_end)
+            bar.update(plan.keep_end - plan.keep_start)
+
+    def _fused(self, tmp: h5py.File, T: int, bar) -> None:
+        """S = instance-normalised fused states, window-averaged like the teacher's dump."""
+        D = tmp["mixed"].shape[1]
+        S = tmp.create_dataset("S", (T, D), dtype=np.float16, chunks=(min(T, 250) or 1, D))
+
+        def write(a, b, outs):
+            S[a:b] = outs[0].astype(np.float16)
+
+        t = self.settings["teacher"]
+        stream_window_average(lambda w: (self.teacher.fusion.norm(w),), lambda a, b: tmp["mixed"][a:b], T,
+                              t["window_frames"], t["step_frames"], write, self.batch_size, self.device,
+                              progress=bar.update)
+
+    def _proxy(self, source: h5py.Dataset, out: h5py.File, T: int, bar) -> None:
+        K = self.W.shape[1]
+        logits = out.create_dataset("logits", (T, len(CLASSES)), dtype=np.float32)
+        probs = out.create_dataset("probs", (T, len(CLASSES)), dtype=np.float32)
+        H = out.create_dataset("H", (T, K), dtype=np.float16, chunks=(min(T, 250) or 1, K))
+
+        def forward(w):
+            o = self.proxy(w)
+            return o["logits"], o["H"]
+
+        def write(a, b, outs):
+            logits[a:b] = outs[0]
+            probs[a:b] = sigmoid(outs[0])
+            H[a:b] = outs[1].astype(np.float16)
+
+        p = self.settings["proxy"]
+        stream_window_average(forward, lambda a, b: source[a:b].astype(np.float32), T, p["window_frames"],
+                              p["step_frames"], write, self.batch_size, self.device, progress=bar.update)
+
+    # -------------------------------------------------------------------------------------------- file
+
+    @torch.no_grad()
+    def process(self, audio: str | os.PathLike, out_h5: str | os.PathLike, tmp_dir: str | os.PathLike,
+                uri: str | None = None) -> dict:
+        """Frame probabilities, activations H and the spectrogram preview of one file -> ``out_h5``
+        (written atomically; the temporary feature file in ``tmp_dir`` is removed afterwards)."""
+        reader = AudioReader(audio)
+        T = reader.num_frames
+        uri = uri or Path(audio).stem
+        if T == 0:
+            raise InputError(audio, f"shorter than one frame ({WIN} samples at 16 kHz): nothing to segment")
+        tmp_path = Path(tmp_dir) / f"{uri}.features.h5"
+        tmp_path.parent.mkdir(parents=True, exist_ok=True)
+        stages = 3 if self.wavlm is not None else 2
+        preview = _Preview(T, self.n_fft // 2 + 1)
+        try:
+            with h5py.File(tmp_path, "w") as tmp, atomic_path(out_h5) as out_tmp, \
+                    tqdm(total=T * stages, unit="frame", unit_scale=True, desc=uri, file=sys.stderr,
+                         dynamic_ncols=True, mininterval=1.0) as bar:
+                self._features(reader, tmp, preview, bar)
+                if self.wavlm is not None:
+                    self._fused(tmp, T, bar)
+                    source = tmp["S"]
+                else:
+                    source = tmp["X"]
+                with h5py.File(out_tmp, "w") as out:
+                    self._proxy(source, out, T, bar)
+                    out.create_dataset("X_preview", data=preview.result())
+                    out.attrs.update(uri=uri, audio=str(Path(audio).resolve()), duration=reader.duration,
+                                     num_frames=T, frame_rate=FRAME_RATE, preview_frames_per_column=preview.per,
+                                     model_dir=str(self.model_dir.resolve()), input=self.settings["input"],
+                                     n_fft=self.n_fft, win_length=self.win_length,
+                                     provenance=provenance_json(stage="segment", audio=str(audio),
+                                                                model=str(self.model_dir),
+                                                                settings={k: v for k, v in self.settings.items()
+                                                                          if k != "provenance"},
+                                                                device=str(self.device)))
+        finally:
+            tmp_path.unlink(missing_ok=True)
+        return {"uri": uri, "frames": T, "duration": reader.duration}
+
+
+def _segments(uri: str, probs: np.ndarray, thresholds: Mapping[str, float]) -> list[Segment]:
+    return [Segment(uri, a, b, name) for name, spans in binarize(probs, dict(thresholds)).items() for a, b in spans]
+
+
+def segment_files(model_dir, inputs, out_dir, thresholds: Mapping[str, float] | None = None, device: str = "auto",
+                  batch_size: int = 16, overwrite: bool = False, report: bool = True,
+                  report_settings: dict | None = None) -> list[dict]:
+    """Segment every audio file of ``inputs`` (files or folders) into ``out_dir`` (module docstring)."""
+    from .report import build_index, build_report
+
+    files = collect_audio(inputs)
+    out_dir = Path(out_dir)
+    segmenter = Segmenter(model_dir, device, batch_size)
+    thresholds = dict(thresholds or parse_thresholds(None, segmenter.settings.get("threshold", 0.5)))
+    log.info("segmenting %d file(s) with %s (%s input) on %s; thresholds %s", len(files), model_dir,
+             segmenter.settings["input"], segmenter.device, thresholds)
+    done, all_segments = [], []
+    for uri, path in tqdm(files, desc="files", unit="file", file=sys.stderr, disable=len(files) < 2):
+        h5_path = out_dir / "probs" / f"{uri}.h5"
+        if overwrite or not h5_path.is_file():
+            segmenter.process(path, h5_path, out_dir / ".tmp", uri)
+        else:
+            log.info("%s: %s exists, not recomputed (overwrite to redo)", uri, h5_path)
+        with h5py.File(h5_path, "r") as h5:
+            probs = h5["probs"][()]
+        segments = _segments(uri, probs, thresholds)
+        with atomic_open(out_dir / "rttm" / f"{uri}.rttm") as f:
+            write_rttm(segments, f)
+        all_segments += segments
+        record = {"uri": uri, "audio": str(path), "probs": str(h5_path), "segments": len(segments),
+                  "duration": float(len(probs) * HOP / SAMPLE_RATE)}
+        if report:
+            record["report"] = str(build_report(segmenter, uri, path, h5_path, segments, thresholds,
+                                                out_dir / "report", **(report_settings or {})))
+        done.append(record)
+    with atomic_open(out_dir / "segments.rttm") as f:
+        write_rttm(all_segments, f)
+    if report:
+        build_index(done, out_dir / "report")
+    shutil.rmtree(out_dir / ".tmp", ignore_errors=True)
+    return done

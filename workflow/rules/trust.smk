@@ -1,0 +1,143 @@
+# Explanations users can trust and hear: dictionary variants (ablations), faithfulness, agreement with the
+# teacher's gradient saliency, and the self-contained model folders that `proxyseg segment` applies.
+
+wildcard_constraints:
+    variant="|".join(NMF_VARIANTS) or "^$",
+
+
+rule pretrain_nmf_variant:
+    """A dictionary for proxies that override nmf settings (K, mu, the corpora it is learned from)."""
+    input:
+        lambda wildcards: nmf_inputs(NMF_VARIANTS[wildcards.variant]),
+    output:
+        dictionary=f"{R}/nmf/variants/{{variant}}/dictionary.npz",
+        costs=f"{R}/nmf/variants/{{variant}}/costs.tsv",
+        figure=f"{R}/nmf/variants/{{variant}}/atoms.png",
+        summary=f"{R}/nmf/variants/{{variant}}/dictionary.json",
+    params:
+        settings=lambda wildcards: as_json(nmf_cli_settings(NMF_VARIANTS[wildcards.variant])),
+        seed=config["seed"],
+        out_dir=lambda wildcards, output: os.path.dirname(output.dictionary),
+    threads: 2
+    log:
+        f"{R}/logs/pretrain_nmf/{{variant}}.log",
+    benchmark:
+        f"{R}/benchmarks/pretrain_nmf/{{variant}}.tsv"
+    conda:
+        "../../envs/proxyseg.yaml"
+    shell:
+        "proxyseg --threads {threads} pretrain-nmf {input} --out-dir {params.out_dir} --seed {params.seed} "
+        "--settings {params.settings:q} > {log} 2>&1"
+
+
+rule faithfulness:
+    """Remove a proxy's relevant components (vs random and least relevant ones) and classify again."""
+    input:
+        model=f"{R}/proxies/{{proxy}}/model.pt",
+        data=lambda wildcards: [p for i, p in enumerate(scored_items(wildcards.proxy)) if i % 4],
+    output:
+        f"{R}/scores/faithfulness/{{proxy}}.tsv",
+    params:
+        quads=lambda wildcards: scored_items(wildcards.proxy),
+        settings=as_json({**FAITH, "tau": config["explain"]["tau"]}),
+        seed=config["seed"],
+    threads: 1
+    log:
+        f"{R}/logs/faithfulness/{{proxy}}.log",
+    benchmark:
+        f"{R}/benchmarks/faithfulness/{{proxy}}.tsv"
+    conda:
+        "../../envs/proxyseg.yaml"
+    shell:
+        "proxyseg --threads {threads} faithfulness --checkpoint {input.model} --items {params.quads} "
+        "--system {wildcards.proxy} --seed {params.seed} --out {output} --settings {params.settings:q} > {log} 2>&1"
+
+
+rule faithfulness_table:
+    """Mean probability drops (relevant / random / least relevant) and their ratios for every proxy."""
+    input:
+        [f"{R}/scores/faithfulness/{p}.tsv" for p in PROXIES],
+    output:
+        tsv=f"{R}/tables/faithfulness.tsv",
+        md=f"{R}/tables/faithfulness.md",
+        figure=f"{R}/explanations/faithfulness.png",
+    log:
+        f"{R}/logs/faithfulness_table.log",
+    conda:
+        "../../envs/proxyseg.yaml"
+    shell:
+        "proxyseg faithfulness-table {input} --out-tsv {output.tsv} --out-md {output.md} "
+        "--out-png {output.figure} > {log} 2>&1"
+
+
+rule saliency:
+    """The teacher's input-gradient saliency per class over frequency, on scored-split segments."""
+    input:
+        teacher=f"{R}/teacher/model.pt",
+        features=first_features(),
+        model=[wavlm_model()] if UNTRAINED_DEMO_MODEL else [],
+        pairs=[p for c in CORPORA if SCORING["split"] in CORPORA[c]["splits"]
+               for p in (labels(c, SCORING["split"], "manifest.tsv"), labels(c, SCORING["split"], "targets.h5"))],
+    output:
+        profiles=f"{R}/saliency/teacher.npz",
+        figure=f"{R}/saliency/teacher.png",
+    params:
+        wavlm=lambda wildcards, input: input.model[0] if UNTRAINED_DEMO_MODEL else FEATURES["model"],
+        settings=as_json({**{k: v for k, v in SALIENCY.items() if k != "bands"}, "spectrogram": config["spectrogram"]}),
+        seed=config["seed"],
+    threads: 2
+    log:
+        f"{R}/logs/saliency.log",
+    benchmark:
+        f"{R}/benchmarks/saliency.tsv"
+    conda:
+        "../../envs/proxyseg.yaml"
+    shell:
+        "proxyseg --threads {threads} saliency --teacher {input.teacher} --wavlm {params.wavlm:q} "
+        "--features {input.features} --items {input.pairs} --out {output.profiles} --seed {params.seed} "
+        "--settings {params.settings:q} > {log} 2>&1"
+
+
+rule saliency_table:
+    """Rank correlation over frequency bands of the teacher's saliency and each proxy's class prototypes."""
+    input:
+        saliency=f"{R}/saliency/teacher.npz",
+        prototypes=[f"{R}/explanations/{p}/prototypes.npz" for p in PROXIES],
+    output:
+        tsv=f"{R}/tables/saliency.tsv",
+        md=f"{R}/tables/saliency.md",
+    params:
+        systems=list(PROXIES),
+        bands=SALIENCY["bands"],
+    log:
+        f"{R}/logs/saliency_table.log",
+    conda:
+        "../../envs/proxyseg.yaml"
+    shell:
+        "proxyseg saliency-table --saliency {input.saliency} --prototypes {input.prototypes} "
+        "--systems {params.systems} --bands {params.bands} --out-tsv {output.tsv} --out-md {output.md} > {log} 2>&1"
+
+
+rule export_model:
+    """A self-contained model folder (proxy, dictionary, teacher fusion, WavLM, settings) for `proxyseg segment`."""
+    input:
+        proxy=f"{R}/proxies/{{proxy}}/model.pt",
+        teacher=f"{R}/teacher/model.pt",
+        dictionary=lambda wildcards: dictionary_path(wildcards.proxy),
+        features=first_features(),
+        spectrograms=spectrograms(TRAINING_CORPORA[0], "train"),
+        model=[wavlm_model()] if UNTRAINED_DEMO_MODEL else [],
+    output:
+        directory(f"{R}/export/{{proxy}}"),
+    params:
+        wavlm=lambda wildcards, input: input.model[0] if UNTRAINED_DEMO_MODEL else FEATURES["model"],
+        settings=as_json({"step": config["teacher"]["dump_step"], "threshold": SCORING["threshold"],
+                          "tau": config["explain"]["tau"], "copy_wavlm": EXPORT["copy_wavlm"]}),
+    log:
+        f"{R}/logs/export/{{proxy}}.log",
+    conda:
+        "../../envs/proxyseg.yaml"
+    shell:
+        "proxyseg export --proxy {input.proxy} --teacher {input.teacher} --dictionary {input.dictionary} "
+        "--features {input.features} --spectrograms {input.spectrograms} --wavlm {params.wavlm:q} "
+        "--name {wildcards.proxy} --out {output} --settings {params.settings:q} > {log} 2>&1"
