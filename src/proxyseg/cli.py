@@ -72,11 +72,19 @@ def cmd_class_hours(a):
 
 def cmd_extract_features(a):
     from .features import extract_features
+    from .shards import parse_shard
 
     s = a.settings
     extract_features(a.manifest, a.out, model=a.model, layers=s.get("layers", "all"), revision=s.get("revision"),
                      chunk_seconds=s.get("chunk_seconds", 30.0), overlap_seconds=s.get("overlap_seconds", 2.5),
-                     batch_size=s.get("batch_size", 4), device=s.get("device", "auto"), half=s.get("half", False))
+                     batch_size=a.batch_size or s.get("batch_size", 4), device=s.get("device", "auto"),
+                     half=s.get("half", False), shard=parse_shard(a.shard))
+
+
+def cmd_gather_features(a):
+    from .shards import gather_features
+
+    gather_features(a.shards, a.out)
 
 
 def cmd_train_teacher(a):
@@ -312,7 +320,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--manifest", required=True, help="manifest.tsv written by harmonise")
     p.add_argument("--model", required=True, help="hub id (microsoft/wavlm-large) or local folder")
     p.add_argument("--out", required=True, help="HDF5 file to write")
+    p.add_argument("--shard", default="1-of-1", metavar="I-of-N",
+                   help="cache only shard I of N of the manifest's files (default: all of them)")
+    p.add_argument("--batch-size", type=int, default=None, metavar="B",
+                   help="chunks per forward pass (overrides the settings; Snakemake shrinks it on retries)")
     settings(p, "the features section of the config")
+
+    p = stage("gather-features", cmd_gather_features,
+              "Gather feature shards into one index HDF5 (virtual datasets) that readers use as one file.")
+    p.add_argument("shards", nargs="+", help="shard HDF5 files written by extract-features --shard")
+    p.add_argument("--out", required=True, help="index HDF5 file to write")
 
     p = stage("train-teacher", cmd_train_teacher, "Train the WavLM+TCN teacher on cached features (masked BCE).")
     p.add_argument("--train", nargs="+", required=True, metavar="H5", help="pairs FEATURES.h5 TARGETS.h5")

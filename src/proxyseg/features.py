@@ -4,6 +4,10 @@ Long files are cut into chunks with context on both sides; only each chunk's cen
 so memory is bounded by the chunk length while every kept frame saw at least ``overlap`` seconds of
 context. The convolutional states (index 0) are then identical to a whole-file pass; transformer states
 differ only by the attention context beyond the chunk (measured in tests/test_features.py).
+
+A split can be cached in N shards (one job and file each, gathered by ``proxyseg.shards``): chunks of
+equal length are batched across files by a plan that depends on the whole split only, so N changes
+nothing in the values.
 """
 
 from __future__ import annotations
@@ -113,69 +117,206 @@ def resolve_layers(layers, num_states: int) -> list[int]:
     return out
 
 
+@dataclass(frozen=True)
+class Chunk:
+    """One forward-pass input: chunk ``plan`` of file number ``file`` (in the split's sorted order)."""
+
+    file: int
+    plan: ChunkPlan
+
+    @property
+    def length(self) -> int:
+        start, end = self.plan.samples
+        return end - start
+
+
+def plan_batches(frames_per_file, chunk_frames: int, overlap_frames: int, batch_size: int) -> list[list[Chunk]]:
+    """Batches of equal-length chunks across files, a function of the whole split's file lengths only.
+
+    Chunks are grouped by sample length (no padding, so no result depends on padding), each group
+    taken in file order and cut into batches of ``batch_size``; batches are ordered by the first file
+    they touch so that a job walks its files once. Because the plan does not depend on how the split is
+    sharded, every chunk is computed with the same batch companions in the same batch position whatever
+    the number of shards: the cached features are bit-identical for any N (CPU matrix kernels give
+    slightly different results for different batch shapes, so this matters).
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    groups: dict[int, list[Chunk]] = {}
+    for index, n in enumerate(frames_per_file):
+        if n <= 0:
+            continue
+        for plan in plan_chunks(int(n), max(1, chunk_frames), overlap_frames):
+            chunk = Chunk(index, plan)
+            groups.setdefault(chunk.length, []).append(chunk)
+    batches = [group[i:i + batch_size] for group in groups.values() for i in range(0, len(group), batch_size)]
+    batches.sort(key=lambda b: (b[0].file, b[0].plan.keep_start, -len(b)))
+    return batches
+
+
+def _is_oom(err: BaseException) -> bool:
+    return isinstance(err, torch.OutOfMemoryError) or "out of memory" in str(err).lower()
+
+
+def _forward(net, wav: torch.Tensor, layers: list[int], use_amp: bool) -> np.ndarray:
+    """(B, t, L, D) float16 hidden states of a batch of equal-length waveforms."""
+    with torch.autocast(device_type=wav.device.type, dtype=torch.float16, enabled=use_amp):
+        hidden = net(wav, output_hidden_states=True).hidden_states
+    stacked = torch.stack([hidden[j] for j in layers], dim=2)
+    return stacked.float().cpu().numpy().astype(np.float16)
+
+
+class BatchRunner:
+    """Runs planned batches through the model; on a GPU out-of-memory error, halves the batch and goes on.
+
+    ``splits`` counts the halvings (those chunks then had other batch companions: recorded in the
+    output's attributes, since their values may differ in the last float16 bit).
+    """
+
+    def __init__(self, net, layers: list[int], device: torch.device, half: bool):
+        self.net, self.layers, self.device = net, layers, device
+        self.use_amp = bool(half) and device.type == "cuda"
+        self.splits = 0
+        self.frames = 0
+
+    def run(self, samples_of, batch: list[Chunk]) -> list[np.ndarray]:
+        """Hidden states of every chunk's kept frames; ``samples_of(file)`` gives a file's samples."""
+        wav = np.stack([samples_of(c.file)[slice(*c.plan.samples)] for c in batch])
+        try:
+            states = _forward(self.net, torch.from_numpy(wav).to(self.device), self.layers, self.use_amp)
+        except (torch.OutOfMemoryError, RuntimeError) as err:
+            if not _is_oom(err) or len(batch) == 1:
+                raise
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            self.splits += 1
+            half = len(batch) // 2
+            log.warning("out of memory on a batch of %d chunks: splitting it in two (%s)", len(batch), err)
+            return self.run(samples_of, batch[:half]) + self.run(samples_of, batch[half:])
+        out = []
+        for b, chunk in enumerate(batch):
+            p = chunk.plan
+            if states.shape[1] != p.ctx_end - p.ctx_start:
+                raise RuntimeError(f"model returned {states.shape[1]} frames for a chunk of {p.ctx_end - p.ctx_start}; "
+                                   "is it a WavLM with hop 320 and receptive field 400?")
+            lo = p.keep_start - p.ctx_start
+            out.append(states[b, lo:lo + p.keep_end - p.keep_start])
+            self.frames += p.keep_end - p.keep_start
+        return out
+
+
 @torch.inference_mode()
 def extract_states(net, samples: np.ndarray, layers: list[int], chunk_seconds: float, overlap_seconds: float,
                    device: torch.device, batch_size: int = 4, half: bool = False) -> np.ndarray:
     """(T, L, D) float16 hidden states of one file, computed chunk by chunk."""
     n_frames = num_frames(len(samples))
-    dim = net.config.hidden_size
-    out = np.zeros((n_frames, len(layers), dim), dtype=np.float16)
-    if n_frames == 0:
-        return out
-    plans = plan_chunks(n_frames, max(1, round(chunk_seconds * FRAME_RATE)), round(overlap_seconds * FRAME_RATE))
-    # chunks of equal length are batched together (all interior chunks of a long file)
-    by_length: dict[int, list[ChunkPlan]] = {}
-    for plan in plans:
-        start, end = plan.samples
-        by_length.setdefault(end - start, []).append(plan)
-    use_amp = half and device.type == "cuda"
-    for group in by_length.values():
-        for i in range(0, len(group), batch_size):
-            batch = group[i:i + batch_size]
-            wav = torch.from_numpy(np.stack([samples[slice(*p.samples)] for p in batch])).to(device)
-            with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
-                hidden = net(wav, output_hidden_states=True).hidden_states
-            stacked = torch.stack([hidden[j] for j in layers], dim=2)  # (B, t, L, D)
-            for b, plan in enumerate(batch):
-                got = stacked.shape[1]
-                if got != plan.ctx_end - plan.ctx_start:
-                    raise RuntimeError(f"model returned {got} frames for a chunk of {plan.ctx_end - plan.ctx_start}; "
-                                       "is it a WavLM with hop 320 and receptive field 400?")
-                lo = plan.keep_start - plan.ctx_start
-                out[plan.keep_start:plan.keep_end] = (
-                    stacked[b, lo:lo + plan.keep_end - plan.keep_start].float().cpu().numpy().astype(np.float16))
+    out = np.zeros((n_frames, len(layers), net.config.hidden_size), dtype=np.float16)
+    runner = BatchRunner(net, layers, device, half)
+    for batch in plan_batches([n_frames], round(chunk_seconds * FRAME_RATE), round(overlap_seconds * FRAME_RATE),
+                              batch_size):
+        for chunk, states in zip(batch, runner.run(lambda _: samples, batch)):
+            out[chunk.plan.keep_start:chunk.plan.keep_end] = states
     return out
+
+
+class _AudioCache:
+    """Decoded audio of the files that still have chunks to compute; a file is dropped after its last one."""
+
+    def __init__(self, table: pd.DataFrame, batches: list[list[Chunk]], manifest):
+        self.table, self.manifest = table, manifest
+        self.pending: dict[int, int] = {}
+        for batch in batches:
+            for chunk in batch:
+                self.pending[chunk.file] = self.pending.get(chunk.file, 0) + 1
+        self.audio: dict[int, np.ndarray] = {}
+
+    def get(self, index: int) -> np.ndarray:
+        if index not in self.audio:
+            row = self.table.iloc[index]
+            samples = load_audio(row["audio"])
+            if num_frames(len(samples)) != int(row["num_frames"]):
+                raise InputError(row["audio"], f"audio gives {num_frames(len(samples))} frames but the manifest "
+                                               f"{self.manifest} says {int(row['num_frames'])}; the file changed "
+                                               "after harmonisation: rerun it")
+            self.audio[index] = samples
+        return self.audio[index]
+
+    def done(self, index: int) -> None:
+        self.pending[index] -= 1
+        if not self.pending[index]:
+            self.audio.pop(index, None)
+
+
+def read_manifest(manifest) -> pd.DataFrame:
+    try:
+        table = pd.read_csv(manifest, sep="\t")
+    except (OSError, pd.errors.ParserError) as err:
+        raise InputError(manifest, f"cannot read manifest ({err})") from err
+    missing = {"uri", "audio", "duration", "num_frames"} - set(table.columns)
+    if missing:
+        raise InputError(manifest, f"manifest lacks column(s) {sorted(missing)}; rerun harmonise")
+    return table
 
 
 def extract_features(manifest: str | os.PathLike, out_h5: str | os.PathLike, model: str, layers="all",
                      revision: str | None = None, chunk_seconds: float = 30.0, overlap_seconds: float = 2.5,
-                     batch_size: int = 4, device: str = "auto", half: bool = False) -> None:
-    """Cache WavLM states for every file of a harmonised manifest into ``out_h5`` (written atomically)."""
-    table = pd.read_csv(manifest, sep="\t")
+                     batch_size: int = 4, device: str = "auto", half: bool | str = False,
+                     shard: tuple[int, int] = (0, 1)) -> dict:
+    """Cache WavLM states of the files of shard ``shard = (index, count)`` of a manifest into ``out_h5``.
+
+    The split's files are sorted by URI and cut into ``count`` contiguous shards of about equal audio
+    time (``shards.assign_shards``); the batches are planned over the whole split (``plan_batches``) and
+    this job runs every batch that touches one of its files, so features do not depend on ``count``.
+    ``half``: float16 autocast, only on a GPU (``"auto"``: on whenever the device is a GPU).
+    Written atomically; returns ``{"files", "seconds", "batches", "oom_splits"}``.
+    """
+    from .shards import assign_shards, sort_manifest
+
+    index, count = shard
+    table = sort_manifest(read_manifest(manifest))
+    owner = assign_shards(table["uri"].tolist(), table["duration"].tolist(), count)
+    mine = set(np.flatnonzero(owner == index).tolist())
     dev = pick_device(device)
+    use_half = (dev.type == "cuda") if half == "auto" else bool(half)
     net = load_wavlm(model, revision).to(dev)
     num_states = net.config.num_hidden_layers + 1
     chosen = resolve_layers(layers, num_states)
     untrained = is_untrained(model)
     if untrained:
         log.warning("model %s is UNTRAINED (random weights): features are for the offline demo only", model)
+    chunk_frames, overlap_frames = max(1, round(chunk_seconds * FRAME_RATE)), round(overlap_seconds * FRAME_RATE)
+    plan = plan_batches(table["num_frames"].astype(int).tolist(), chunk_frames, overlap_frames, batch_size)
+    batches = [b for b in plan if any(c.file in mine for c in b)]
+    cache = _AudioCache(table, batches, manifest)
+    runner = BatchRunner(net, chosen, dev, use_half)
     settings = dict(model=str(model), revision=revision or "", untrained=untrained, layers=chosen,
-                    chunk_seconds=chunk_seconds, overlap_seconds=overlap_seconds, device=str(dev), half=half)
-    total = float(table["duration"].sum())
+                    chunk_seconds=chunk_seconds, overlap_seconds=overlap_seconds, device=str(dev), half=use_half,
+                    batch_size=batch_size, shard=f"{index + 1}-of-{count}")
+    seconds = float(table["duration"].iloc[sorted(mine)].sum()) if mine else 0.0
+    dim = net.config.hidden_size
     with atomic_path(out_h5) as tmp, h5py.File(tmp, "w") as h5:
         h5.attrs.update(model=str(model), revision=revision or "", untrained=untrained,
-                        layers=np.array(chosen, dtype=np.int64), hidden_size=net.config.hidden_size,
-                        frame_rate=FRAME_RATE, chunk_seconds=chunk_seconds, overlap_seconds=overlap_seconds,
+                        layers=np.array(chosen, dtype=np.int64), hidden_size=dim, frame_rate=FRAME_RATE,
+                        chunk_seconds=chunk_seconds, overlap_seconds=overlap_seconds, batch_size=batch_size,
+                        half=use_half, shard_index=index, shard_count=count,
                         provenance=provenance_json(**settings))
-        with tqdm(total=total, unit="s audio", desc=f"WavLM {Path(out_h5).stem}", unit_scale=True) as bar:
-            for row in table.itertuples():
-                samples = load_audio(row.audio)
-                expected = int(row.num_frames)
-                states = extract_states(net, samples, chosen, chunk_seconds, overlap_seconds, dev, batch_size, half)
-                if len(states) != expected:
-                    raise InputError(row.audio, f"audio gives {len(states)} frames but the manifest {manifest} "
-                                                f"says {expected}; the file changed after harmonisation: rerun it")
-                h5.create_dataset(row.uri, data=states, chunks=(min(len(states), 250) or 1, *states.shape[1:]))
-                bar.update(row.duration)
-    log.info("cached %d files (%.1f s of audio) into %s", len(table), total, out_h5)
-
+        datasets = {}
+        for i in sorted(mine):
+            n = int(table["num_frames"].iloc[i])
+            datasets[i] = h5.create_dataset(table["uri"].iloc[i], shape=(n, len(chosen), dim), dtype=np.float16,
+                                            chunks=(min(n, 250) or 1, len(chosen), dim) if n else None)
+        with tqdm(total=seconds, unit="s audio", desc=f"WavLM {Path(out_h5).stem}", unit_scale=True) as bar:
+            with torch.inference_mode():
+                for batch in batches:
+                    for chunk, states in zip(batch, runner.run(cache.get, batch)):
+                        if chunk.file in mine:
+                            datasets[chunk.file][chunk.plan.keep_start:chunk.plan.keep_end] = states
+                            bar.update((chunk.plan.keep_end - chunk.plan.keep_start) / FRAME_RATE)
+                        cache.done(chunk.file)
+        for i in sorted(mine):  # files too short for one frame never went through a batch: check them too
+            if int(table["num_frames"].iloc[i]) == 0:
+                cache.get(i)
+        h5.attrs["oom_splits"] = runner.splits
+    log.info("shard %d of %d: cached %d files (%.1f s of audio) into %s in %d batches", index + 1, count,
+             len(mine), seconds, out_h5, len(batches))
+    return {"files": len(mine), "seconds": seconds, "batches": len(batches), "oom_splits": runner.splits}

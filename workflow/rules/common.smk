@@ -100,6 +100,30 @@ wildcard_constraints:
     mix="|".join(map(re.escape, MIXES)) or "^$",
 
 
+# ----------------------------------------------------------------------------- resources
+# Convention, for every job definition including new ones. State `threads` and `resources` with the
+# portable names only, sized for the paper configuration (config/paper.yaml: WavLM Large, all 25
+# states, corpora of tens to hundreds of hours):
+#   mem_mb   peak resident memory in MB (retry_mem(MB) doubles it on each retry),
+#   runtime  wall-clock minutes,
+#   gpu      1 where a GPU is used when present (the job still runs on the CPU without one), else 0.
+# Nothing cluster-specific goes into the workflow: partition, account and GPU type are mapped in a
+# profile (profiles/slurm/). Bookkeeping steps (tables, decisions, small files) take `**LIGHT`, which is
+# also what the profiles' default-resources give a step that states nothing. Locally the numbers matter
+# only when capped (`--resources mem_mb=20000 gpu=1`): Snakemake lowers a request above a cap to the cap.
+LIGHT = dict(mem_mb=2000, runtime=30, gpu=0)  # bookkeeping rules: tables, decisions, small files
+
+
+def retry_mem(mb):
+    """mem_mb that doubles on each retry (`--retries N`), for jobs killed for exceeding their memory."""
+    return lambda wildcards, attempt: mb * 2 ** (attempt - 1)
+
+
+def retry_halved(value):
+    """A batch size that halves on each retry (`--retries N`), for jobs that ran out of GPU memory."""
+    return lambda wildcards, attempt: max(1, value // 2 ** (attempt - 1))
+
+
 def as_json(value):
     """A config section as a JSON argument; rules rerun when (and only when) it changes."""
     return json.dumps(value, sort_keys=True)
@@ -137,7 +161,7 @@ def wavlm_model():
 
 
 def feature_settings():
-    return {k: v for k, v in FEATURES.items() if k not in ("model", "demo_seed")}
+    return {k: v for k, v in FEATURES.items() if k not in ("model", "demo_seed", "shards")}
 
 
 TEACHER_DUMP_KEYS = ("dump_step", "dump_batch_size", "device")

@@ -7,6 +7,9 @@ rule demo_corpus:
         settings=lambda wildcards: as_json(DEMO[wildcards.kind]),
         seed=DEMO["seed"],
         real=f"--real-sources {shlex.quote(DEMO['real_sources'])}" if DEMO["real_sources"] else "",
+    threads: 1
+    resources:
+        **LIGHT,
     log:
         f"{R}/logs/demo_corpus/{{kind}}.log",
     benchmark:
@@ -33,6 +36,11 @@ rule harmonise:
     params:
         settings=lambda wildcards: as_json(corpus_settings(wildcards.corpus, wildcards.split)),
         out_dir=lambda wildcards, output: os.path.dirname(output.targets),
+    threads: 1
+    resources:
+        mem_mb=retry_mem(4000),
+        runtime=60,
+        gpu=0,
     log:
         f"{R}/logs/harmonise/{{corpus}}/{{split}}.log",
     benchmark:
@@ -49,8 +57,11 @@ rule class_hours:
     input:
         [labels(c, s, "class_hours.tsv") for c, s in corpus_split_pairs()],
     output:
-        tsv=f"{R}/tables/class_hours.tsv",
+        tsv=report(f"{R}/tables/class_hours.tsv", caption="../report/class_hours.rst", category="Tables"),
         md=f"{R}/tables/class_hours.md",
+    threads: 1
+    resources:
+        **LIGHT,
     log:
         f"{R}/logs/class_hours.log",
     benchmark:

@@ -4,6 +4,11 @@ rule infer_teacher:
         dump=f"{R}/teacher/dump/{{corpus}}/{{split}}.h5",
     output:
         inference("teacher", "{corpus}", "{split}"),
+    threads: 1
+    resources:
+        mem_mb=retry_mem(8000),
+        runtime=60,
+        gpu=0,
     log:
         f"{R}/logs/infer/teacher/{{corpus}}/{{split}}.log",
     benchmark:
@@ -24,7 +29,11 @@ rule infer_proxy:
         inference("{proxy}", "{corpus}", "{split}"),
     params:
         settings=as_json({"step": config["teacher"]["dump_step"]}),
-    threads: 1
+    threads: 2
+    resources:
+        mem_mb=retry_mem(16000),
+        runtime=240,
+        gpu=1,
     log:
         f"{R}/logs/infer/{{proxy}}/{{corpus}}/{{split}}.log",
     benchmark:
@@ -44,6 +53,9 @@ rule decide:
         f"{R}/inference/{{system}}/{{corpus}}/{{split}}.rttm",
     params:
         threshold=SCORING["threshold"],
+    threads: 1
+    resources:
+        **LIGHT,
     log:
         f"{R}/logs/decide/{{system}}/{{corpus}}/{{split}}.log",
     conda:
@@ -64,6 +76,11 @@ rule score:
         f"{R}/scores/{{system}}/{{corpus}}.tsv",
     params:
         collar=SCORING["collar"],
+    threads: 1
+    resources:
+        mem_mb=retry_mem(4000),
+        runtime=60,
+        gpu=0,
     log:
         f"{R}/logs/score/{{system}}/{{corpus}}.log",
     conda:
@@ -79,11 +96,14 @@ rule segmentation_table:
     input:
         [f"{R}/scores/{s}/{c}.tsv" for s in SYSTEMS for c in CORPORA],
     output:
-        tsv=f"{R}/tables/segmentation.tsv",
+        tsv=report(f"{R}/tables/segmentation.tsv", caption="../report/segmentation.rst", category="Tables"),
         md=f"{R}/tables/segmentation.md",
         settings=f"{R}/tables/segmentation_settings.json",
     params:
         settings=as_json({**SCORING, "uem": "scored regions of each corpus (labels/<corpus>/<split>/uem.uem)"}),
+    threads: 1
+    resources:
+        **LIGHT,
     log:
         f"{R}/logs/segmentation_table.log",
     conda:
@@ -103,6 +123,11 @@ rule fidelity:
     params:
         corpora=list(CORPORA),
         threshold=SCORING["threshold"],
+    threads: 1
+    resources:
+        mem_mb=retry_mem(8000),
+        runtime=60,
+        gpu=0,
     log:
         f"{R}/logs/fidelity/{{proxy}}.log",
     conda:
@@ -117,8 +142,11 @@ rule fidelity_table:
     input:
         [f"{R}/scores/fidelity/{p}.tsv" for p in PROXIES],
     output:
-        tsv=f"{R}/tables/fidelity.tsv",
+        tsv=report(f"{R}/tables/fidelity.tsv", caption="../report/fidelity.rst", category="Tables"),
         md=f"{R}/tables/fidelity.md",
+    threads: 1
+    resources:
+        **LIGHT,
     log:
         f"{R}/logs/fidelity_table.log",
     conda:
@@ -135,14 +163,19 @@ rule explain:
         local_triples=lambda wildcards: explain_items(wildcards.proxy, [SCORING["split"]]),
     output:
         prototypes=f"{R}/explanations/{{proxy}}/prototypes.npz",
-        figure=f"{R}/explanations/{{proxy}}/prototypes.png",
+        figure=report(f"{R}/explanations/{{proxy}}/prototypes.png", caption="../report/prototypes.rst",
+                      category="Explanations", labels={"figure": "class prototypes", "proxy": "{proxy}"}),
         bands=f"{R}/explanations/{{proxy}}/band_mass.tsv",
         summary=f"{R}/explanations/{{proxy}}/explain.json",
     params:
         settings=as_json({k: v for k, v in config["explain"].items() if k != "splits"}),
         seed=config["seed"],
         out_dir=lambda wildcards, output: os.path.dirname(output.prototypes),
-    threads: 1
+    threads: 2
+    resources:
+        mem_mb=retry_mem(16000),
+        runtime=120,
+        gpu=0,
     log:
         f"{R}/logs/explain/{{proxy}}.log",
     conda:

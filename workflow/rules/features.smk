@@ -1,9 +1,22 @@
+# WavLM feature caching, sharded: the files of a corpus split are cut into N shards (`features.shards`,
+# or `--set-scatter features=N` on the command line), one extraction job and one HDF5 file per shard,
+# gathered into `features/<corpus>/<split>.h5`, an index of virtual datasets that every reader uses as
+# one file. The values do not depend on N (tests/test_shards.py).
+
+
+scattergather:
+    features=FEATURES["shards"],
+
+
 rule demo_wavlm:
     """A small WavLM with random weights, saved with save_pretrained and marked UNTRAINED."""
     output:
         directory(f"{R}/models/wavlm-untrained-demo"),
     params:
         seed=FEATURES["demo_seed"],
+    threads: 1
+    resources:
+        **LIGHT,
     log:
         f"{R}/logs/demo_wavlm.log",
     benchmark:
@@ -15,22 +28,53 @@ rule demo_wavlm:
 
 
 rule extract_features:
-    """Cache WavLM hidden states (float16) of every file of a split into one HDF5 file."""
+    """Cache WavLM hidden states (float16) of one shard of a split's files into one HDF5 file.
+
+    On a GPU: float16 autocast (features.half), chunks of equal length batched across files; an
+    out-of-memory batch is split in two, and a retried job (--retries) starts with half the batch.
+    """
     input:
         manifest=labels("{corpus}", "{split}", "manifest.tsv"),
         model=[wavlm_model()] if UNTRAINED_DEMO_MODEL else [],
     output:
-        features("{corpus}", "{split}"),
+        f"{R}/features/{{corpus}}/{{split}}/shard{{scatteritem}}.h5",
     params:
         model=lambda wildcards, input: input.model[0] if UNTRAINED_DEMO_MODEL else FEATURES["model"],
         settings=as_json(feature_settings()),
-    threads: 2
+    wildcard_constraints:
+        scatteritem=r"\d+-of-\d+",
+    threads: 4
+    resources:
+        mem_mb=retry_mem(16000),
+        runtime=480,
+        gpu=1,
+        batch_size=retry_halved(FEATURES["batch_size"]),
     log:
-        f"{R}/logs/extract_features/{{corpus}}/{{split}}.log",
+        f"{R}/logs/extract_features/{{corpus}}/{{split}}/shard{{scatteritem}}.log",
     benchmark:
-        f"{R}/benchmarks/extract_features/{{corpus}}/{{split}}.tsv"
+        f"{R}/benchmarks/extract_features/{{corpus}}/{{split}}/shard{{scatteritem}}.tsv"
     conda:
         "../../envs/proxyseg.yaml"
     shell:
         "proxyseg --threads {threads} extract-features --manifest {input.manifest} --model {params.model:q} "
+        "--shard {wildcards.scatteritem} --batch-size {resources.batch_size} "
         "--out {output} --settings {params.settings:q} > {log} 2>&1"
+
+
+rule gather_features:
+    """One index HDF5 per split: a virtual dataset per file, pointing into its shard."""
+    input:
+        lambda wildcards: gather.features(f"{R}/features/{wildcards.corpus}/{wildcards.split}/shard{{scatteritem}}.h5"),
+    output:
+        features("{corpus}", "{split}"),
+    threads: 1
+    resources:
+        **LIGHT,
+    log:
+        f"{R}/logs/gather_features/{{corpus}}/{{split}}.log",
+    benchmark:
+        f"{R}/benchmarks/gather_features/{{corpus}}/{{split}}.tsv"
+    conda:
+        "../../envs/proxyseg.yaml"
+    shell:
+        "proxyseg gather-features {input} --out {output} > {log} 2>&1"

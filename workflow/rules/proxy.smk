@@ -6,6 +6,11 @@ rule spectrograms:
         f"{R}/spectrograms/{{corpus}}/{{split}}.h5",
     params:
         settings=as_json(config["spectrogram"]),
+    threads: 2
+    resources:
+        mem_mb=retry_mem(8000),
+        runtime=120,
+        gpu=0,
     log:
         f"{R}/logs/spectrograms/{{corpus}}/{{split}}.log",
     benchmark:
@@ -24,13 +29,17 @@ rule pretrain_nmf:
     output:
         dictionary=f"{R}/nmf/dictionary.npz",
         costs=f"{R}/nmf/costs.tsv",
-        figure=f"{R}/nmf/atoms.png",
+        figure=report(f"{R}/nmf/atoms.png", caption="../report/nmf_atoms.rst", category="Dictionary"),
         summary=f"{R}/nmf/dictionary.json",
     params:
         settings=as_json(nmf_cli_settings(nmf_settings())),
         seed=config["seed"],
         out_dir=lambda wildcards, output: os.path.dirname(output.dictionary),
-    threads: 2
+    threads: 4
+    resources:
+        mem_mb=retry_mem(16000),
+        runtime=120,
+        gpu=1,
     log:
         f"{R}/logs/pretrain_nmf.log",
     benchmark:
@@ -51,13 +60,18 @@ rule train_proxy:
     output:
         model=f"{R}/proxies/{{proxy}}/model.pt",
         curve=f"{R}/proxies/{{proxy}}/curve.tsv",
-        figure=f"{R}/proxies/{{proxy}}/curve.png",
+        figure=report(f"{R}/proxies/{{proxy}}/curve.png", caption="../report/proxy_curve.rst", category="Training",
+                      subcategory="{proxy}", labels={"figure": "distillation curve", "proxy": "{proxy}"}),
         summary=f"{R}/proxies/{{proxy}}/train.json",
     params:
         settings=lambda wildcards: as_json(proxy_settings(wildcards.proxy)),
         seed=config["seed"],
         out_dir=lambda wildcards, output: os.path.dirname(output.model),
-    threads: 1
+    threads: 4
+    resources:
+        mem_mb=retry_mem(32000),
+        runtime=1440,
+        gpu=1,
     log:
         f"{R}/logs/train_proxy/{{proxy}}.log",
     benchmark:

@@ -6,13 +6,17 @@ rule train_teacher:
     output:
         model=f"{R}/teacher/model.pt",
         curve=f"{R}/teacher/curve.tsv",
-        figure=f"{R}/teacher/curve.png",
+        figure=report(f"{R}/teacher/curve.png", caption="../report/teacher_curve.rst", category="Training"),
         summary=f"{R}/teacher/train.json",
     params:
         settings=as_json(teacher_train_settings()),
         seed=config["seed"],
         out_dir=lambda wildcards, output: os.path.dirname(output.model),
-    threads: 2
+    threads: 4
+    resources:
+        mem_mb=retry_mem(32000),
+        runtime=1440,
+        gpu=1,
     log:
         f"{R}/logs/train_teacher.log",
     benchmark:
@@ -33,7 +37,11 @@ rule dump_teacher:
         f"{R}/teacher/dump/{{corpus}}/{{split}}.h5",
     params:
         settings=as_json(teacher_dump_settings()),
-    threads: 2
+    threads: 4
+    resources:
+        mem_mb=retry_mem(16000),
+        runtime=240,
+        gpu=1,
     log:
         f"{R}/logs/dump_teacher/{{corpus}}/{{split}}.log",
     benchmark:
