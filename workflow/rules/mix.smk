@@ -7,6 +7,10 @@ rule mix_corpus:
         sources=lambda wildcards: MIXES[wildcards.mix]["sources"],
         seed=lambda wildcards: MIXES[wildcards.mix]["seed"],
         settings=lambda wildcards: as_json({k: v for k, v in MIXES[wildcards.mix].items() if k not in ("sources", "seed")}),
+    resources:
+        mem_mb=retry_mem(8000),
+        runtime=120,
+        gpu=0,
     log:
         f"{R}/logs/mix_corpus/{{mix}}.log",
     benchmark:

@@ -18,7 +18,11 @@ rule pretrain_nmf_variant:
         settings=lambda wildcards: as_json(nmf_cli_settings(NMF_VARIANTS[wildcards.variant])),
         seed=config["seed"],
         out_dir=lambda wildcards, output: os.path.dirname(output.dictionary),
-    threads: 2
+    threads: 4
+    resources:
+        mem_mb=retry_mem(16000),
+        runtime=120,
+        gpu=1,
     log:
         f"{R}/logs/pretrain_nmf/{{variant}}.log",
     benchmark:
@@ -42,6 +46,10 @@ rule faithfulness:
         settings=as_json({**FAITH, "tau": config["explain"]["tau"]}),
         seed=config["seed"],
     threads: 1
+    resources:
+        mem_mb=retry_mem(8000),
+        runtime=120,
+        gpu=1,
     log:
         f"{R}/logs/faithfulness/{{proxy}}.log",
     benchmark:
@@ -61,6 +69,8 @@ rule faithfulness_table:
         tsv=f"{R}/tables/faithfulness.tsv",
         md=f"{R}/tables/faithfulness.md",
         figure=f"{R}/explanations/faithfulness.png",
+    resources:
+        **LIGHT,
     log:
         f"{R}/logs/faithfulness_table.log",
     conda:
@@ -86,6 +96,10 @@ rule saliency:
         settings=as_json({**{k: v for k, v in SALIENCY.items() if k != "bands"}, "spectrogram": config["spectrogram"]}),
         seed=config["seed"],
     threads: 2
+    resources:
+        mem_mb=retry_mem(16000),
+        runtime=120,
+        gpu=1,
     log:
         f"{R}/logs/saliency.log",
     benchmark:
@@ -109,6 +123,8 @@ rule saliency_table:
     params:
         systems=list(PROXIES),
         bands=SALIENCY["bands"],
+    resources:
+        **LIGHT,
     log:
         f"{R}/logs/saliency_table.log",
     conda:
@@ -133,6 +149,10 @@ rule export_model:
         wavlm=lambda wildcards, input: input.model[0] if UNTRAINED_DEMO_MODEL else FEATURES["model"],
         settings=as_json({"step": config["teacher"]["dump_step"], "threshold": SCORING["threshold"],
                           "tau": config["explain"]["tau"], "copy_wavlm": EXPORT["copy_wavlm"]}),
+    resources:
+        mem_mb=retry_mem(4000),
+        runtime=30,
+        gpu=0,
     log:
         f"{R}/logs/export/{{proxy}}.log",
     conda:
