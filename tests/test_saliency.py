@@ -54,6 +54,8 @@ def test_compare_rows_rank_correlation(tmp_path):
     assert rows.loc["music", "spearman_rho"] == pytest.approx(1.0)
     assert rows.loc["noise", "spearman_rho"] == pytest.approx(-1.0)  # rising vs falling
     assert rows.loc["speech", "saliency_peak_band_hz"] == rows.loc["speech", "prototype_peak_band_hz"]
+    # control: speech saliency (rising) against noise's (falling) and music's (falling) prototypes
+    assert rows.loc["speech", "rho_other_classes"] == pytest.approx(-1.0)
     assert np.isnan(rows.loc["overlap", "spearman_rho"])  # no prototype segment for overlap
     assert isinstance(rows, pd.DataFrame) and list(rows.index) == list(CLASSES)
 

@@ -11,7 +11,9 @@ normalised to sum 1 per segment and averaged over the segments of the class.
 Comparison: per class, both the teacher's saliency profile and the proxy's prototype ``P_c(f)``
 (``explain.class_prototypes``) are averaged over the bins of each frequency band (log-spaced;
 :func:`log_bands`; means, not sums, so that wide bands do not win by width alone) and compared by
-Spearman rank correlation over the bands.
+Spearman rank correlation over the bands. As a control, ``rho_other_classes`` is the mean correlation of
+the same saliency profile with the *other* classes' prototypes: agreement that is about class c should
+exceed it.
 """
 
 from __future__ import annotations
@@ -139,10 +141,14 @@ def compare_rows(system: str, saliency_npz, prototypes_npz, num_bands: int = 16)
         a, b = band_sums(sal[:, c], freqs, bands) / width, band_sums(proto.P[:, c], freqs, bands) / width
         ok = sal_counts[c] > 0 and proto.counts[c] > 0 and a.sum() > 0 and b.sum() > 0
         rho, p = spearmanr(a, b) if ok else (np.nan, np.nan)
+        # control: the same saliency against the other classes' prototypes; close to rho means the agreement
+        # is the recordings' shared spectral tilt, not something specific to the class
+        others = [spearmanr(a, band_sums(proto.P[:, o], freqs, bands) / width)[0] for o in range(len(CLASSES))
+                  if o != c and proto.counts[o] > 0 and proto.P[:, o].sum() > 0] if ok else []
         fmt = lambda band: f"{band[0]:.0f}-{band[1]:.0f}"  # noqa: E731
         rows.append({"system": system, "class": name, "saliency_segments": int(sal_counts[c]),
                      "prototype_segments": int(proto.counts[c]), "bands": len(bands), "spearman_rho": float(rho),
-                     "p_value": float(p), "saliency_peak_band_hz": fmt(bands[int(np.argmax(a))]) if ok else "",
+                     "p_value": float(p), "rho_other_classes": float(np.mean(others)) if others else float("nan"), "saliency_peak_band_hz": fmt(bands[int(np.argmax(a))]) if ok else "",
                      "prototype_peak_band_hz": fmt(bands[int(np.argmax(b))]) if ok else ""})
     return pd.DataFrame(rows)
 
