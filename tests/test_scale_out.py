@@ -27,7 +27,9 @@ from test_workflow import SMALL  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 PROFILE = REPO / "tests" / "slurm" / "profile"
 SLURM_TIMEOUT = 1200  # seconds; Snakemake can hang for ever if it loses track of its jobs (SLURM.md)
-# two of the paper's four proxies (one per input kind) keep the job count, and so the test, small
+# Every rule, but fewer jobs than tests/test_workflow.py's run (each Slurm job starts Python three times):
+# one corpus, and two of the paper's four proxies (one per input kind).
+CORPUS = "demo_radio"
 PROXIES = {"wavlm_fixedW": {"input": "wavlm", "dictionary": "fixed"},
            "spec_learnedW": {"input": "spectrogram", "dictionary": "learned"}}
 TABLES = ["segmentation.tsv", "fidelity.tsv", "class_hours.tsv"]
@@ -40,6 +42,7 @@ def _config(workdir: Path) -> Path:
     for key, value in SMALL.items():
         config.setdefault(key, {}).update(value)
     config["proxies"] = PROXIES
+    config["corpora"] = {CORPUS: config["corpora"][CORPUS]}
     path = workdir / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
@@ -130,8 +133,8 @@ def test_slurm_tables_equal_local_tables(local_run, slurm_run):
 def test_shard_count_changes_neither_features_nor_teacher(local_run, slurm_run):
     workdir, _ = slurm_run
     for split in ("train", "dev", "test"):
-        with h5py.File(local_run / f"results/features/demo_radio/{split}.h5") as one, \
-                h5py.File(workdir / f"results/features/demo_radio/{split}.h5") as two:
+        with h5py.File(local_run / f"results/features/{CORPUS}/{split}.h5") as one, \
+                h5py.File(workdir / f"results/features/{CORPUS}/{split}.h5") as two:
             assert sorted(one) == sorted(two)
             for uri in one:
                 assert two[uri].is_virtual and np.array_equal(one[uri][()], two[uri][()]), (split, uri)
