@@ -154,3 +154,13 @@ def test_report_states_the_settings(local_run, tmp_path):
     # captions carry the settings (threshold, collar, UEM, model, seeds), rendered from the config
     for needle in ("thresholded at", "<strong>0.5</strong>", "collar", "UEM", "untrained-demo", "Seeds: training 0"):
         assert needle in html, needle
+
+
+def test_cluster_profile_is_valid_and_shards_features(tmp_path):
+    """profiles/slurm parses with the plugin (its keys are checked) and plans 8 feature shards per split."""
+    pytest.importorskip("snakemake_executor_plugin_slurm", reason="snakemake-executor-plugin-slurm not installed")
+    _config(tmp_path)
+    run = _snakemake(tmp_path, "-n", "--profile", str(REPO / "profiles" / "slurm"), timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", run.stdout + run.stderr, flags=re.M))
+    assert int(counts["extract_features"]) == 8 * int(counts["gather_features"]) == 8 * 3

@@ -129,12 +129,12 @@ class LocalSlurm:
             return  # someone else's munged: use it, never stop it
         key = Path("/etc/munge/munge.key")
         if not key.exists():
-            _run(["mungekey", "--create", "--keyfile", str(key)])
+            _run(["/usr/sbin/mungekey", "--create", "--keyfile", str(key)])
         shutil.chown(key, "munge", "munge")
         key.chmod(0o400)
         Path("/run/munge").mkdir(parents=True, exist_ok=True)
         shutil.chown("/run/munge", "munge", "munge")
-        _run(["runuser", "-u", "munge", "--", "/usr/sbin/munged", "--force"])
+        _run(["/usr/sbin/runuser", "-u", "munge", "--", "/usr/sbin/munged", "--force"])
         self.started_munge = True
         (self.root / "started-munge").write_text("1")
         for _ in range(50):
@@ -145,7 +145,7 @@ class LocalSlurm:
 
     # ------------------------------------------------------------------ configuration
     def _node_line(self) -> str:
-        detected = _run(["slurmd", "-C"]).stdout.splitlines()[0]
+        detected = _run(["/usr/sbin/slurmd", "-C"]).stdout.splitlines()[0]
         fields = dict(f.split("=", 1) for f in detected.split() if "=" in f)
         # RealMemory above what slurmd detects makes the node INVAL ("Low RealMemory"): keep a margin.
         fields["RealMemory"] = str(max(1024, int(fields.get("RealMemory", "2048")) - 512))
@@ -199,8 +199,8 @@ PartitionName={PARTITION} Nodes=ALL Default=YES MaxTime=INFINITE State=UP
     # ------------------------------------------------------------------ daemons
     def start(self, timeout: float = 60.0) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        if shutil.which("slurmctld") is None:
-            raise SlurmUnavailable("slurmctld is not installed")
+        if not Path("/usr/sbin/slurmctld").exists():
+            raise SlurmUnavailable("/usr/sbin/slurmctld is not installed")
         self._start_munge()
         self.write_config()
         self._write_srun_wrapper()
