@@ -85,7 +85,7 @@ rule saliency:
         wavlm=lambda wildcards, input: input.model[0] if UNTRAINED_DEMO_MODEL else FEATURES["model"],
         settings=as_json({**{k: v for k, v in SALIENCY.items() if k != "bands"}, "spectrogram": config["spectrogram"]}),
         seed=config["seed"],
-    threads: 2
+    threads: 1
     log:
         f"{R}/logs/saliency.log",
     benchmark:
