@@ -95,7 +95,7 @@ rule saliency:
         wavlm=lambda wildcards, input: input.model[0] if UNTRAINED_DEMO_MODEL else FEATURES["model"],
         settings=as_json({**{k: v for k, v in SALIENCY.items() if k != "bands"}, "spectrogram": config["spectrogram"]}),
         seed=config["seed"],
-    threads: 2
+    threads: 1
     resources:
         mem_mb=retry_mem(16000),
         runtime=120,
