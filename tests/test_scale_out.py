@@ -114,7 +114,8 @@ def test_every_job_was_submitted_with_sbatch(cluster, slurm_run):
         job_logs = list((workdir / ".snakemake" / "slurm_logs" / f"rule_{rule}").rglob(f"{job}.log"))
         assert len(job_logs) == 1 and f"rule {rule}:" in job_logs[0].read_text(), (job, rule)
     # GPU rules went out with a GPU request (fake GPUs here); the others without
-    gpu_rules = {"extract_features", "train_teacher", "dump_teacher", "pretrain_nmf", "train_proxy", "infer_proxy"}
+    gpu_rules = {"extract_features", "train_teacher", "dump_teacher", "pretrain_nmf", "train_proxy", "infer_proxy",
+                 "pretrain_nmf_variant", "faithfulness", "saliency"}
     gpus = job_gpus(cluster.env)
     for job, rule in submitted.items():
         assert ("gpu:1" in gpus[job]) == (rule in gpu_rules), (rule, gpus[job])
