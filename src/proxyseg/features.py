@@ -93,8 +93,8 @@ def build_demo_wavlm(out_dir: str | os.PathLike, seed: int, audio: list[np.ndarr
                 f"{config.num_hidden_layers} transformer layers of {config.hidden_size} dims, seed {seed}. "
                 "Self-supervised, without labels: spans of its CNN features were masked and a linear head\n"
                 "(thrown away) predicted the standardised log-mel frames there (HuBERT/WavLM-style masked\n"
-                f"prediction; final masked loss {_final_loss(curve):.3f}, where 1.0 is predicting the mean; "
-                "`pretrain_curve.tsv`).\n"
+                f"prediction; unmasked frames weighted {settings['unmasked_weight']:g}); final masked loss "
+                f"{_final_loss(curve):.3f}, where 1.0 is predicting the mean (`pretrain_curve.tsv`).\n"
                 "Its features are for the offline demo only; set `features.model: microsoft/wavlm-large` for real use.\n\n"
                 f"```json\n{record}\n```\n")
         else:

@@ -112,8 +112,11 @@ def pretrain_wavlm(net, audio: Sequence[np.ndarray], settings: dict | None = Non
     net.to(device).train()
     params = list(net.parameters()) + list(head.parameters())
     optimizer = torch.optim.AdamW(params, lr=s["lr"], weight_decay=s["weight_decay"])
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=s["lr"], total_steps=s["steps"],
-                                                   pct_start=max(s["warmup"], 1.0 / s["steps"]))
+    if s["steps"] >= 10:  # one-cycle: warm-up to lr, cosine decay (its phases need a few steps each)
+        schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=s["lr"], total_steps=s["steps"],
+                                                       pct_start=max(s["warmup"], 2.0 / s["steps"]))
+    else:  # a handful of steps (smoke tests): constant rate
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: 1.0)
     lengths = np.array([len(a) for a in usable], dtype=np.float64)
     frames = num_frames(n)
     curve, t0 = [], time.time()
