@@ -13,9 +13,13 @@ from proxyseg.frames import num_frames
 def tiny_wavlm(tmp_path_factory):
     """A tiny random WavLM saved with save_pretrained: the same loading path as a hub model."""
     path = tmp_path_factory.mktemp("models") / "wavlm"
-    build_untrained_wavlm(path, seed=0, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                          intermediate_size=64, conv_dim=(32,) * 7)
+    build_untrained_wavlm(path, seed=0, **TINY)
     return path
+
+
+#: WavLM Large's layout (per-frame layer norm in the CNN), the model of real use
+TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, conv_dim=(32,) * 7,
+            feat_extract_norm="layer", do_stable_layer_norm=True)
 
 
 def test_plan_chunks_covers_every_frame_once():
@@ -26,8 +30,7 @@ def test_plan_chunks_covers_every_frame_once():
 
 
 def test_from_pretrained_roundtrip_is_deterministic(tiny_wavlm, tmp_path):
-    again = build_untrained_wavlm(tmp_path / "again", seed=0, hidden_size=32, num_hidden_layers=2,
-                                  num_attention_heads=2, intermediate_size=64, conv_dim=(32,) * 7)
+    again = build_untrained_wavlm(tmp_path / "again", seed=0, **TINY)
     a, b = load_wavlm(str(tiny_wavlm)), load_wavlm(str(again))
     for (name, p), (_, q) in zip(a.state_dict().items(), b.state_dict().items()):
         assert torch.equal(p, q), name
@@ -87,3 +90,19 @@ def test_layers_out_of_range(tiny_wavlm, tmp_path, write_wav):
 def test_missing_model_is_a_clear_error(tmp_path):
     with pytest.raises(InputError, match="cannot load WavLM"):
         load_wavlm(str(tmp_path / "no-such-model"))
+
+
+def test_chunked_extraction_with_group_norm_stays_close(tmp_path):
+    """WavLM Base's layout (the demo's) normalises the first CNN layer over the whole input, so chunks differ
+    from a whole-file pass, but only slightly when chunks are long."""
+    path = build_untrained_wavlm(tmp_path / "base", seed=0, **{**TINY, "feat_extract_norm": "group",
+                                                                "do_stable_layer_norm": False})
+    net = load_wavlm(str(path))
+    rng = np.random.default_rng(0)
+    x = (0.1 * rng.standard_normal(16000 * 12)).astype(np.float32)
+    cpu = torch.device("cpu")
+    whole = extract_states(net, x, [0, 2], chunk_seconds=100, overlap_seconds=0, device=cpu).astype(np.float32)
+    chunked = extract_states(net, x, [0, 2], chunk_seconds=4, overlap_seconds=2.5, device=cpu).astype(np.float32)
+    for layer in (0, 1):
+        rel = np.linalg.norm(chunked[:, layer] - whole[:, layer]) / np.linalg.norm(whole[:, layer])
+        assert rel < 0.05, (layer, rel)

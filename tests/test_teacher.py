@@ -239,6 +239,18 @@ def test_training_rejects_unknown_setting(tmp_path):
         train_teacher([pair], [pair], tmp_path / "out", {"learning_rate": 1.0}, seed=0)
 
 
+def test_regularised_training_learns_and_rejects_bad_values(trained, tmp_path):
+    """Channel dropout and weight decay (options for small corpora) still learn; bad values are refused."""
+    _, train_pair, dev_pair, _, _ = trained
+    rec = train_teacher([train_pair], [dev_pair], tmp_path / "reg", {**SMALL, "dropout": 0.2, "weight_decay": 0.01},
+                        seed=7)
+    dev = [float(line.split("\t")[2]) for line in (tmp_path / "reg" / "curve.tsv").read_text().splitlines()[1:]]
+    assert min(dev) < 0.8 * dev[0], dev
+    assert rec["settings"]["dropout"] == 0.2
+    with pytest.raises(InputError, match="invalid teacher settings"):
+        train_teacher([train_pair], [dev_pair], tmp_path / "bad", {**SMALL, "dropout": 1.0}, seed=7)
+
+
 # ------------------------------------------------------------------------------------------- (4) dump
 def test_window_starts_cover_every_frame():
     assert window_starts(0, 10, 1) == []

@@ -16,7 +16,8 @@ REPO = Path(__file__).resolve().parents[1]
 SMALL = {
     "demo": {"radio": {"files": {"train": 2, "dev": 1, "test": 1}, "duration": 6.0},
              "meeting": {"files": {"train": 2, "dev": 1, "test": 1}, "duration": 6.0}},
-    "features": {"chunk_seconds": 3.0, "overlap_seconds": 1.0},
+    "features": {"chunk_seconds": 3.0, "overlap_seconds": 1.0,
+                 "demo_pretrain": {"steps": 2, "batch_size": 2, "crop_seconds": 1.0}},
     "teacher": {"max_epochs": 2, "batch_size": 4, "crop_seconds": 2.0, "repeats": 1, "steps_per_epoch": 2},
     "nmf": {"components": 8, "iterations": 5, "segments": {"speech": 4, "music": 4, "noise": 4, "overlap": 0}},
     "proxy_defaults": {"max_epochs": 1, "steps_per_epoch": 2, "batch_size": 4, "crop_seconds": 2.0, "repeats": 1},
@@ -59,7 +60,9 @@ def test_workflow_produces_every_artifact(small_run):
         for uri in feats:
             assert dump[uri]["logits"].shape == (feats[uri].shape[0], 4)
     logs = list((r / "logs").rglob("*.log"))
-    assert logs and any("UNTRAINED" in p.read_text() for p in logs)
+    assert logs and any("not microsoft/wavlm-large" in p.read_text() for p in logs)
+    assert "2 steps" in (r / "models/wavlm-demo/DEMO_MODEL.md").read_text()
+    assert (r / "models/wavlm-demo/pretrain_curve.tsv").is_file()
 
 
 @pytest.mark.slow

@@ -53,9 +53,17 @@ def cmd_mix_corpus(a):
 
 
 def cmd_demo_wavlm(a):
-    from .features import build_untrained_wavlm
+    from .features import build_demo_wavlm, manifest_audio
 
-    build_untrained_wavlm(a.out, a.seed, **a.settings)
+    settings = dict(a.settings)
+    # without --audio and without pretrain settings: the random-weight model (nothing to train on)
+    pretrain = settings.pop("pretrain", {} if a.audio else {"steps": 0})
+    device = settings.pop("device", "auto")
+    audio = manifest_audio(a.audio) if a.audio and pretrain.get("steps", 1) else None
+    build_demo_wavlm(a.out, a.seed, audio=audio, pretrain=pretrain, overrides=settings.pop("wavlm", {}),
+                     device=device)
+    if settings:
+        raise InputError(None, f"unknown demo-wavlm setting(s) {sorted(settings)}; known: pretrain, wavlm, device")
 
 
 def cmd_harmonise(a):
@@ -300,10 +308,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     settings(p, "files per split, duration, SNR ranges, probabilities (see proxyseg.mixing.DEFAULTS)")
 
-    p = stage("demo-wavlm", cmd_demo_wavlm, "Save a small, randomly initialised (UNTRAINED) WavLM for the offline demo.")
+    p = stage("demo-wavlm", cmd_demo_wavlm, "Save the offline demo's small WavLM: random weights, or briefly "
+              "pre-trained without labels (masked log-mel prediction) on the training audio.")
     p.add_argument("--out", required=True, help="model folder to create (loadable with from_pretrained)")
     p.add_argument("--seed", type=int, default=0)
-    settings(p, "WavLMConfig overrides")
+    p.add_argument("--audio", nargs="*", default=[], metavar="MANIFEST.tsv",
+                   help="harmonised manifests of the training splits: the audio to pre-train on")
+    settings(p, '{"pretrain": {"steps": N, ...} (steps 0 = random weights), "wavlm": {WavLMConfig overrides}, '
+                '"device": "auto"}')
 
     p = stage("harmonise", cmd_harmonise, "Harmonise one corpus split to the four classes: RTTM, UEM, manifest, frame targets.")
     p.add_argument("--corpus", required=True)

@@ -32,11 +32,14 @@ from .provenance import provenance_json, seed_everything
 log = logging.getLogger("proxyseg.features")
 
 UNTRAINED_MARKER = "UNTRAINED.md"
+DEMO_MARKER = "DEMO_MODEL.md"
 
-#: Geometry of the demo's untrained WavLM: WavLM Large's layout (per-frame layer norm in the CNN, stable
-#: layer norm) at a size that runs many times faster than real time on two CPU cores.
+#: Geometry of the demo's small WavLM: WavLM Base's layout (group norm in the first CNN layer, post layer
+#: norm) at a size that runs many times faster than real time on two CPU cores. WavLM Large's layout
+#: (``feat_extract_norm="layer"``, which normalises away the level of every 0.6 ms CNN frame) gave worse
+#: linear probes with random or briefly pre-trained weights on the demo (README, "Results on the demo").
 DEMO_WAVLM = dict(hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024,
-                  conv_dim=(128,) * 7, feat_extract_norm="layer", do_stable_layer_norm=True,
+                  conv_dim=(128,) * 7, feat_extract_norm="group", do_stable_layer_norm=False,
                   num_conv_pos_embeddings=128, num_conv_pos_embedding_groups=16)
 
 
@@ -48,24 +51,90 @@ def pick_device(device: str = "auto") -> torch.device:
 
 def build_untrained_wavlm(out_dir: str | os.PathLike, seed: int, **overrides) -> Path:
     """Save a randomly initialised WavLM (seeded) where ``from_pretrained`` can load it, marked UNTRAINED."""
+    return build_demo_wavlm(out_dir, seed, pretrain={"steps": 0}, overrides=overrides)
+
+
+def build_demo_wavlm(out_dir: str | os.PathLike, seed: int, audio: list[np.ndarray] | None = None,
+                     pretrain: dict | None = None, overrides: dict | None = None,
+                     device: str = "auto") -> Path:
+    """The demo's small WavLM, saved with ``save_pretrained`` (so ``load_wavlm`` reads it like a hub model).
+
+    With ``pretrain["steps"] > 0`` it is first pre-trained without labels on ``audio`` (masked log-mel
+    prediction, :mod:`proxyseg.wavlm_pretrain`) and marked ``DEMO_MODEL.md``, with its loss curve
+    (``pretrain_curve.tsv``/``.png``) beside it; otherwise its weights stay random and it is marked
+    ``UNTRAINED.md``. Either way it is a demo stand-in, not microsoft/wavlm-large.
+    """
     from transformers import WavLMConfig, WavLMModel
 
+    from .wavlm_pretrain import pretrain_settings, pretrain_wavlm, write_curve
+
+    settings = pretrain_settings(pretrain if pretrain is not None else {"steps": 0})
     seed_everything(seed)
-    config = WavLMConfig(**{**DEMO_WAVLM, **overrides})
+    config = WavLMConfig(**{**DEMO_WAVLM, **(overrides or {})})
     model = WavLMModel(config)
     out_dir = Path(out_dir)
     with atomic_dir(out_dir) as tmp:
+        curve = []
+        if settings["steps"]:
+            if not audio:
+                raise InputError(None, "demo WavLM pre-training needs training audio (features.demo_pretrain.steps > 0)")
+            dev = pick_device(device)
+            total = sum(len(a) for a in audio) / SAMPLE_RATE
+            log.info("pre-training the demo WavLM for %d steps on %d files (%.0f s of audio), device %s",
+                     settings["steps"], len(audio), total, dev)
+            curve = pretrain_wavlm(model, audio, settings, seed=seed, device=dev)
+            model.to("cpu")
+            write_curve(curve, tmp / "pretrain_curve.tsv", tmp / "pretrain_curve.png")
+        model.eval()
         model.save_pretrained(tmp)
-        (tmp / UNTRAINED_MARKER).write_text(
-            "# UNTRAINED WavLM (random weights)\n\n"
-            f"Randomly initialised with seed {seed} for the offline demo. Its features carry no pretrained\n"
-            "knowledge; set `features.model: microsoft/wavlm-large` in config for real use.\n\n"
-            f"```json\n{provenance_json(seed=seed, config=config.to_dict())}\n```\n")
+        record = provenance_json(seed=seed, config=config.to_dict(), pretrain=settings,
+                                 pretrain_audio_seconds=sum(len(a) for a in audio or []) / SAMPLE_RATE,
+                                 pretrain_final_loss=_final_loss(curve))
+        if curve:
+            (tmp / DEMO_MARKER).write_text(
+                f"# DEMO WavLM: a tiny WavLM pre-trained for {len(curve)} steps ({curve[-1]['seconds']:.0f} s) "
+                "on the demo's training audio; not microsoft/wavlm-large\n\n"
+                f"{config.num_hidden_layers} transformer layers of {config.hidden_size} dims, seed {seed}. "
+                "Self-supervised, without labels: spans of its CNN features were masked and a linear head\n"
+                "(thrown away) predicted the standardised log-mel frames there (HuBERT/WavLM-style masked\n"
+                f"prediction; unmasked frames weighted {settings['unmasked_weight']:g}); final masked loss "
+                f"{_final_loss(curve):.3f}, where 1.0 is predicting the mean (`pretrain_curve.tsv`).\n"
+                "Its features are for the offline demo only; set `features.model: microsoft/wavlm-large` for real use.\n\n"
+                f"```json\n{record}\n```\n")
+        else:
+            (tmp / UNTRAINED_MARKER).write_text(
+                "# UNTRAINED WavLM (random weights)\n\n"
+                f"Randomly initialised with seed {seed} for the offline demo. Its features carry no pretrained\n"
+                "knowledge; set `features.model: microsoft/wavlm-large` in config for real use.\n\n"
+                f"```json\n{record}\n```\n")
     return out_dir
+
+
+def manifest_audio(manifests: list[str | os.PathLike]) -> list[np.ndarray]:
+    """16 kHz mono samples of every file listed in harmonised ``manifest.tsv`` files."""
+    out = []
+    for manifest in manifests:
+        table = pd.read_csv(manifest, sep="\t")
+        if "audio" not in table.columns:
+            raise InputError(manifest, "not a harmonised manifest (no 'audio' column); rerun harmonise")
+        out += [load_audio(path) for path in table["audio"]]
+    return out
+
+
+def _final_loss(curve: list[dict]) -> float | None:
+    if not curve:
+        return None
+    tail = [r["masked_loss"] for r in curve[-25:]]
+    return sum(tail) / len(tail)
 
 
 def is_untrained(model_path: str) -> bool:
     return (Path(model_path) / UNTRAINED_MARKER).is_file()
+
+
+def is_demo_model(model_path: str) -> bool:
+    """A model built by ``proxyseg demo-wavlm`` (random or briefly pre-trained): not for real use."""
+    return is_untrained(model_path) or (Path(model_path) / DEMO_MARKER).is_file()
 
 
 def load_wavlm(model: str, revision: str | None = None):
@@ -282,20 +351,24 @@ def extract_features(manifest: str | os.PathLike, out_h5: str | os.PathLike, mod
     num_states = net.config.num_hidden_layers + 1
     chosen = resolve_layers(layers, num_states)
     untrained = is_untrained(model)
+    demo_model = is_demo_model(model)
     if untrained:
         log.warning("model %s is UNTRAINED (random weights): features are for the offline demo only", model)
+    elif demo_model:
+        log.warning("model %s is the DEMO WavLM (tiny, pre-trained on the demo's training audio; not "
+                    "microsoft/wavlm-large): features are for the offline demo only", model)
     chunk_frames, overlap_frames = max(1, round(chunk_seconds * FRAME_RATE)), round(overlap_seconds * FRAME_RATE)
     plan = plan_batches(table["num_frames"].astype(int).tolist(), chunk_frames, overlap_frames, batch_size)
     batches = [b for b in plan if any(c.file in mine for c in b)]
     cache = _AudioCache(table, batches, manifest)
     runner = BatchRunner(net, chosen, dev, use_half)
-    settings = dict(model=str(model), revision=revision or "", untrained=untrained, layers=chosen,
+    settings = dict(model=str(model), revision=revision or "", untrained=untrained, demo_model=demo_model, layers=chosen,
                     chunk_seconds=chunk_seconds, overlap_seconds=overlap_seconds, device=str(dev), half=use_half,
                     batch_size=batch_size, shard=f"{index + 1}-of-{count}")
     seconds = float(table["duration"].iloc[sorted(mine)].sum()) if mine else 0.0
     dim = net.config.hidden_size
     with atomic_path(out_h5) as tmp, h5py.File(tmp, "w") as h5:
-        h5.attrs.update(model=str(model), revision=revision or "", untrained=untrained,
+        h5.attrs.update(model=str(model), revision=revision or "", untrained=untrained, demo_model=demo_model,
                         layers=np.array(chosen, dtype=np.int64), hidden_size=dim, frame_rate=FRAME_RATE,
                         chunk_seconds=chunk_seconds, overlap_seconds=overlap_seconds, batch_size=batch_size,
                         half=use_half, shard_index=index, shard_count=count,

@@ -31,7 +31,9 @@ DEMO = config["demo"]
 DEMO_KINDS = ["radio", "meeting"] if DEMO["enabled"] else []
 TRAINING_CORPORA = config["training_corpora"] or list(CORPORA)
 FEATURES = config["features"]
-UNTRAINED_DEMO_MODEL = FEATURES["model"] == "untrained-demo"
+# "demo": the workflow builds a small WavLM and pre-trains it on the training audio (features.demo_pretrain);
+# "untrained-demo": the same WavLM with random weights.
+DEMO_MODEL = FEATURES["model"] in ("demo", "untrained-demo")
 PROXIES = config["proxies"]
 SYSTEMS = ["teacher", *PROXIES]
 SCORING = config["scoring"]
@@ -157,11 +159,24 @@ def annotation_inputs(wildcards):
 
 
 def wavlm_model():
-    return f"{R}/models/wavlm-untrained-demo" if UNTRAINED_DEMO_MODEL else FEATURES["model"]
+    return f"{R}/models/wavlm-{FEATURES['model']}" if DEMO_MODEL else FEATURES["model"]
+
+
+def demo_pretrain_settings():
+    """features.demo_pretrain, with no steps for the untrained-demo model."""
+    steps = FEATURES["demo_pretrain"]["steps"] if FEATURES["model"] == "demo" else 0
+    return {**FEATURES["demo_pretrain"], "steps": steps}
+
+
+def demo_pretrain_audio():
+    """Manifests of the training corpora's train splits: the audio the demo WavLM is pre-trained on."""
+    if not demo_pretrain_settings()["steps"]:
+        return []
+    return [labels(c, "train", "manifest.tsv") for c in TRAINING_CORPORA]
 
 
 def feature_settings():
-    return {k: v for k, v in FEATURES.items() if k not in ("model", "demo_seed", "shards")}
+    return {k: v for k, v in FEATURES.items() if k not in ("model", "demo_seed", "shards", "demo_pretrain", "demo_wavlm")}
 
 
 TEACHER_DUMP_KEYS = ("dump_step", "dump_batch_size", "device")

@@ -9,22 +9,32 @@ scattergather:
 
 
 rule demo_wavlm:
-    """A small WavLM with random weights, saved with save_pretrained and marked UNTRAINED."""
+    """The demo's small WavLM, saved with save_pretrained: pre-trained without labels on the training audio
+    (features.model: demo) or left with random weights (untrained-demo, or demo_pretrain.steps 0)."""
+    input:
+        audio=demo_pretrain_audio(),
     output:
-        directory(f"{R}/models/wavlm-untrained-demo"),
+        directory(f"{R}/models/wavlm-{{name}}"),
     params:
         seed=FEATURES["demo_seed"],
-    threads: 1
+        settings=as_json({"pretrain": demo_pretrain_settings(), "wavlm": FEATURES["demo_wavlm"],
+                          "device": FEATURES["device"]}),
+    wildcard_constraints:
+        name="demo|untrained-demo",
+    threads: 2
     resources:
-        **LIGHT,
+        mem_mb=retry_mem(4000),
+        runtime=60,
+        gpu=0,
     log:
-        f"{R}/logs/demo_wavlm.log",
+        f"{R}/logs/demo_wavlm/{{name}}.log",
     benchmark:
-        f"{R}/benchmarks/demo_wavlm.tsv"
+        f"{R}/benchmarks/demo_wavlm/{{name}}.tsv"
     conda:
         "../../envs/proxyseg.yaml"
     shell:
-        "proxyseg demo-wavlm --out {output} --seed {params.seed} > {log} 2>&1"
+        "proxyseg --threads {threads} demo-wavlm --out {output} --seed {params.seed} --audio {input.audio} "
+        "--settings {params.settings:q} > {log} 2>&1"
 
 
 rule extract_features:
@@ -35,11 +45,11 @@ rule extract_features:
     """
     input:
         manifest=labels("{corpus}", "{split}", "manifest.tsv"),
-        model=[wavlm_model()] if UNTRAINED_DEMO_MODEL else [],
+        model=[wavlm_model()] if DEMO_MODEL else [],
     output:
         f"{R}/features/{{corpus}}/{{split}}/shard{{scatteritem}}.h5",
     params:
-        model=lambda wildcards, input: input.model[0] if UNTRAINED_DEMO_MODEL else FEATURES["model"],
+        model=lambda wildcards, input: input.model[0] if DEMO_MODEL else FEATURES["model"],
         settings=as_json(feature_settings()),
     wildcard_constraints:
         scatteritem=r"\d+-of-\d+",

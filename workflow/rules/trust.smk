@@ -85,14 +85,14 @@ rule saliency:
     input:
         teacher=f"{R}/teacher/model.pt",
         features=first_features(),
-        model=[wavlm_model()] if UNTRAINED_DEMO_MODEL else [],
+        model=[wavlm_model()] if DEMO_MODEL else [],
         pairs=[p for c in CORPORA if SCORING["split"] in CORPORA[c]["splits"]
                for p in (labels(c, SCORING["split"], "manifest.tsv"), labels(c, SCORING["split"], "targets.h5"))],
     output:
         profiles=f"{R}/saliency/teacher.npz",
         figure=f"{R}/saliency/teacher.png",
     params:
-        wavlm=lambda wildcards, input: input.model[0] if UNTRAINED_DEMO_MODEL else FEATURES["model"],
+        wavlm=lambda wildcards, input: input.model[0] if DEMO_MODEL else FEATURES["model"],
         settings=as_json({**{k: v for k, v in SALIENCY.items() if k != "bands"}, "spectrogram": config["spectrogram"]}),
         seed=config["seed"],
     threads: 1
@@ -142,11 +142,11 @@ rule export_model:
         dictionary=lambda wildcards: dictionary_path(wildcards.proxy),
         features=first_features(),
         spectrograms=spectrograms(TRAINING_CORPORA[0], "train"),
-        model=[wavlm_model()] if UNTRAINED_DEMO_MODEL else [],
+        model=[wavlm_model()] if DEMO_MODEL else [],
     output:
         directory(f"{R}/export/{{proxy}}"),
     params:
-        wavlm=lambda wildcards, input: input.model[0] if UNTRAINED_DEMO_MODEL else FEATURES["model"],
+        wavlm=lambda wildcards, input: input.model[0] if DEMO_MODEL else FEATURES["model"],
         settings=as_json({"step": config["teacher"]["dump_step"], "threshold": SCORING["threshold"],
                           "tau": config["explain"]["tau"], "copy_wavlm": EXPORT["copy_wavlm"]}),
     resources:

@@ -196,7 +196,9 @@ def _radio_file(rng: np.random.Generator, duration: float, src) -> tuple[np.ndar
             if rng.random() < 0.3 and end - t > 2:  # a short noise event during the talk
                 a = rng.uniform(t, end - 1)
                 nd = rng.uniform(0.5, 2.5)
-                mix.place("no", a, synth.fade(src.noise(rng, nd)), level - rng.uniform(0, 12))
+                # 6 dB under to 3 dB over the talk: an annotator hears it (it was 0-12 dB under, often
+                # masked by the voice yet labelled noise)
+                mix.place("no", a, synth.fade(src.noise(rng, nd)), level - rng.uniform(-3, 6))
         elif scene in ("speech_music", "speech_noise"):
             lead, tail = rng.uniform(0, 2.0), rng.uniform(0, 1.5)
             end = _talk(mix, src, [host], rng, t + lead, t + lead + rng.uniform(4, 12), level)

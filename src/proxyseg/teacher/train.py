@@ -42,6 +42,8 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "steps_per_epoch": None,
     "num_workers": 0,
     "device": "auto",
+    "weight_decay": 0.0,   # AdamW's decoupled weight decay (0 = Adam, METHOD section 3)
+    "dropout": 0.0,        # share of the fused feature channels zeroed per training crop (regularisation)
     **TCN_DEFAULTS,
 }
 
@@ -73,10 +75,12 @@ def _settings(settings: dict | None) -> dict:
     out = {**DEFAULT_SETTINGS, **{k: v for k, v in settings.items() if v is not None or k == "steps_per_epoch"}}
     for key in ("batch_size", "max_epochs", "patience", "num_workers", *TCN_DEFAULTS):
         out[key] = int(out[key])
-    out["crop_seconds"], out["lr"] = float(out["crop_seconds"]), float(out["lr"])
+    for key in ("crop_seconds", "lr", "weight_decay", "dropout"):
+        out[key] = float(out[key])
     if out["steps_per_epoch"] is not None:
         out["steps_per_epoch"] = int(out["steps_per_epoch"])
-    if out["batch_size"] < 1 or out["max_epochs"] < 1 or out["patience"] < 1 or out["crop_seconds"] <= 0:
+    if out["batch_size"] < 1 or out["max_epochs"] < 1 or out["patience"] < 1 or out["crop_seconds"] <= 0 \
+            or out["weight_decay"] < 0 or not 0 <= out["dropout"] < 1:
         raise InputError(None, f"invalid teacher settings: {out}")
     return out
 
@@ -174,7 +178,10 @@ def train_teacher(train_pairs: Sequence[Pair], dev_pairs: Sequence[Pair], out_di
     model = Teacher(train_ds.num_layers, train_ds.dim, **{k: s[k] for k in TCN_DEFAULTS}).to(device)
     hparams = {**model.hparams, "crop_frames": crop_frames, "frame_rate": FRAME_RATE, "classes": list(CLASSES)}
     n_params = model.num_parameters()
-    optimizer = torch.optim.Adam(model.parameters(), lr=s["lr"])
+    if s["weight_decay"]:
+        optimizer = torch.optim.AdamW(model.parameters(), lr=s["lr"], weight_decay=s["weight_decay"])
+    else:
+        optimizer = torch.optim.Adam(model.parameters(), lr=s["lr"])
     pin = device.type == "cuda"
     train_loader = _loader(train_ds, s["batch_size"], s["num_workers"], seed, pin)
     dev_loader = _loader(dev_ds, s["batch_size"], s["num_workers"], seed, pin)
@@ -197,7 +204,10 @@ def train_teacher(train_pairs: Sequence[Pair], dev_pairs: Sequence[Pair], out_di
             bar = tqdm(train_loader, desc=f"teacher epoch {epoch}", file=sys.stderr, leave=False,
                        dynamic_ncols=True, mininterval=1.0)
             for states, targets in bar:
-                logits, _ = model(states.to(device, non_blocking=True).float())
+                mixed = model.fusion.mix(states.to(device, non_blocking=True).float())
+                if s["dropout"]:  # whole channels of a crop, before the instance norm (which keeps zeros zero)
+                    mixed = F.dropout1d(mixed, s["dropout"], training=True)
+                logits, _ = model.forward_mixed(mixed)
                 loss_sum, n = masked_bce_sum(logits, targets.to(device, non_blocking=True).transpose(1, 2))
                 loss = loss_sum / n.clamp(min=1)
                 optimizer.zero_grad(set_to_none=True)
