@@ -20,6 +20,7 @@ import pandas as pd
 from .atomic import atomic_path
 from .errors import InputError
 from .provenance import provenance_json
+from .teacher.data import h5_datasets
 
 #: Root attributes every shard of one index must agree on (they say which model made the features).
 #: The batch size may differ (it shrinks when a job is retried after running out of memory).
@@ -64,17 +65,6 @@ def sort_manifest(table: pd.DataFrame) -> pd.DataFrame:
     return table.sort_values("uri", kind="stable").reset_index(drop=True)
 
 
-def _datasets(handle: h5py.File) -> dict[str, h5py.Dataset]:
-    out: dict[str, h5py.Dataset] = {}
-
-    def visit(name, obj):
-        if isinstance(obj, h5py.Dataset):
-            out[name] = obj
-
-    handle.visititems(visit)
-    return out
-
-
 def _same(a, b) -> bool:
     if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
         return np.array_equal(np.asarray(a), np.asarray(b))
@@ -114,7 +104,7 @@ def gather_features(shards, out_h5: str | os.PathLike) -> dict:
                 elif not _same(attrs[key], value):
                     raise InputError(shard, f"attribute {key!r} = {value!r} differs from {attrs_from} "
                                             f"({attrs[key]!r}): all shards must come from one extraction setting")
-            for name, ds in sorted(_datasets(fh).items()):
+            for name, ds in sorted(h5_datasets(fh).items()):
                 if name in owner:
                     raise InputError(shard, f"file {name!r} is also in shard {owner[name]}: shards must not overlap")
                 owner[name] = shard
