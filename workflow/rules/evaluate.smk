@@ -29,7 +29,7 @@ rule infer_proxy:
         inference("{proxy}", "{corpus}", "{split}"),
     params:
         settings=as_json({"step": config["teacher"]["dump_step"]}),
-    threads: 2
+    threads: 1
     resources:
         mem_mb=retry_mem(16000),
         runtime=240,
@@ -171,7 +171,7 @@ rule explain:
         settings=as_json({k: v for k, v in config["explain"].items() if k != "splits"}),
         seed=config["seed"],
         out_dir=lambda wildcards, output: os.path.dirname(output.prototypes),
-    threads: 2
+    threads: 1
     resources:
         mem_mb=retry_mem(16000),
         runtime=120,
