@@ -118,6 +118,32 @@ def test_meeting_speaker_overlap_and_uem(corpora):
     assert 0.03 < overlap / speech < 0.35
 
 
+def _overlap_seconds(rttm_path: Path) -> float:
+    total = 0.0
+    for segs in read_rttm(rttm_path).values():
+        edges = sorted([(s.start, 1) for s in segs] + [(s.end, -1) for s in segs])
+        active, last = 0, 0.0
+        for t, step in edges:
+            if active >= 2:
+                total += t - last
+            active, last = active + step, t
+    return total
+
+
+def test_train_interruptions_add_overlap_to_the_training_split_only(tmp_path, corpora):
+    """The overlap augmentation of the demo: more overlapped speech in train, dev and test unchanged."""
+    settings = {"files": {"train": 6, "dev": 1, "test": 1}, "duration": 20.0}
+    build_demo_corpus("meeting", tmp_path / "base", settings, seed=7)
+    build_demo_corpus("meeting", tmp_path / "aug", {**settings, "train_interruptions": 0.75}, seed=7)
+    for split in ("dev", "test"):
+        assert (tmp_path / "aug" / "rttm" / f"{split}.rttm").read_bytes() == \
+            (tmp_path / "base" / "rttm" / f"{split}.rttm").read_bytes()
+    base = _overlap_seconds(tmp_path / "base" / "rttm" / "train.rttm")
+    aug = _overlap_seconds(tmp_path / "aug" / "rttm" / "train.rttm")
+    assert aug > 1.3 * base > 0, (base, aug)
+    assert "train_interruptions" in (tmp_path / "aug" / "provenance.json").read_text()
+
+
 @pytest.mark.parametrize("kind", ["radio", "meeting"])
 def test_speech_labels_match_signal(corpora, kind):
     """Labelled speech frames carry much more 100-4000 Hz energy than frames with no label at all."""
@@ -186,6 +212,9 @@ def test_failed_build_leaves_nothing(tmp_path, monkeypatch):
     ("radio", {"files": {"train": 2, "dev": 1, "test": 1}, "duration": 10, "durration": 3}, 0),
     ("meeting", SMALL, -1),
     ("meeting", "files=3", 0),
+    ("meeting", {**SMALL, "train_interruptions": 0.9}, 0),
+    ("meeting", {**SMALL, "train_interruptions": True}, 0),
+    ("radio", {**SMALL, "train_interruptions": 0.6}, 0),
 ])
 def test_bad_settings(tmp_path, kind, settings, seed):
     with pytest.raises(InputError):

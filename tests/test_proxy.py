@@ -194,6 +194,9 @@ def test_unknown_or_bad_settings(tmp_path):
         proxy_settings({"dictionary": "frozen"})
     s = proxy_settings({})
     assert (s["alpha"], s["beta"], s["gamma"], s["batch_size"], s["crop_seconds"]) == (10.0, 1.0, 0.1, 32, 4.0)
+    assert s["lr_schedule"] == "constant"
+    with pytest.raises(InputError, match="lr_schedule"):
+        proxy_settings({"lr_schedule": "linear"})
 
 
 # ------------------------------------------------------------------------------------------ training
@@ -229,6 +232,15 @@ def test_training_writes_outputs_and_dev_loss_decreases(tmp_path, pairs, inp, mo
     else:
         assert float(model.W.detach().min()) >= 0
         assert np.allclose(model.W.norm(dim=0).detach().numpy(), 1, atol=1e-5)
+
+
+def test_cosine_schedule_decays_lr_to_zero(tmp_path, pairs):
+    train, dev, npz = pairs
+    rec = train_proxy(train, dev, npz, tmp_path / "cos", {**SMALL, "lr_schedule": "cosine"}, seed=0)
+    lines = (tmp_path / "cos" / "curve.tsv").read_text().strip().split("\n")[1:]
+    lrs = [float(line.split("\t")[CURVE_COLUMNS.index("lr")]) for line in lines]
+    assert lrs == sorted(lrs, reverse=True) and lrs[-1] < 1e-6 < lrs[0] < SMALL["lr"]
+    assert rec["best_dev_loss"] < float(lines[0].split("\t")[CURVE_COLUMNS.index("dev_loss")])
 
 
 def test_same_seed_same_weights(tmp_path, pairs):

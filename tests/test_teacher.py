@@ -16,7 +16,7 @@ from proxyseg.tcn import TCN, GlobalLayerNorm, TemporalBlock, count_parameters
 from proxyseg.teacher.data import DevCrops, TrainCrops, scan_pairs
 from proxyseg.teacher.dump import dump_teacher, sliding_window_average, window_starts
 from proxyseg.teacher.model import LayerFusion, Teacher, load_teacher
-from proxyseg.teacher.train import masked_bce, train_teacher
+from proxyseg.teacher.train import masked_bce, masked_bce_sum, train_teacher
 
 L, D = 2, 16
 
@@ -89,6 +89,20 @@ def test_masked_bce_nothing_known_is_zero_with_grad():
     assert loss.item() == 0.0 and loss.requires_grad
     loss.backward()
     assert torch.all(logits.grad == 0)
+
+
+def test_masked_bce_pos_weight_scales_only_known_positives():
+    torch.manual_seed(1)
+    targets = torch.randint(-1, 2, (2, 4, 30)).float()
+    logits = torch.randn(2, 4, 30)
+    weight = torch.tensor([1.0, 1.0, 1.0, 3.0])[:, None]
+    total, count = masked_bce_sum(logits, targets, weight)
+    plain = F.binary_cross_entropy_with_logits(logits, targets.clamp(min=0), reduction="none")
+    factor = torch.where(targets == 1, weight.expand_as(logits[0]), torch.ones(()))  # pos x w, neg x 1
+    expected = torch.where(targets >= 0, plain * factor, torch.zeros(())).sum()
+    assert count == (targets >= 0).sum()
+    assert torch.allclose(total, expected, rtol=1e-5)
+    assert total > masked_bce_sum(logits, targets)[0]  # overlap positives exist, so weighting adds loss
 
 
 # ------------------------------------------------------------------------------------------ (2) model
@@ -249,6 +263,23 @@ def test_regularised_training_learns_and_rejects_bad_values(trained, tmp_path):
     assert rec["settings"]["dropout"] == 0.2
     with pytest.raises(InputError, match="invalid teacher settings"):
         train_teacher([train_pair], [dev_pair], tmp_path / "bad", {**SMALL, "dropout": 1.0}, seed=7)
+
+
+def test_cosine_schedule_and_pos_weight_train_and_are_recorded(trained, tmp_path):
+    """lr decays from lr to ~0 over max_epochs (logged per epoch); pos_weight is checked and recorded."""
+    _, train_pair, dev_pair, _, _ = trained
+    rec = train_teacher([train_pair], [dev_pair], tmp_path / "cos",
+                        {**SMALL, "lr_schedule": "cosine", "pos_weight": {"overlap": 2.0}}, seed=7)
+    rows = [line.split("\t") for line in (tmp_path / "cos" / "curve.tsv").read_text().splitlines()[1:]]
+    lrs = [float(r[3]) for r in rows]
+    assert lrs == sorted(lrs, reverse=True) and lrs[-1] < 1e-6 < lrs[0] < SMALL["lr"]
+    dev = [float(r[2]) for r in rows]
+    assert min(dev) < 0.8 * dev[0], dev
+    assert rec["settings"]["pos_weight"] == {"overlap": 2.0} and rec["settings"]["lr_schedule"] == "cosine"
+    with pytest.raises(InputError, match="pos_weight"):
+        train_teacher([train_pair], [dev_pair], tmp_path / "bad", {**SMALL, "pos_weight": {"laughter": 2.0}}, seed=7)
+    with pytest.raises(InputError, match="lr_schedule"):
+        train_teacher([train_pair], [dev_pair], tmp_path / "bad", {**SMALL, "lr_schedule": "step"}, seed=7)
 
 
 # ------------------------------------------------------------------------------------------- (4) dump

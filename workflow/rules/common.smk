@@ -116,6 +116,24 @@ wildcard_constraints:
 LIGHT = dict(mem_mb=2000, runtime=30, gpu=0)  # bookkeeping rules: tables, decisions, small files
 
 
+def _local_cores():
+    try:
+        return workflow.cores
+    except WorkflowError:  # cluster runs may give --jobs without --cores
+        return None
+
+
+# Threads of the jobs that usually run beside others (feature caching, spectrograms, NMF, teacher dumps).
+# On a small machine two 1-thread jobs side by side get more done than one 2-thread job (a teacher
+# epoch: 11.8 s on 1 thread, 8.0 s on 2, a 1.47x speed-up for twice the cores), so such jobs take half
+# the cores, between 1 and 4. Jobs alone on the critical path (WavLM pre-training, teacher training)
+# keep their own counts. Snakemake caps any count at --cores; --set-threads RULE=N overrides.
+SIDE_THREADS = 4 if _local_cores() is None else max(1, min(4, _local_cores() // 2))
+# Jobs on the way to the proxies go first when cores are scarce: a saliency or scoring job started
+# between two teacher dumps delays every proxy (Snakemake runs higher priorities first).
+CRITICAL_PATH = 10
+
+
 def retry_mem(mb):
     """mem_mb that doubles on each retry (`--retries N`), for jobs killed for exceeding their memory."""
     return lambda wildcards, attempt: mb * 2 ** (attempt - 1)

@@ -53,7 +53,8 @@ rule extract_features:
         settings=as_json(feature_settings()),
     wildcard_constraints:
         scatteritem=r"\d+-of-\d+",
-    threads: 4
+    priority: CRITICAL_PATH
+    threads: SIDE_THREADS
     resources:
         mem_mb=retry_mem(16000),
         runtime=480,
@@ -77,6 +78,7 @@ rule gather_features:
         lambda wildcards: gather.features(f"{R}/features/{wildcards.corpus}/{wildcards.split}/shard{{scatteritem}}.h5"),
     output:
         features("{corpus}", "{split}"),
+    priority: CRITICAL_PATH
     threads: 1
     resources:
         **LIGHT,

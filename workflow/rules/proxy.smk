@@ -6,7 +6,7 @@ rule spectrograms:
         f"{R}/spectrograms/{{corpus}}/{{split}}.h5",
     params:
         settings=as_json(config["spectrogram"]),
-    threads: 2
+    threads: SIDE_THREADS
     resources:
         mem_mb=retry_mem(8000),
         runtime=120,
@@ -35,7 +35,7 @@ rule pretrain_nmf:
         settings=as_json(nmf_cli_settings(nmf_settings())),
         seed=config["seed"],
         out_dir=lambda wildcards, output: os.path.dirname(output.dictionary),
-    threads: 4
+    threads: SIDE_THREADS
     resources:
         mem_mb=retry_mem(16000),
         runtime=120,
@@ -67,6 +67,7 @@ rule train_proxy:
         settings=lambda wildcards: as_json(proxy_settings(wildcards.proxy)),
         seed=config["seed"],
         out_dir=lambda wildcards, output: os.path.dirname(output.model),
+    priority: CRITICAL_PATH
     threads: 1  # small model: two 1-thread proxies in parallel beat one 2-thread proxy (1.47x per thread pair)
     resources:
         mem_mb=retry_mem(32000),

@@ -37,7 +37,8 @@ rule dump_teacher:
         f"{R}/teacher/dump/{{corpus}}/{{split}}.h5",
     params:
         settings=as_json(teacher_dump_settings()),
-    threads: 4
+    priority: CRITICAL_PATH
+    threads: SIDE_THREADS
     resources:
         mem_mb=retry_mem(16000),
         runtime=240,

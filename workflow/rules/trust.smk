@@ -18,7 +18,7 @@ rule pretrain_nmf_variant:
         settings=lambda wildcards: as_json(nmf_cli_settings(NMF_VARIANTS[wildcards.variant])),
         seed=config["seed"],
         out_dir=lambda wildcards, output: os.path.dirname(output.dictionary),
-    threads: 4
+    threads: SIDE_THREADS
     resources:
         mem_mb=retry_mem(16000),
         runtime=120,

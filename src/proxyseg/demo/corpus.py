@@ -34,6 +34,11 @@ FLOOR_DB = -65.0       # unannotated background hiss, relative to REF
 _RATES = (22050, 44100, 8000)
 _AUDIO_EXT = {".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff"}
 _SETTINGS_KEYS = {"files", "duration"}
+# Meeting only: share of turns whose successor starts before they end (dev and test keep the default).
+# Backchannels follow it (0.15 above). Raising it in the training split is the authors' overlap
+# augmentation done at synthesis time: the WavLM features are cached, so overlap cannot be added later.
+INTERRUPTIONS = 0.45
+_MAX_INTERRUPTIONS = 0.75
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -231,8 +236,13 @@ def _radio_file(rng: np.random.Generator, duration: float, src) -> tuple[np.ndar
     return audio, mix.labels
 
 
-def _meeting_file(rng: np.random.Generator, duration: float, src) -> tuple[np.ndarray, list]:
-    """A 2-4 party conversation in a reverberant room: turns, pauses, interruptions and backchannels."""
+def _meeting_file(rng: np.random.Generator, duration: float, src,
+                  interruptions: float = INTERRUPTIONS) -> tuple[np.ndarray, list]:
+    """A 2-4 party conversation in a reverberant room: turns, pauses, interruptions and backchannels.
+
+    ``interruptions``: probability that the next speaker starts before the current one has finished;
+    a backchannel comes with probability ``interruptions + 0.15``.
+    """
     n_spk = int(rng.integers(2, 5))
     voices = src.voices(rng, n_spk)
     spk_db = rng.uniform(-4, 2, n_spk)
@@ -253,7 +263,7 @@ def _meeting_file(rng: np.random.Generator, duration: float, src) -> tuple[np.nd
             end = mix.place(f"spk{spk:02d}", t, x, spk_db[spk] + rng.uniform(-2, 2), track=spk)
             t = end + rng.uniform(0.35, 0.8)
         free_at[spk] = end
-        if end - start > 1.2 and rng.random() < 0.6:  # backchannel ("mhm", "yeah") from someone else
+        if end - start > 1.2 and rng.random() < interruptions + 0.15:  # backchannel ("mhm", "yeah")
             others = [k for k in range(n_spk) if k != spk]
             k = others[rng.integers(len(others))]
             at = rng.uniform(start + 0.4, end - 0.4)
@@ -261,9 +271,9 @@ def _meeting_file(rng: np.random.Generator, duration: float, src) -> tuple[np.nd
                 x = src.speech(voices[k], rng, rng.uniform(0.25, 0.6))
                 free_at[k] = mix.place(f"spk{k:02d}", at, x, spk_db[k] - rng.uniform(0, 4), track=k)
         r = rng.random()
-        if r < 0.45:    # next speaker starts before this one has finished
+        if r < interruptions:    # next speaker starts before this one has finished
             t = end - rng.uniform(0.2, min(2.5, 0.7 * (end - start)))
-        elif r < 0.6:   # latching
+        elif r < interruptions + 0.15:   # latching
             t = end + rng.uniform(0.0, 0.2)
         elif r < 0.93:
             t = end + rng.uniform(0.3, 1.2)
@@ -312,10 +322,12 @@ def _validate(kind, settings, seed) -> tuple[dict[str, int], float]:
         raise InputError(None, f"demo seed must be a non-negative integer, got {seed!r}")
     if not isinstance(settings, dict):
         raise InputError(None, f"demo settings must be a mapping with keys 'files' and 'duration', got {settings!r}")
-    unknown = set(settings) - _SETTINGS_KEYS
+    optional = {"train_interruptions"} if kind == "meeting" else set()
+    unknown = set(settings) - _SETTINGS_KEYS - optional
     missing = _SETTINGS_KEYS - set(settings)
     if unknown or missing:
         raise InputError(None, "demo settings need exactly the keys 'files' and 'duration'"
+                         + (" (and optionally 'train_interruptions')" if optional else "")
                          + (f"; unknown: {sorted(map(str, unknown))}" if unknown else "")
                          + (f"; missing: {sorted(missing)}" if missing else ""))
     files = settings["files"]
@@ -329,6 +341,10 @@ def _validate(kind, settings, seed) -> tuple[dict[str, int], float]:
     if isinstance(duration, bool) or not isinstance(duration, numbers.Real) or not math.isfinite(duration) \
             or not 5.0 <= duration <= 3600.0:
         raise InputError(None, f"demo 'duration' must be a number of seconds in [5, 3600], got {duration!r}")
+    inter = settings.get("train_interruptions", INTERRUPTIONS)
+    if isinstance(inter, bool) or not isinstance(inter, numbers.Real) or not 0.0 <= inter <= _MAX_INTERRUPTIONS:
+        raise InputError(None, f"demo meeting 'train_interruptions' must be a number in [0, {_MAX_INTERRUPTIONS}], "
+                         f"got {inter!r}")
     return {s: int(files[s]) for s in SPLITS}, float(duration)
 
 
@@ -355,7 +371,8 @@ _LAYOUT = {
 - `lists/<split>.lst`: one uri per line""",
     "meeting": """- `audio/<uri>.flac`
 - `rttm/<split>.rttm`: speaker turns (name field = speaker id, e.g. `spk01`); turns of different speakers
-  overlap (interruptions, backchannels). Music and noise are not annotated (faint room tone only).
+  overlap (interruptions, backchannels; the training split may have more of them, see `settings`).
+  Music and noise are not annotated (faint room tone only).
 - `uem/<split>.uem`: scored region; on even-numbered files it leaves out the first and last 0.5 s
 - `lists/<split>.lst`: one uri per line""",
 }
@@ -374,7 +391,7 @@ def build_demo_corpus(kind: str, out_dir: Path, settings: dict, seed: int, real_
     else:
         src = _SynthSources()
     ext = ".wav" if kind == "radio" else ".flac"
-    make = _radio_file if kind == "radio" else _meeting_file
+    train_interruptions = float(settings.get("train_interruptions", INTERRUPTIONS))
     with atomic_dir(out_dir) as tmp:
         for sub in ("audio", "rttm", "lists") + (("uem",) if kind == "meeting" else ()):
             (tmp / sub).mkdir()
@@ -384,7 +401,11 @@ def build_demo_corpus(kind: str, out_dir: Path, settings: dict, seed: int, real_
             for i, ss in enumerate(seqs):
                 uri = f"{kind}_{split}_{i:03d}"
                 rng = np.random.default_rng(ss)
-                audio, labels = make(rng, duration, src)
+                if kind == "radio":
+                    audio, labels = _radio_file(rng, duration, src)
+                else:
+                    audio, labels = _meeting_file(rng, duration, src,
+                                                  train_interruptions if split == "train" else INTERRUPTIONS)
                 rate, channels = _file_format(kind, si, i)
                 _write_audio(tmp / "audio" / f"{uri}{ext}", audio, rate, channels, rng)
                 uris.append(uri)
@@ -401,10 +422,13 @@ def build_demo_corpus(kind: str, out_dir: Path, settings: dict, seed: int, real_
         title = {"radio": "Demo radio corpus", "meeting": "Demo meeting corpus"}[kind]
         mirrors = {"radio": "AragonRadio", "meeting": "DIHARD III"}[kind]
         shown = {"files": files, "duration": duration}
+        if kind == "meeting":
+            shown["train_interruptions"] = train_interruptions
         (tmp / "README.md").write_text(_README.format(
             title=title, version=__version__, mirrors=mirrors, kind=kind, seed=seed, settings=shown,
             sources=src.description, counts=", ".join(f"{s} {files[s]}" for s in SPLITS), duration=duration,
             layout=_LAYOUT[kind]), encoding="utf-8")
         (tmp / "provenance.json").write_text(provenance_json(
             step="demo_corpus", kind=kind, seed=int(seed), files=files, duration=duration,
+            **({"train_interruptions": train_interruptions} if kind == "meeting" else {}),
             real_sources=None if real_sources is None else str(real_sources)) + "\n", encoding="utf-8")

@@ -48,6 +48,7 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "beta": 1.0,
     "gamma": 0.1,
     "lr": 1e-3,
+    "lr_schedule": "constant",  # or "cosine": decays to 0 over max_epochs x steps_per_epoch steps
     "batch_size": 32,
     "crop_seconds": 4.0,
     "max_epochs": 100,
@@ -76,6 +77,8 @@ def proxy_settings(settings: dict | None) -> dict:
     except (TypeError, ValueError) as err:
         raise InputError(None, f"invalid proxy settings ({err}): {settings}") from err
     out["input"], out["dictionary"], out["device"] = str(out["input"]), str(out["dictionary"]), str(out["device"])
+    if out["lr_schedule"] not in ("constant", "cosine"):
+        raise InputError(None, f"proxy setting lr_schedule={out['lr_schedule']!r}: choose constant or cosine")
     if out["input"] not in INPUTS:
         raise InputError(None, f"proxy setting input={out['input']!r}: choose one of {INPUTS}")
     if out["dictionary"] not in DICTIONARY_MODES:
@@ -219,6 +222,9 @@ def train_proxy(train_pairs: Sequence[Pair], dev_pairs: Sequence[Pair], dictiona
                "settings": s}
     n_params = model.num_parameters()
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=s["lr"])
+    scheduler = None
+    if s["lr_schedule"] == "cosine":  # stepped per batch, so the last step of max_epochs reaches 0
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=s["max_epochs"] * steps)
     pin = device.type == "cuda"
     train_loader = _loader(train_ds, s["batch_size"], s["num_workers"], seed, pin)
     dev_loader = _loader(dev_ds, s["batch_size"], s["num_workers"], seed, pin)
@@ -248,6 +254,8 @@ def train_proxy(train_pairs: Sequence[Pair], dev_pairs: Sequence[Pair], dictiona
                 optimizer.zero_grad(set_to_none=True)
                 terms["loss"].backward()
                 optimizer.step()
+                if scheduler is not None:
+                    scheduler.step()
                 total += float(terms["loss"].detach()) * inp.shape[0]
                 count += inp.shape[0]
                 train_steps += 1

@@ -44,17 +44,24 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "device": "auto",
     "weight_decay": 0.0,   # AdamW's decoupled weight decay (0 = Adam, METHOD section 3)
     "dropout": 0.0,        # share of the fused feature channels zeroed per training crop (regularisation)
+    "lr_schedule": "constant",  # or "cosine": decays to 0 over max_epochs x steps_per_epoch steps
+    "pos_weight": {},      # class -> weight of its positive frames in the BCE (rare classes: overlap)
     **TCN_DEFAULTS,
 }
 
 
-def masked_bce_sum(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(sum of BCE-with-logits over entries whose target is not -1, number of such entries)."""
+def masked_bce_sum(logits: torch.Tensor, targets: torch.Tensor,
+                   pos_weight: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sum of BCE-with-logits over entries whose target is not -1, number of such entries).
+
+    ``pos_weight`` (one weight per class, shape ``(C, 1)`` for ``(B, C, T)`` logits) scales the loss of
+    positive targets, as in ``torch.nn.BCEWithLogitsLoss``.
+    """
     if logits.shape != targets.shape:
         raise ValueError(f"logits {tuple(logits.shape)} and targets {tuple(targets.shape)} differ in shape")
     known = targets >= 0
     loss = F.binary_cross_entropy_with_logits(logits, targets.clamp(min=0).to(logits.dtype),
-                                              reduction="none")
+                                              reduction="none", pos_weight=pos_weight)
     return torch.where(known, loss, torch.zeros_like(loss)).sum(), known.sum()
 
 
@@ -77,6 +84,13 @@ def _settings(settings: dict | None) -> dict:
         out[key] = int(out[key])
     for key in ("crop_seconds", "lr", "weight_decay", "dropout"):
         out[key] = float(out[key])
+    if out["lr_schedule"] not in ("constant", "cosine"):
+        raise InputError(None, f"teacher lr_schedule must be constant or cosine, got {out['lr_schedule']!r}")
+    weights = dict(out["pos_weight"] or {})
+    bad = {k: v for k, v in weights.items() if k not in CLASSES or not float(v) > 0}
+    if bad:
+        raise InputError(None, f"teacher pos_weight {bad}: keys must be classes {list(CLASSES)}, values > 0")
+    out["pos_weight"] = {k: float(v) for k, v in weights.items()}
     if out["steps_per_epoch"] is not None:
         out["steps_per_epoch"] = int(out["steps_per_epoch"])
     if out["batch_size"] < 1 or out["max_epochs"] < 1 or out["patience"] < 1 or out["crop_seconds"] <= 0 \
@@ -100,13 +114,14 @@ def _loader(dataset, batch_size: int, num_workers: int, seed: int, pin: bool) ->
 
 
 @torch.no_grad()
-def evaluate(model: Teacher, loader: DataLoader, device: torch.device) -> float:
+def evaluate(model: Teacher, loader: DataLoader, device: torch.device,
+             pos_weight: torch.Tensor | None = None) -> float:
     """Masked BCE over every known entry of the loader (not a mean of batch means)."""
     model.eval()
     total, count = 0.0, 0
     for states, targets in loader:
         logits, _ = model(states.to(device, non_blocking=True).float())
-        s, n = masked_bce_sum(logits, targets.to(device).transpose(1, 2))
+        s, n = masked_bce_sum(logits, targets.to(device).transpose(1, 2), pos_weight)
         total += float(s)
         count += int(n)
     return total / count if count else float("nan")
@@ -182,6 +197,12 @@ def train_teacher(train_pairs: Sequence[Pair], dev_pairs: Sequence[Pair], out_di
         optimizer = torch.optim.AdamW(model.parameters(), lr=s["lr"], weight_decay=s["weight_decay"])
     else:
         optimizer = torch.optim.Adam(model.parameters(), lr=s["lr"])
+    scheduler = None
+    if s["lr_schedule"] == "cosine":  # stepped per batch, so the last step of max_epochs reaches 0
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=s["max_epochs"] * steps)
+    pos_weight = None
+    if s["pos_weight"]:
+        pos_weight = torch.tensor([s["pos_weight"].get(c, 1.0) for c in CLASSES], device=device)[:, None]
     pin = device.type == "cuda"
     train_loader = _loader(train_ds, s["batch_size"], s["num_workers"], seed, pin)
     dev_loader = _loader(dev_ds, s["batch_size"], s["num_workers"], seed, pin)
@@ -208,11 +229,14 @@ def train_teacher(train_pairs: Sequence[Pair], dev_pairs: Sequence[Pair], out_di
                 if s["dropout"]:  # whole channels of a crop, before the instance norm (which keeps zeros zero)
                     mixed = F.dropout1d(mixed, s["dropout"], training=True)
                 logits, _ = model.forward_mixed(mixed)
-                loss_sum, n = masked_bce_sum(logits, targets.to(device, non_blocking=True).transpose(1, 2))
+                loss_sum, n = masked_bce_sum(logits, targets.to(device, non_blocking=True).transpose(1, 2),
+                                             pos_weight)
                 loss = loss_sum / n.clamp(min=1)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
+                if scheduler is not None:
+                    scheduler.step()
                 total += float(loss_sum.detach())
                 count += int(n)
                 bar.set_postfix(loss=f"{total / max(count, 1):.4f}")
@@ -220,7 +244,7 @@ def train_teacher(train_pairs: Sequence[Pair], dev_pairs: Sequence[Pair], out_di
             train_loss = total / count if count else float("nan")
             if not math.isfinite(train_loss) and count:
                 raise RuntimeError(f"teacher training diverged at epoch {epoch} (train loss {train_loss})")
-            dev_loss = evaluate(model, dev_loader, device)
+            dev_loss = evaluate(model, dev_loader, device, pos_weight)
             improved = dev_loss < best_loss
             if improved:
                 best_loss, best_epoch = dev_loss, epoch
