@@ -37,7 +37,7 @@ from proxyseg.proxy.data import INPUTS, Pair, ProxyDevCrops, ProxyTrainCrops, de
 from proxyseg.proxy.loss import distillation_loss
 from proxyseg.proxy.model import DICTIONARY_MODES, PSI_DEFAULTS, Proxy
 from proxyseg.teacher.model import resolve_device
-from proxyseg.teacher.train import _loader
+from proxyseg.training import check_lr_schedule, make_loader, make_scheduler
 
 logger = logging.getLogger("proxyseg.proxy")
 
@@ -77,8 +77,7 @@ def proxy_settings(settings: dict | None) -> dict:
     except (TypeError, ValueError) as err:
         raise InputError(None, f"invalid proxy settings ({err}): {settings}") from err
     out["input"], out["dictionary"], out["device"] = str(out["input"]), str(out["dictionary"]), str(out["device"])
-    if out["lr_schedule"] not in ("constant", "cosine"):
-        raise InputError(None, f"proxy setting lr_schedule={out['lr_schedule']!r}: choose constant or cosine")
+    out["lr_schedule"] = check_lr_schedule(out["lr_schedule"], "proxy setting")
     if out["input"] not in INPUTS:
         raise InputError(None, f"proxy setting input={out['input']!r}: choose one of {INPUTS}")
     if out["dictionary"] not in DICTIONARY_MODES:
@@ -222,12 +221,10 @@ def train_proxy(train_pairs: Sequence[Pair], dev_pairs: Sequence[Pair], dictiona
                "settings": s}
     n_params = model.num_parameters()
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=s["lr"])
-    scheduler = None
-    if s["lr_schedule"] == "cosine":  # stepped per batch, so the last step of max_epochs reaches 0
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=s["max_epochs"] * steps)
+    scheduler = make_scheduler(optimizer, s["lr_schedule"], s["max_epochs"] * steps)
     pin = device.type == "cuda"
-    train_loader = _loader(train_ds, s["batch_size"], s["num_workers"], seed, pin)
-    dev_loader = _loader(dev_ds, s["batch_size"], s["num_workers"], seed, pin)
+    train_loader = make_loader(train_ds, s["batch_size"], s["num_workers"], seed, pin)
+    dev_loader = make_loader(dev_ds, s["batch_size"], s["num_workers"], seed, pin)
     prov = provenance(stage="proxy", seed=seed, settings=s, device=str(device), dictionary=str(dictionary_npz),
                       train=[list(map(str, p)) for p in train_pairs], dev=[list(map(str, p)) for p in dev_pairs])
     logger.info("proxy (%s input, %s W): %d train files (%d frames), %d dev files (%d crops), C=%d F=%d K=%d, "

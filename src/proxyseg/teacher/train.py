@@ -12,7 +12,6 @@ import json
 import logging
 import math
 import os
-import random
 import sys
 import time
 from pathlib import Path
@@ -30,6 +29,7 @@ from proxyseg.frames import CLASSES, FRAME_RATE
 from proxyseg.provenance import provenance, seed_everything
 from proxyseg.teacher.data import DevCrops, Pair, TrainCrops, default_steps_per_epoch
 from proxyseg.teacher.model import TCN_DEFAULTS, Teacher, resolve_device
+from proxyseg.training import check_lr_schedule, make_loader, make_scheduler
 
 logger = logging.getLogger("proxyseg.teacher")
 
@@ -84,8 +84,7 @@ def _settings(settings: dict | None) -> dict:
         out[key] = int(out[key])
     for key in ("crop_seconds", "lr", "weight_decay", "dropout"):
         out[key] = float(out[key])
-    if out["lr_schedule"] not in ("constant", "cosine"):
-        raise InputError(None, f"teacher lr_schedule must be constant or cosine, got {out['lr_schedule']!r}")
+    out["lr_schedule"] = check_lr_schedule(out["lr_schedule"], "teacher setting")
     weights = dict(out["pos_weight"] or {})
     bad = {k: v for k, v in weights.items() if k not in CLASSES or not float(v) > 0}
     if bad:
@@ -97,20 +96,6 @@ def _settings(settings: dict | None) -> dict:
             or out["weight_decay"] < 0 or not 0 <= out["dropout"] < 1:
         raise InputError(None, f"invalid teacher settings: {out}")
     return out
-
-
-def _worker_init(worker_id: int):
-    seed = torch.initial_seed() % 2 ** 32
-    np.random.seed(seed)
-    random.seed(seed)
-
-
-def _loader(dataset, batch_size: int, num_workers: int, seed: int, pin: bool) -> DataLoader:
-    generator = torch.Generator()
-    generator.manual_seed(seed)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                      worker_init_fn=_worker_init, generator=generator, pin_memory=pin,
-                      persistent_workers=False)
 
 
 @torch.no_grad()
@@ -197,15 +182,13 @@ def train_teacher(train_pairs: Sequence[Pair], dev_pairs: Sequence[Pair], out_di
         optimizer = torch.optim.AdamW(model.parameters(), lr=s["lr"], weight_decay=s["weight_decay"])
     else:
         optimizer = torch.optim.Adam(model.parameters(), lr=s["lr"])
-    scheduler = None
-    if s["lr_schedule"] == "cosine":  # stepped per batch, so the last step of max_epochs reaches 0
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=s["max_epochs"] * steps)
+    scheduler = make_scheduler(optimizer, s["lr_schedule"], s["max_epochs"] * steps)
     pos_weight = None
     if s["pos_weight"]:
         pos_weight = torch.tensor([s["pos_weight"].get(c, 1.0) for c in CLASSES], device=device)[:, None]
     pin = device.type == "cuda"
-    train_loader = _loader(train_ds, s["batch_size"], s["num_workers"], seed, pin)
-    dev_loader = _loader(dev_ds, s["batch_size"], s["num_workers"], seed, pin)
+    train_loader = make_loader(train_ds, s["batch_size"], s["num_workers"], seed, pin)
+    dev_loader = make_loader(dev_ds, s["batch_size"], s["num_workers"], seed, pin)
     prov = provenance(stage="teacher", seed=seed, settings=s, device=str(device),
                       train=[list(map(str, p)) for p in train_pairs], dev=[list(map(str, p)) for p in dev_pairs])
     logger.info("teacher: %d train files (%d frames), %d dev files, L=%d D=%d, %d params (TCN %d), "
