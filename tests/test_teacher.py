@@ -282,6 +282,23 @@ def test_cosine_schedule_and_pos_weight_train_and_are_recorded(trained, tmp_path
         train_teacher([train_pair], [dev_pair], tmp_path / "bad", {**SMALL, "lr_schedule": "step"}, seed=7)
 
 
+def test_weight_averaging_learns_and_saves_the_averaged_weights(trained, tmp_path):
+    """ema > 0: the dev loss and the checkpoint are those of the averaged weights, which still learn."""
+    _, train_pair, dev_pair, out_plain, _ = trained
+    rec = train_teacher([train_pair], [dev_pair], tmp_path / "ema", {**SMALL, "ema": 0.8}, seed=7)
+    dev = [float(line.split("\t")[2]) for line in (tmp_path / "ema" / "curve.tsv").read_text().splitlines()[1:]]
+    assert min(dev) < 0.8 * dev[0], dev
+    assert rec["settings"]["ema"] == 0.8
+    averaged = torch.load(tmp_path / "ema" / "model.pt", weights_only=True)["state_dict"]
+    plain = torch.load(out_plain / "model.pt", weights_only=True)["state_dict"]
+    assert averaged.keys() == plain.keys()  # a plain Teacher state dict (no n_averaged), same layout
+    assert any(not torch.equal(averaged[k], plain[k]) for k in plain)  # same seed, other weights
+    model, _ = load_teacher(tmp_path / "ema" / "model.pt", "cpu")
+    assert not model.training
+    with pytest.raises(InputError, match="invalid teacher settings"):
+        train_teacher([train_pair], [dev_pair], tmp_path / "bad", {**SMALL, "ema": 1.0}, seed=7)
+
+
 # ------------------------------------------------------------------------------------------- (4) dump
 def test_window_starts_cover_every_frame():
     assert window_starts(0, 10, 1) == []

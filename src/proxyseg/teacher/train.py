@@ -20,6 +20,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -46,6 +47,7 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "dropout": 0.0,        # share of the fused feature channels zeroed per training crop (regularisation)
     "lr_schedule": "constant",  # or "cosine": decays to 0 over max_epochs x steps_per_epoch steps
     "pos_weight": {},      # class -> weight of its positive frames in the BCE (rare classes: overlap)
+    "ema": 0.0,            # > 0: evaluate and keep an exponential moving average of the weights (decay/step)
     **TCN_DEFAULTS,
 }
 
@@ -82,7 +84,7 @@ def _settings(settings: dict | None) -> dict:
     out = {**DEFAULT_SETTINGS, **{k: v for k, v in settings.items() if v is not None or k == "steps_per_epoch"}}
     for key in ("batch_size", "max_epochs", "patience", "num_workers", *TCN_DEFAULTS):
         out[key] = int(out[key])
-    for key in ("crop_seconds", "lr", "weight_decay", "dropout"):
+    for key in ("crop_seconds", "lr", "weight_decay", "dropout", "ema"):
         out[key] = float(out[key])
     out["lr_schedule"] = check_lr_schedule(out["lr_schedule"], "teacher setting")
     weights = dict(out["pos_weight"] or {})
@@ -93,7 +95,7 @@ def _settings(settings: dict | None) -> dict:
     if out["steps_per_epoch"] is not None:
         out["steps_per_epoch"] = int(out["steps_per_epoch"])
     if out["batch_size"] < 1 or out["max_epochs"] < 1 or out["patience"] < 1 or out["crop_seconds"] <= 0 \
-            or out["weight_decay"] < 0 or not 0 <= out["dropout"] < 1:
+            or out["weight_decay"] < 0 or not 0 <= out["dropout"] < 1 or not 0 <= out["ema"] < 1:
         raise InputError(None, f"invalid teacher settings: {out}")
     return out
 
@@ -183,6 +185,11 @@ def train_teacher(train_pairs: Sequence[Pair], dev_pairs: Sequence[Pair], out_di
     else:
         optimizer = torch.optim.Adam(model.parameters(), lr=s["lr"])
     scheduler = make_scheduler(optimizer, s["lr_schedule"], s["max_epochs"] * steps)
+    # Weight averaging smooths the step-to-step noise of small batches: the averaged model is the one
+    # evaluated on dev and saved.
+    ema = None
+    if s["ema"]:
+        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(s["ema"]), use_buffers=True)
     pos_weight = None
     if s["pos_weight"]:
         pos_weight = torch.tensor([s["pos_weight"].get(c, 1.0) for c in CLASSES], device=device)[:, None]
@@ -220,6 +227,8 @@ def train_teacher(train_pairs: Sequence[Pair], dev_pairs: Sequence[Pair], out_di
                 optimizer.step()
                 if scheduler is not None:
                     scheduler.step()
+                if ema is not None:
+                    ema.update_parameters(model)
                 total += float(loss_sum.detach())
                 count += int(n)
                 bar.set_postfix(loss=f"{total / max(count, 1):.4f}")
@@ -227,11 +236,12 @@ def train_teacher(train_pairs: Sequence[Pair], dev_pairs: Sequence[Pair], out_di
             train_loss = total / count if count else float("nan")
             if not math.isfinite(train_loss) and count:
                 raise RuntimeError(f"teacher training diverged at epoch {epoch} (train loss {train_loss})")
-            dev_loss = evaluate(model, dev_loader, device, pos_weight)
+            scored = model if ema is None else ema.module
+            dev_loss = evaluate(scored, dev_loader, device, pos_weight)
             improved = dev_loss < best_loss
             if improved:
                 best_loss, best_epoch = dev_loss, epoch
-                best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+                best_state = {k: v.detach().cpu().clone() for k, v in scored.state_dict().items()}
                 with atomic_path(out_dir / "model.pt") as tmp:
                     torch.save({"state_dict": best_state, "hparams": hparams,
                                 "provenance": {**prov, "epoch": epoch, "dev_loss": dev_loss}}, tmp)
