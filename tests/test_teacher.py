@@ -276,8 +276,9 @@ def test_cosine_schedule_and_pos_weight_train_and_are_recorded(trained, tmp_path
     dev = [float(r[2]) for r in rows]
     assert min(dev) < 0.8 * dev[0], dev
     assert rec["settings"]["pos_weight"] == {"overlap": 2.0} and rec["settings"]["lr_schedule"] == "cosine"
-    with pytest.raises(InputError, match="pos_weight"):
-        train_teacher([train_pair], [dev_pair], tmp_path / "bad", {**SMALL, "pos_weight": {"laughter": 2.0}}, seed=7)
+    for bad in ({"laughter": 2.0}, {"overlap": "high"}, {"overlap": 0}, [2.0]):
+        with pytest.raises(InputError, match="pos_weight"):
+            train_teacher([train_pair], [dev_pair], tmp_path / "bad", {**SMALL, "pos_weight": bad}, seed=7)
     with pytest.raises(InputError, match="lr_schedule"):
         train_teacher([train_pair], [dev_pair], tmp_path / "bad", {**SMALL, "lr_schedule": "step"}, seed=7)
 

@@ -76,6 +76,10 @@ def masked_bce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return total / count.clamp(min=1).to(total.dtype)
 
 
+def _is_positive_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+
+
 def _settings(settings: dict | None) -> dict:
     settings = dict(settings or {})
     unknown = set(settings) - set(DEFAULT_SETTINGS)
@@ -87,8 +91,9 @@ def _settings(settings: dict | None) -> dict:
     for key in ("crop_seconds", "lr", "weight_decay", "dropout", "ema"):
         out[key] = float(out[key])
     out["lr_schedule"] = check_lr_schedule(out["lr_schedule"], "teacher setting")
-    weights = dict(out["pos_weight"] or {})
-    bad = {k: v for k, v in weights.items() if k not in CLASSES or not float(v) > 0}
+    weights = out["pos_weight"] or {}
+    bad = {k: v for k, v in weights.items() if k not in CLASSES or not _is_positive_number(v)} \
+        if isinstance(weights, dict) else weights
     if bad:
         raise InputError(None, f"teacher pos_weight {bad}: keys must be classes {list(CLASSES)}, values > 0")
     out["pos_weight"] = {k: float(v) for k, v in weights.items()}
