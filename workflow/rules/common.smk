@@ -128,7 +128,8 @@ def _local_cores():
 # epoch: 11.8 s on 1 thread, 8.0 s on 2, a 1.47x speed-up for twice the cores), so such jobs take half
 # the cores, between 1 and 4. Jobs alone on the critical path (WavLM pre-training, teacher training)
 # keep their own counts. Snakemake caps any count at --cores; --set-threads RULE=N overrides.
-SIDE_THREADS = 4 if _local_cores() is None else max(1, min(4, _local_cores() // 2))
+_CORES = _local_cores()
+SIDE_THREADS = 4 if _CORES is None else max(1, min(4, _CORES // 2))
 # Jobs on the way to the proxies go first when cores are scarce: a saliency or scoring job started
 # between two teacher dumps delays every proxy (Snakemake runs higher priorities first).
 CRITICAL_PATH = 10

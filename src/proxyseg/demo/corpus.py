@@ -315,7 +315,7 @@ def _write_audio(path: Path, x: np.ndarray, rate: int, channels: int, rng: np.ra
              format="WAV" if path.suffix == ".wav" else "FLAC")
 
 
-def _validate(kind, settings, seed) -> tuple[dict[str, int], float]:
+def _validate(kind, settings, seed) -> tuple[dict[str, int], float, float]:
     if kind not in KINDS:
         raise InputError(None, f"unknown demo corpus kind {kind!r}; expected one of {', '.join(KINDS)}")
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
@@ -345,7 +345,7 @@ def _validate(kind, settings, seed) -> tuple[dict[str, int], float]:
     if isinstance(inter, bool) or not isinstance(inter, numbers.Real) or not 0.0 <= inter <= _MAX_INTERRUPTIONS:
         raise InputError(None, f"demo meeting 'train_interruptions' must be a number in [0, {_MAX_INTERRUPTIONS}], "
                          f"got {inter!r}")
-    return {s: int(files[s]) for s in SPLITS}, float(duration)
+    return {s: int(files[s]) for s in SPLITS}, float(duration), float(inter)
 
 
 _README = """# {title} (SYNTHETIC)
@@ -385,13 +385,12 @@ def build_demo_corpus(kind: str, out_dir: Path, settings: dict, seed: int, real_
     ``real_sources``: optional folder with ``speech/``, ``music/``, ``noise/`` recordings to excerpt
     instead of synthesising (meeting needs only ``speech/``).
     """
-    files, duration = _validate(kind, settings, seed)
+    files, duration, train_interruptions = _validate(kind, settings, seed)
     if real_sources is not None:
         src = _RealSources(Path(real_sources), ("speech", "music", "noise") if kind == "radio" else ("speech",))
     else:
         src = _SynthSources()
     ext = ".wav" if kind == "radio" else ".flac"
-    train_interruptions = float(settings.get("train_interruptions", INTERRUPTIONS))
     with atomic_dir(out_dir) as tmp:
         for sub in ("audio", "rttm", "lists") + (("uem",) if kind == "meeting" else ()):
             (tmp / sub).mkdir()
