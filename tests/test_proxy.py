@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from proxyseg.errors import InputError
-from proxyseg.proxy.data import ProxyDevCrops, ProxyTrainCrops, scan_proxy_pairs
+from proxyseg.proxy.data import INPUTS, ProxyDevCrops, ProxyTrainCrops, scan_proxy_pairs
 from proxyseg.proxy.infer import SPARSITY_THRESHOLD, infer_proxy, teacher_probs
 from proxyseg.proxy.loss import binary_kl, distillation_loss
 from proxyseg.proxy.model import Proxy, load_proxy
@@ -169,6 +169,22 @@ def test_crops_shapes_and_determinism(tmp_path):
         dev.close()
 
 
+def test_preloaded_crops_equal_streamed_crops(tmp_path):
+    pair = _write_pair(tmp_path, "tr", [120, 30, 75], seed=1)
+    for inp in INPUTS:
+        streamed = ProxyTrainCrops([pair], 50, inp, num_items=10, seed=3)
+        preloaded = ProxyTrainCrops([pair], 50, inp, num_items=10, seed=3)
+        assert preloaded.preload(max_mb=1)
+        assert sum(len(v) for v in preloaded._memory.values()) == (9 if inp == "wavlm" else 6)
+        for ds in (streamed, preloaded):
+            ds.set_epoch(2)
+        for i in range(10):
+            assert all(torch.equal(u, v) for u, v in zip(streamed[i], preloaded[i]))
+        dev, dev_memory = ProxyDevCrops([pair], 50, inp), ProxyDevCrops([pair], 50, inp)
+        assert dev_memory.preload(max_mb=1)
+        assert all(torch.equal(u, v) for i in range(len(dev)) for u, v in zip(dev[i], dev_memory[i]))
+
+
 def test_mismatched_uris_name_both_files(tmp_path):
     dump, spec = _write_pair(tmp_path, "tr", [60, 60], seed=1, extra_spec_uri=True)
     with pytest.raises(InputError) as err:
@@ -251,6 +267,16 @@ def test_same_seed_same_weights(tmp_path, pairs):
     a = torch.load(tmp_path / "a" / "model.pt", weights_only=False)["state_dict"]
     b = torch.load(tmp_path / "b" / "model.pt", weights_only=False)["state_dict"]
     assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_streaming_training_matches_preloaded_training(tmp_path, pairs):
+    train, dev, npz = pairs
+    settings = {**SMALL, "max_epochs": 2}
+    train_proxy(train, dev, npz, tmp_path / "a", settings, seed=5)
+    train_proxy(train, dev, npz, tmp_path / "b", {**settings, "preload_mb": 0}, seed=5)
+    a = torch.load(tmp_path / "a" / "model.pt", weights_only=False)["state_dict"]
+    b = torch.load(tmp_path / "b" / "model.pt", weights_only=False)["state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 

@@ -203,6 +203,28 @@ def test_dataloader_workers_match_single_process(tmp_path):
         assert torch.equal(s1, s2) and torch.equal(t1, t2)
 
 
+def test_preloaded_crops_equal_streamed_crops(tmp_path, caplog):
+    feats, targs = _write_pair(tmp_path, "a", [80, 150], seed=2, targets_delta={1: -3})
+    streamed = TrainCrops([(feats, targs)], crop_frames=40, num_items=12, seed=5)
+    preloaded = TrainCrops([(feats, targs)], crop_frames=40, num_items=12, seed=5)
+    assert preloaded.preload(max_mb=1)
+    for ds in (streamed, preloaded):
+        ds.set_epoch(3)
+    for i in range(12):
+        assert all(torch.equal(u, v) for u, v in zip(streamed[i], preloaded[i]))
+    dev = DevCrops([(feats, targs)], crop_frames=40)
+    dev_memory = DevCrops([(feats, targs)], crop_frames=40)
+    assert dev_memory.preload(max_mb=1)
+    assert all(torch.equal(u, v) for i in range(len(dev)) for u, v in zip(dev[i], dev_memory[i]))
+    # over the limit: nothing is loaded, crops keep coming from HDF5
+    too_big = TrainCrops([(feats, targs)], crop_frames=40, num_items=12, seed=5)
+    with caplog.at_level(logging.INFO, logger="proxyseg.teacher"):
+        assert not too_big.preload(max_mb=1e-4)
+    assert "streaming crops from HDF5" in caplog.text and too_big._memory is None
+    too_big.set_epoch(3)
+    assert torch.equal(too_big[2][0], streamed[2][0])
+
+
 # --------------------------------------------------------------------------------------- (3) training
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
@@ -245,6 +267,15 @@ def test_training_is_deterministic(trained):
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k
+
+
+def test_streaming_training_matches_preloaded_training(trained):
+    tmp, train_pair, dev_pair, out1, _ = trained
+    out = tmp / "streamed"
+    train_teacher([train_pair], [dev_pair], out, {**SMALL, "preload_mb": 0}, seed=7)
+    a = torch.load(out1 / "model.pt", weights_only=True)["state_dict"]
+    b = torch.load(out / "model.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_training_rejects_unknown_setting(tmp_path):

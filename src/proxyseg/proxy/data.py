@@ -164,26 +164,33 @@ class _ProxyCropReader(HandleOwner, Dataset):
     def total_frames(self) -> int:
         return sum(e.num_frames for e in self.entries)
 
+    def dataset_names(self) -> dict[str, list[str]]:
+        names: dict[str, list[str]] = {}
+        for e in self.entries:
+            names.setdefault(e.dump, []).append(f"{e.uri}/logits")
+            if self.input == "wavlm":
+                names[e.dump].append(f"{e.uri}/features")
+            names.setdefault(e.spectrogram, []).append(e.uri)
+        return names
+
     def read(self, entry: ProxyEntry, start: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Frames ``[start, start + crop)`` of one file -> ``(input (C, crop), teacher_logits (4, crop),
         X (F, crop))``; past the end of the file: zeros (logits 0)."""
-        if self._handles is None:
-            self._handles = _Handles()
         crop = self.crop_frames
         stop = min(start + crop, entry.num_frames)
         n = max(stop - start, 0)
         logits = np.zeros((len(CLASSES), crop), dtype=np.float32)
         x = np.zeros((self.n_freq, crop), dtype=self.dtype)
         if n:
-            group = self._handles.get(entry.dump)[entry.uri]
-            logits[:, :n] = group["logits"][start:stop].T
-            x[:, :n] = self._handles.get(entry.spectrogram)[entry.uri][start:stop].T
+            dump = self._file(entry.dump)
+            logits[:, :n] = dump[f"{entry.uri}/logits"][start:stop].T
+            x[:, :n] = self._file(entry.spectrogram)[entry.uri][start:stop].T
         x_t = torch.from_numpy(x)
         if self.input == "spectrogram":
             return x_t, torch.from_numpy(logits), x_t
         s = np.zeros((self.dim, crop), dtype=self.dtype)
         if n:
-            s[:, :n] = group["features"][start:stop].T
+            s[:, :n] = dump[f"{entry.uri}/features"][start:stop].T
         return torch.from_numpy(s), torch.from_numpy(logits), x_t
 
 

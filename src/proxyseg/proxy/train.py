@@ -56,6 +56,7 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "steps_per_epoch": None,
     "num_workers": 0,
     "device": "auto",
+    "preload_mb": 2048.0,  # train/dev data up to this size are read into memory once (0 = stream from HDF5)
     **PSI_DEFAULTS,
 }
 
@@ -70,7 +71,7 @@ def proxy_settings(settings: dict | None) -> dict:
     try:
         for key in ("batch_size", "max_epochs", "patience", "num_workers", *PSI_DEFAULTS):
             out[key] = int(out[key])
-        for key in ("alpha", "beta", "gamma", "lr", "crop_seconds"):
+        for key in ("alpha", "beta", "gamma", "lr", "crop_seconds", "preload_mb"):
             out[key] = float(out[key])
         if out["steps_per_epoch"] is not None:
             out["steps_per_epoch"] = int(out["steps_per_epoch"])
@@ -84,7 +85,7 @@ def proxy_settings(settings: dict | None) -> dict:
         raise InputError(None, f"proxy setting dictionary={out['dictionary']!r}: choose one of {DICTIONARY_MODES}")
     bad = [k for k in ("alpha", "beta", "gamma") if not (math.isfinite(out[k]) and out[k] >= 0)]
     if (bad or out["batch_size"] < 1 or out["max_epochs"] < 1 or out["patience"] < 1 or out["crop_seconds"] <= 0
-            or out["lr"] <= 0 or out["num_workers"] < 0
+            or out["lr"] <= 0 or out["num_workers"] < 0 or not out["preload_mb"] >= 0
             or (out["steps_per_epoch"] is not None and out["steps_per_epoch"] < 1)):
         raise InputError(None, f"invalid proxy settings: {out}")
     return out
@@ -209,6 +210,9 @@ def train_proxy(train_pairs: Sequence[Pair], dev_pairs: Sequence[Pair], dictiona
         raise InputError(dev_ds.pairs[0][0], f"dev data have (C, F) = {(dev_ds.in_channels, dev_ds.n_freq)} "
                          f"but training data {(train_ds.in_channels, train_ds.n_freq)}")
     w = load_dictionary(dictionary_npz, train_ds.n_freq)
+    if s["preload_mb"] > 0:
+        for ds in (train_ds, dev_ds):
+            ds.preload(s["preload_mb"])
     steps = s["steps_per_epoch"] or default_steps_per_epoch(train_ds.total_frames, crop_frames, s["batch_size"])
     train_ds.num_items = steps * s["batch_size"]
 

@@ -131,12 +131,56 @@ class _Handles:
 
 
 class HandleOwner:
-    """Owns lazily opened HDF5 handles (``self._handles``) that are never pickled into workers."""
+    """Owns lazily opened HDF5 handles (``self._handles``, never pickled into workers) and, after
+    :meth:`preload`, in-memory copies of the datasets it reads (``self._memory``: path -> name -> array).
+
+    Subclasses list what they read in :meth:`dataset_names` and read through :meth:`_file`, which slices
+    the same way whether the data sit in HDF5 or in memory.
+    """
+
+    _memory: dict[str, dict[str, np.ndarray]] | None = None
+
+    def dataset_names(self) -> dict[str, list[str]]:
+        """Every dataset this reader uses: HDF5 path -> dataset names."""
+        raise NotImplementedError
+
+    def _file(self, path: str):
+        if self._memory is not None:
+            return self._memory[path]
+        if self._handles is None:
+            self._handles = _Handles()
+        return self._handles.get(path)
+
+    def preload(self, max_mb: float) -> bool:
+        """Read every dataset this reader uses into memory if together they take at most ``max_mb`` MB as
+        stored; returns whether it did.
+
+        Random crops then come from RAM instead of many small HDF5 reads (on the demo those reads were
+        15-25 % of a CPU training epoch). The data are loaded once, in this process: DataLoader workers
+        forked later share them. Larger sets keep streaming crop by crop from HDF5.
+        """
+        wanted = self.dataset_names()
+        total = 0
+        for path, names in wanted.items():
+            with _open(path) as handle:
+                total += sum(int(handle[name].nbytes) for name in names)
+        if total > max_mb * 2 ** 20:
+            logger.info("streaming crops from HDF5: the data take %.0f MB, over preload_mb = %g",
+                        total / 2 ** 20, max_mb)
+            return False
+        memory = {}
+        for path, names in wanted.items():
+            with _open(path) as handle:
+                memory[path] = {name: handle[name][()] for name in names}
+        self._memory = memory
+        logger.info("read %.0f MB from %d HDF5 file(s) into memory", total / 2 ** 20, len(wanted))
+        return True
 
     def close(self):
         if self._handles is not None:
             self._handles.close()
         self._handles = None
+        self._memory = None
 
     def __getstate__(self):
         state = self.__dict__.copy()
@@ -158,22 +202,27 @@ class _CropReader(HandleOwner, Dataset):
     def total_frames(self) -> int:
         return sum(e.num_frames for e in self.entries)
 
+    def dataset_names(self) -> dict[str, list[str]]:
+        names: dict[str, list[str]] = {}
+        for e in self.entries:
+            names.setdefault(e.features, []).append(e.uri)
+            names.setdefault(e.targets, []).append(e.uri)
+        return names
+
     def read(self, entry: FileEntry, start: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Frames ``[start, start + crop)`` of one file -> (states (crop, L, D), targets (crop, 4) float32);
         past the end of the file: zero states, targets -1.
 
         States are float32 unless the dataset was built with ``states_dtype=np.float16`` (the HDF5 dtype:
         half the memory in collation and host-to-device copies; the caller casts to float32)."""
-        if self._handles is None:
-            self._handles = _Handles()
         crop = self.crop_frames
         stop = min(start + crop, entry.num_frames)
         n = max(stop - start, 0)
         states = np.zeros((crop, self.num_layers, self.dim), dtype=self.states_dtype)
         targets = np.full((crop, len(CLASSES)), UNKNOWN, dtype=np.float32)
         if n:
-            states[:n] = self._handles.get(entry.features)[entry.uri][start:stop]
-            targets[:n] = self._handles.get(entry.targets)[entry.uri][start:stop]
+            states[:n] = self._file(entry.features)[entry.uri][start:stop]
+            targets[:n] = self._file(entry.targets)[entry.uri][start:stop]
         return torch.from_numpy(states), torch.from_numpy(targets)
 
 

@@ -48,6 +48,7 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "lr_schedule": "constant",  # or "cosine": decays to 0 over max_epochs x steps_per_epoch steps
     "pos_weight": {},      # class -> weight of its positive frames in the BCE (rare classes: overlap)
     "ema": 0.0,            # > 0: evaluate and keep an exponential moving average of the weights (decay/step)
+    "preload_mb": 2048.0,  # train/dev data up to this size are read into memory once (0 = stream from HDF5)
     **TCN_DEFAULTS,
 }
 
@@ -88,7 +89,7 @@ def _settings(settings: dict | None) -> dict:
     out = {**DEFAULT_SETTINGS, **{k: v for k, v in settings.items() if v is not None or k == "steps_per_epoch"}}
     for key in ("batch_size", "max_epochs", "patience", "num_workers", *TCN_DEFAULTS):
         out[key] = int(out[key])
-    for key in ("crop_seconds", "lr", "weight_decay", "dropout", "ema"):
+    for key in ("crop_seconds", "lr", "weight_decay", "dropout", "ema", "preload_mb"):
         out[key] = float(out[key])
     out["lr_schedule"] = check_lr_schedule(out["lr_schedule"], "teacher setting")
     weights = out["pos_weight"] or {}
@@ -100,7 +101,8 @@ def _settings(settings: dict | None) -> dict:
     if out["steps_per_epoch"] is not None:
         out["steps_per_epoch"] = int(out["steps_per_epoch"])
     if out["batch_size"] < 1 or out["max_epochs"] < 1 or out["patience"] < 1 or out["crop_seconds"] <= 0 \
-            or out["weight_decay"] < 0 or not 0 <= out["dropout"] < 1 or not 0 <= out["ema"] < 1:
+            or out["weight_decay"] < 0 or not 0 <= out["dropout"] < 1 or not 0 <= out["ema"] < 1 \
+            or not out["preload_mb"] >= 0:
         raise InputError(None, f"invalid teacher settings: {out}")
     return out
 
@@ -179,6 +181,9 @@ def train_teacher(train_pairs: Sequence[Pair], dev_pairs: Sequence[Pair], out_di
     if (dev_ds.num_layers, dev_ds.dim) != (train_ds.num_layers, train_ds.dim):
         raise InputError(dev_ds.pairs[0][0], f"dev features have (L, D) = {(dev_ds.num_layers, dev_ds.dim)} "
                          f"but training features {(train_ds.num_layers, train_ds.dim)}")
+    if s["preload_mb"] > 0:
+        for ds in (train_ds, dev_ds):
+            ds.preload(s["preload_mb"])
     steps = s["steps_per_epoch"] or default_steps_per_epoch(train_ds.total_frames, crop_frames, s["batch_size"])
     train_ds.num_items = steps * s["batch_size"]
 
