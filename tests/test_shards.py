@@ -13,7 +13,7 @@ from proxyseg.features import (BatchRunner, Chunk, build_untrained_wavlm, extrac
                                load_wavlm, plan_batches)
 from proxyseg.frames import num_frames
 from proxyseg.shards import assign_shards, check_index, gather_features, parse_shard
-from proxyseg.teacher.data import h5_datasets
+from proxyseg.hdf5 import h5_datasets
 from proxyseg.teacher.train import train_teacher
 
 TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, conv_dim=(32,) * 7)

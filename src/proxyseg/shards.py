@@ -20,7 +20,7 @@ import pandas as pd
 from .atomic import atomic_path
 from .errors import InputError
 from .provenance import provenance_json
-from .teacher.data import h5_datasets
+from .hdf5 import h5_datasets
 
 #: Root attributes every shard of one index must agree on (they say which model made the features).
 #: The batch size may differ (it shrinks when a job is retried after running out of memory).

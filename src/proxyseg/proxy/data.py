@@ -40,7 +40,8 @@ from torch.utils.data import Dataset
 
 from proxyseg.errors import InputError
 from proxyseg.frames import CLASSES
-from proxyseg.teacher.data import HandleOwner, RandomCrops, _Handles, _open, default_steps_per_epoch, h5_datasets
+from proxyseg.hdf5 import h5_datasets
+from proxyseg.teacher.data import HandleOwner, RandomCrops, _Handles, _open, default_steps_per_epoch
 from proxyseg.teacher.dump import window_starts
 
 logger = logging.getLogger("proxyseg.proxy")

@@ -22,6 +22,7 @@ from torch.utils.data import Dataset
 
 from proxyseg.errors import InputError
 from proxyseg.frames import CLASSES, UNKNOWN
+from proxyseg.hdf5 import h5_datasets
 
 logger = logging.getLogger("proxyseg.teacher")
 
@@ -34,18 +35,6 @@ class FileEntry:
     targets: str
     uri: str
     num_frames: int  # min of the features' and targets' lengths
-
-
-def h5_datasets(handle: h5py.File) -> dict[str, h5py.Dataset]:
-    """All datasets of an HDF5 file by full name (without the leading ``/``): one per URI."""
-    out: dict[str, h5py.Dataset] = {}
-
-    def visit(name, obj):
-        if isinstance(obj, h5py.Dataset):
-            out[name] = obj
-
-    handle.visititems(visit)
-    return out
 
 
 def _open(path: str) -> h5py.File:

@@ -22,7 +22,7 @@ from proxyseg.atomic import atomic_path
 from proxyseg.errors import InputError
 from proxyseg.frames import CLASSES, FRAME_RATE
 from proxyseg.provenance import provenance_json
-from proxyseg.teacher.data import h5_datasets
+from proxyseg.hdf5 import h5_datasets
 from proxyseg.teacher.model import Teacher, load_teacher, resolve_device
 
 logger = logging.getLogger("proxyseg.teacher")
