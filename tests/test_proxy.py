@@ -280,6 +280,27 @@ def test_streaming_training_matches_preloaded_training(tmp_path, pairs):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_weight_averaging_learns_and_saves_the_averaged_weights(tmp_path, pairs):
+    """ema > 0: the dev loss and the checkpoint are those of the averaged weights, which still learn;
+    a learned dictionary stays non-negative with unit-norm columns."""
+    train, dev, npz = pairs
+    settings = {**SMALL, "dictionary": "learned"}
+    rec = train_proxy(train, dev, npz, tmp_path / "ema", {**settings, "ema": 0.8}, seed=5)
+    train_proxy(train, dev, npz, tmp_path / "plain", settings, seed=5)
+    lines = (tmp_path / "ema" / "curve.tsv").read_text().strip().split("\n")[1:]
+    dev_loss = [float(line.split("\t")[CURVE_COLUMNS.index("dev_loss")]) for line in lines]
+    assert rec["best_dev_loss"] < dev_loss[0] and rec["settings"]["ema"] == 0.8
+    averaged = torch.load(tmp_path / "ema" / "model.pt", weights_only=False)["state_dict"]
+    plain = torch.load(tmp_path / "plain" / "model.pt", weights_only=False)["state_dict"]
+    assert averaged.keys() == plain.keys()  # a plain Proxy state dict (no n_averaged)
+    assert any(not torch.equal(averaged[k], plain[k]) for k in plain)
+    model, _ = load_proxy(tmp_path / "ema" / "model.pt")
+    assert float(model.W.detach().min()) >= 0
+    assert np.allclose(model.W.norm(dim=0).detach().numpy(), 1, atol=1e-5)
+    with pytest.raises(InputError, match="invalid proxy settings"):
+        proxy_settings({"ema": 1.0})
+
+
 def test_training_rejects_wrong_dictionary_size(tmp_path, pairs):
     train, dev, _ = pairs
     bad = tmp_path / "bad.npz"

@@ -1,4 +1,5 @@
-"""Pieces shared by the teacher and proxy training loops: seeded data loaders and the lr schedule."""
+"""Pieces shared by the teacher and proxy training loops: seeded data loaders, the lr schedule and weight
+averaging."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import random
 
 import numpy as np
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, Dataset
 
 from proxyseg.errors import InputError
@@ -39,3 +41,12 @@ def make_scheduler(optimizer: torch.optim.Optimizer, schedule: str, total_steps:
     if schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total_steps))
     return None
+
+
+def make_ema(model: torch.nn.Module, decay: float) -> AveragedModel | None:
+    """None for ``decay == 0``; else an exponential moving average of the weights (buffers included),
+    updated with ``update_parameters(model)`` after each step. It smooths the step-to-step noise of small
+    batches: the averaged model is the one evaluated on dev and saved."""
+    if not decay:
+        return None
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)

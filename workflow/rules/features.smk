@@ -21,6 +21,7 @@ rule demo_wavlm:
                           "device": FEATURES["device"]}),
     wildcard_constraints:
         name="demo|untrained-demo",
+    priority: CRITICAL_PATH + 1  # everything waits for it: it goes before the NMF and other side jobs
     threads: 2
     resources:
         mem_mb=retry_mem(4000),
@@ -53,7 +54,7 @@ rule extract_features:
         settings=as_json(feature_settings()),
     wildcard_constraints:
         scatteritem=r"\d+-of-\d+",
-    priority: CRITICAL_PATH
+    priority: longest_first
     threads: SIDE_THREADS
     resources:
         mem_mb=retry_mem(16000),

@@ -35,6 +35,7 @@ rule pretrain_nmf:
         settings=as_json(nmf_cli_settings(nmf_settings())),
         seed=config["seed"],
         out_dir=lambda wildcards, output: os.path.dirname(output.dictionary),
+    priority: CRITICAL_PATH  # beside the 1-thread feature caching jobs, not in the teacher's way
     threads: SIDE_THREADS
     resources:
         mem_mb=retry_mem(16000),

@@ -37,7 +37,7 @@ rule dump_teacher:
         f"{R}/teacher/dump/{{corpus}}/{{split}}.h5",
     params:
         settings=as_json(teacher_dump_settings()),
-    priority: CRITICAL_PATH
+    priority: longest_first
     threads: SIDE_THREADS
     resources:
         mem_mb=retry_mem(16000),

@@ -37,7 +37,7 @@ from proxyseg.proxy.data import INPUTS, Pair, ProxyDevCrops, ProxyTrainCrops, de
 from proxyseg.proxy.loss import distillation_loss
 from proxyseg.proxy.model import DICTIONARY_MODES, PSI_DEFAULTS, Proxy
 from proxyseg.teacher.model import resolve_device
-from proxyseg.training import check_lr_schedule, make_loader, make_scheduler
+from proxyseg.training import check_lr_schedule, make_ema, make_loader, make_scheduler
 
 logger = logging.getLogger("proxyseg.proxy")
 
@@ -57,6 +57,7 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "num_workers": 0,
     "device": "auto",
     "preload_mb": 2048.0,  # train/dev data up to this size are read into memory once (0 = stream from HDF5)
+    "ema": 0.0,            # > 0: evaluate and keep an exponential moving average of the weights (decay/step)
     **PSI_DEFAULTS,
 }
 
@@ -71,7 +72,7 @@ def proxy_settings(settings: dict | None) -> dict:
     try:
         for key in ("batch_size", "max_epochs", "patience", "num_workers", *PSI_DEFAULTS):
             out[key] = int(out[key])
-        for key in ("alpha", "beta", "gamma", "lr", "crop_seconds", "preload_mb"):
+        for key in ("alpha", "beta", "gamma", "lr", "crop_seconds", "preload_mb", "ema"):
             out[key] = float(out[key])
         if out["steps_per_epoch"] is not None:
             out["steps_per_epoch"] = int(out["steps_per_epoch"])
@@ -85,7 +86,7 @@ def proxy_settings(settings: dict | None) -> dict:
         raise InputError(None, f"proxy setting dictionary={out['dictionary']!r}: choose one of {DICTIONARY_MODES}")
     bad = [k for k in ("alpha", "beta", "gamma") if not (math.isfinite(out[k]) and out[k] >= 0)]
     if (bad or out["batch_size"] < 1 or out["max_epochs"] < 1 or out["patience"] < 1 or out["crop_seconds"] <= 0
-            or out["lr"] <= 0 or out["num_workers"] < 0 or not out["preload_mb"] >= 0
+            or out["lr"] <= 0 or out["num_workers"] < 0 or not out["preload_mb"] >= 0 or not 0 <= out["ema"] < 1
             or (out["steps_per_epoch"] is not None and out["steps_per_epoch"] < 1)):
         raise InputError(None, f"invalid proxy settings: {out}")
     return out
@@ -226,6 +227,7 @@ def train_proxy(train_pairs: Sequence[Pair], dev_pairs: Sequence[Pair], dictiona
     n_params = model.num_parameters()
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=s["lr"])
     scheduler = make_scheduler(optimizer, s["lr_schedule"], s["max_epochs"] * steps)
+    ema = make_ema(model, s["ema"])
     pin = device.type == "cuda"
     train_loader = make_loader(train_ds, s["batch_size"], s["num_workers"], seed, pin)
     dev_loader = make_loader(dev_ds, s["batch_size"], s["num_workers"], seed, pin)
@@ -257,6 +259,8 @@ def train_proxy(train_pairs: Sequence[Pair], dev_pairs: Sequence[Pair], dictiona
                 optimizer.step()
                 if scheduler is not None:
                     scheduler.step()
+                if ema is not None:
+                    ema.update_parameters(model)
                 total += float(terms["loss"].detach()) * inp.shape[0]
                 count += inp.shape[0]
                 train_steps += 1
@@ -267,11 +271,12 @@ def train_proxy(train_pairs: Sequence[Pair], dev_pairs: Sequence[Pair], dictiona
             if not math.isfinite(train_loss):
                 raise RuntimeError(f"proxy training diverged at epoch {epoch} (train loss {train_loss}); "
                                    "try a lower lr")
-            dev = evaluate(model, dev_loader, device, s)
+            scored = model if ema is None else ema.module
+            dev = evaluate(scored, dev_loader, device, s)
             improved = dev["loss"] < best_loss
             if improved:
                 best_loss, best_epoch, best_dev = dev["loss"], epoch, dev
-                best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+                best_state = {k: v.detach().cpu().clone() for k, v in scored.state_dict().items()}
                 with atomic_path(out_dir / "model.pt") as tmp:
                     torch.save({"state_dict": best_state, "hparams": hparams,
                                 "provenance": {**prov, "epoch": epoch, "dev_loss": dev["loss"]}}, tmp)

@@ -20,7 +20,6 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -30,7 +29,7 @@ from proxyseg.frames import CLASSES, FRAME_RATE
 from proxyseg.provenance import provenance, seed_everything
 from proxyseg.teacher.data import DevCrops, Pair, TrainCrops, default_steps_per_epoch
 from proxyseg.teacher.model import TCN_DEFAULTS, Teacher, resolve_device
-from proxyseg.training import check_lr_schedule, make_loader, make_scheduler
+from proxyseg.training import check_lr_schedule, make_ema, make_loader, make_scheduler
 
 logger = logging.getLogger("proxyseg.teacher")
 
@@ -195,11 +194,7 @@ def train_teacher(train_pairs: Sequence[Pair], dev_pairs: Sequence[Pair], out_di
     else:
         optimizer = torch.optim.Adam(model.parameters(), lr=s["lr"])
     scheduler = make_scheduler(optimizer, s["lr_schedule"], s["max_epochs"] * steps)
-    # Weight averaging smooths the step-to-step noise of small batches: the averaged model is the one
-    # evaluated on dev and saved.
-    ema = None
-    if s["ema"]:
-        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(s["ema"]), use_buffers=True)
+    ema = make_ema(model, s["ema"])
     pos_weight = None
     if s["pos_weight"]:
         pos_weight = torch.tensor([s["pos_weight"].get(c, 1.0) for c in CLASSES], device=device)[:, None]
