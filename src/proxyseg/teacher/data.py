@@ -144,8 +144,8 @@ class HandleOwner:
         """Read every dataset this reader uses into memory if together they take at most ``max_mb`` MB as
         stored; returns whether it did.
 
-        Random crops then come from RAM instead of many small HDF5 reads (on the demo those reads were
-        15-25 % of a CPU training epoch). The data are loaded once, in this process: DataLoader workers
+        Random crops then come from RAM instead of many small HDF5 reads (on the demo those reads took
+        about a tenth of a CPU training epoch; ``benchmarks/crop_loading.py``). The data are loaded once, in this process: DataLoader workers
         forked later share them. Larger sets keep streaming crop by crop from HDF5.
         """
         wanted = self.dataset_names()
