@@ -21,7 +21,7 @@ rule demo_wavlm:
                           "device": FEATURES["device"]}),
     wildcard_constraints:
         name="demo|untrained-demo",
-    priority: CRITICAL_PATH + 1  # everything waits for it: it goes before the NMF and other side jobs
+    priority: CRITICAL_PATH + 1  # everything waits for it: ahead of the NMF and other side jobs when both cores are free
     threads: 2
     resources:
         mem_mb=retry_mem(4000),
