@@ -211,9 +211,8 @@ def train_proxy(train_pairs: Sequence[Pair], dev_pairs: Sequence[Pair], dictiona
         raise InputError(dev_ds.pairs[0][0], f"dev data have (C, F) = {(dev_ds.in_channels, dev_ds.n_freq)} "
                          f"but training data {(train_ds.in_channels, train_ds.n_freq)}")
     w = load_dictionary(dictionary_npz, train_ds.n_freq)
-    if s["preload_mb"] > 0:
-        for ds in (train_ds, dev_ds):
-            ds.preload(s["preload_mb"])
+    for ds in (train_ds, dev_ds):
+        ds.preload(s["preload_mb"])
     steps = s["steps_per_epoch"] or default_steps_per_epoch(train_ds.total_frames, crop_frames, s["batch_size"])
     train_ds.num_items = steps * s["batch_size"]
 

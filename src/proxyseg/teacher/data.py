@@ -142,12 +142,14 @@ class HandleOwner:
 
     def preload(self, max_mb: float) -> bool:
         """Read every dataset this reader uses into memory if together they take at most ``max_mb`` MB as
-        stored; returns whether it did.
+        stored (``max_mb <= 0``: never); returns whether it did.
 
         Random crops then come from RAM instead of many small HDF5 reads (on the demo those reads took
         about a tenth of a CPU training epoch; ``benchmarks/crop_loading.py``). The data are loaded once, in this process: DataLoader workers
         forked later share them. Larger sets keep streaming crop by crop from HDF5.
         """
+        if max_mb <= 0:
+            return False
         wanted = self.dataset_names()
         total = 0
         for path, names in wanted.items():

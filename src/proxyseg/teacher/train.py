@@ -180,9 +180,8 @@ def train_teacher(train_pairs: Sequence[Pair], dev_pairs: Sequence[Pair], out_di
     if (dev_ds.num_layers, dev_ds.dim) != (train_ds.num_layers, train_ds.dim):
         raise InputError(dev_ds.pairs[0][0], f"dev features have (L, D) = {(dev_ds.num_layers, dev_ds.dim)} "
                          f"but training features {(train_ds.num_layers, train_ds.dim)}")
-    if s["preload_mb"] > 0:
-        for ds in (train_ds, dev_ds):
-            ds.preload(s["preload_mb"])
+    for ds in (train_ds, dev_ds):
+        ds.preload(s["preload_mb"])
     steps = s["steps_per_epoch"] or default_steps_per_epoch(train_ds.total_frames, crop_frames, s["batch_size"])
     train_ds.num_items = steps * s["batch_size"]
 
