@@ -139,6 +139,24 @@ def test_tcn_length_and_parameter_count():
         TemporalBlock(8, 16, kernel=4)
 
 
+@pytest.mark.parametrize("kernel,dilation,length", [(3, 1, 37), (3, 4, 37), (5, 2, 11), (1, 1, 9), (3, 8, 3)])
+def test_written_out_block_matches_its_conv1d_layers(kernel, dilation, length):
+    # The block computes its convolutions by hand for speed; outputs and every gradient must match what
+    # its own nn.Conv1d layers (the checkpoint's parameters) compute.
+    torch.manual_seed(kernel * 10 + dilation)
+    block = TemporalBlock(8, 16, kernel, dilation)
+    with torch.no_grad():
+        for p in block.parameters():
+            p.copy_(torch.randn_like(p) * 0.5)
+    x = torch.randn(3, 8, length, requires_grad=True)
+    ours, ref = block(x), x + block.net(x)
+    assert torch.allclose(ours, ref, atol=1e-5)
+    g = torch.randn_like(ref)
+    params = [x, *block.parameters()]
+    for a, b in zip(torch.autograd.grad(ours, params, g), torch.autograd.grad(ref, params, g)):
+        assert torch.allclose(a, b, atol=1e-4, rtol=1e-4)
+
+
 def test_global_layer_norm_normalises_over_channels_and_time():
     gln = GlobalLayerNorm(6)
     x = torch.randn(3, 6, 20) * 5 + 3

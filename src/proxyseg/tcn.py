@@ -33,6 +33,23 @@ class GlobalLayerNorm(nn.Module):
         return f"{self.channels}, eps={self.eps}"
 
 
+def pointwise_conv(conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
+    """A kernel-1 ``conv(x)`` as one batched matrix product with the bias added in the same call."""
+    weight = conv.weight.squeeze(-1)
+    return torch.baddbmm(conv.bias[None, :, None], weight.expand(x.shape[0], -1, -1), x)
+
+
+def depthwise_conv(conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
+    """A length-preserving depthwise ``conv(x)`` (groups = channels) as a sum of shifted copies of ``x``."""
+    kernel, dilation, pad = conv.kernel_size[0], conv.dilation[0], conv.padding[0]
+    length = x.shape[-1]
+    padded = F.pad(x, (pad, pad))
+    out = conv.bias[:, None].expand(-1, length)
+    for j in range(kernel):
+        out = torch.addcmul(out, conv.weight[:, 0, j, None], padded[..., j * dilation: j * dilation + length])
+    return out
+
+
 class TemporalBlock(nn.Module):
     """One residual block: 1x1 conv up to ``hidden`` -> PReLU -> gLN -> dilated depthwise conv -> PReLU ->
     gLN -> 1x1 conv back to ``bottleneck``, added to the input."""
@@ -53,7 +70,12 @@ class TemporalBlock(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.net(x)
+        # The same computation as ``x + self.net(x)``, with the convolutions written out: on CPU this is
+        # 10-15 % faster than the oneDNN kernels for these small shapes (benchmarks/tcn_step.py).
+        up, act1, norm1, depthwise, act2, norm2, down = self.net
+        y = norm1(act1(pointwise_conv(up, x)))
+        y = norm2(act2(depthwise_conv(depthwise, y)))
+        return x + pointwise_conv(down, y)
 
 
 class TCN(nn.Module):
@@ -81,7 +103,8 @@ class TCN(nn.Module):
         self.receptive_field = 1 + (kernel - 1) * repeats * sum(2 ** b for b in range(blocks))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.blocks(self.bottleneck(self.norm(x))))
+        act, out = self.head
+        return pointwise_conv(out, act(self.blocks(pointwise_conv(self.bottleneck, self.norm(x)))))
 
 
 def count_parameters(module: nn.Module, trainable_only: bool = True) -> int:
