@@ -103,6 +103,26 @@ def test_changing_one_proxy_reruns_only_that_proxy(small_run, tmp_path):
 
 
 @pytest.mark.slow
+def test_runtime_settings_do_not_rerun_anything(small_run):
+    # Device, DataLoader workers, preloading and batch sizes of inference say how a step runs, not what
+    # it computes: changing them must not retrain the teacher or the proxies.
+    config = yaml.safe_load((small_run / "config.yaml").read_text())
+    config["teacher"].update(num_workers=1, preload_mb=0, device="cpu", dump_batch_size=3)
+    config["proxy_defaults"].update(num_workers=1, preload_mb=0, device="cpu")
+    config["proxies"]["spec_fixedW"]["preload_mb"] = 1
+    config["features"].update(device="cpu", batch_size=2)
+    (small_run / "runtime.yaml").write_text(yaml.safe_dump(config))
+    run = snakemake(small_run, "-n", "--configfile", str(small_run / "runtime.yaml"))
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "Nothing to be done" in run.stdout + run.stderr, run.stdout[-3000:]
+    # ...while the settings that do change results still do
+    config["teacher"]["lr"] = 0.5
+    (small_run / "runtime.yaml").write_text(yaml.safe_dump(config))
+    run = snakemake(small_run, "-n", "--configfile", str(small_run / "runtime.yaml"))
+    assert re.search(r"^rule train_teacher:", run.stdout + run.stderr, flags=re.M)
+
+
+@pytest.mark.slow
 def test_second_run_has_nothing_to_do(small_run):
     run = snakemake(small_run, "-n", "--profile", str(REPO / "profiles/local"))
     assert run.returncode == 0, run.stderr[-2000:]

@@ -290,9 +290,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
-    def settings(p, what):
+    def settings(p, what, runtime=False):
         p.add_argument("--settings", type=_settings, default={}, metavar="JSON",
                        help=f"{what} as a JSON object, or @FILE holding one (default: built-in defaults)")
+        if runtime:  # the workflow passes these apart so that changing them does not rerun the step
+            p.add_argument("--runtime", type=_settings, default={}, metavar="JSON",
+                           help="settings that change how the stage runs, not its results (device, workers, "
+                                "preloading, batch size), merged over --settings")
 
     p = stage("demo-corpus", cmd_demo_corpus, "Synthesise a demo corpus (radio: class RTTM; meeting: speaker RTTM + UEM).")
     p.add_argument("--kind", choices=["radio", "meeting"], required=True)
@@ -315,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--audio", nargs="*", default=[], metavar="MANIFEST.tsv",
                    help="harmonised manifests of the training splits: the audio to pre-train on")
     settings(p, '{"pretrain": {"steps": N, ...} (steps 0 = random weights), "wavlm": {WavLMConfig overrides}, '
-                '"device": "auto"}')
+                '"device": "auto"}', runtime=True)
 
     p = stage("harmonise", cmd_harmonise, "Harmonise one corpus split to the four classes: RTTM, UEM, manifest, frame targets.")
     p.add_argument("--corpus", required=True)
@@ -336,7 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cache only shard I of N of the manifest's files (default: all of them)")
     p.add_argument("--batch-size", type=int, default=None, metavar="B",
                    help="chunks per forward pass (overrides the settings; Snakemake shrinks it on retries)")
-    settings(p, "the features section of the config")
+    settings(p, "the features section of the config", runtime=True)
 
     p = stage("gather-features", cmd_gather_features,
               "Gather feature shards into one index HDF5 (virtual datasets) that readers use as one file.")
@@ -348,13 +352,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dev", nargs="+", required=True, metavar="H5", help="pairs FEATURES.h5 TARGETS.h5")
     p.add_argument("--out-dir", required=True)
     p.add_argument("--seed", type=int, default=0)
-    settings(p, "the teacher section of the config")
+    settings(p, "the teacher section of the config", runtime=True)
 
     p = stage("dump-teacher", cmd_dump_teacher, "Sliding-window teacher inference: logits and fused features S per file.")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--features", required=True)
     p.add_argument("--out", required=True)
-    settings(p, "the teacher section of the config")
+    settings(p, "the teacher section of the config", runtime=True)
     p = stage("spectrograms", cmd_spectrograms, "Cache log(1 + |STFT|^2) of every file of a manifest (HDF5, WavLM frame grid).")
     p.add_argument("--manifest", required=True, help="manifest.tsv written by harmonise")
     p.add_argument("--out", required=True, help="HDF5 file to write")
@@ -372,7 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dictionary", required=True, help="dictionary.npz written by pretrain-nmf")
     p.add_argument("--out-dir", required=True)
     p.add_argument("--seed", type=int, default=0)
-    settings(p, "the proxy's settings (proxy_defaults merged with its entry in proxies)")
+    settings(p, "the proxy's settings (proxy_defaults merged with its entry in proxies)", runtime=True)
 
     p = stage("infer", cmd_infer, "Frame probabilities of the teacher (from its dump) or of a proxy (--checkpoint).")
     p.add_argument("--dump", required=True, help="teacher dump HDF5 of the split")
@@ -491,6 +495,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if getattr(args, "runtime", None):
+        args.settings = {**args.settings, **args.runtime}
     if args.threads:
         import torch
 

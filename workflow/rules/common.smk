@@ -157,6 +157,27 @@ def as_json(value):
     return json.dumps(value, sort_keys=True)
 
 
+#: Settings that choose where and how fast a step runs, not what it computes: the device, DataLoader
+#: workers, in-memory preloading, inference batch sizes. Changing them does not redo finished work.
+RUNTIME_KEYS = {
+    "features": ("device", "batch_size"),
+    "teacher": ("device", "num_workers", "preload_mb", "dump_batch_size"),
+    "proxy": ("device", "num_workers", "preload_mb"),
+}
+
+
+def without_runtime(settings, section):
+    return {k: v for k, v in settings.items() if k not in RUNTIME_KEYS[section]}
+
+
+def runtime_param(settings_of):
+    """A rule param with the runtime settings of ``settings_of(wildcards)`` as JSON (`--runtime`).
+
+    Snakemake leaves params computed from a job's resources out of its params rerun trigger (they say how
+    a job runs), so this one reaches the command line without making finished outputs out of date."""
+    return lambda wildcards, resources: as_json(settings_of(wildcards))
+
+
 def corpus_settings(corpus, split):
     """The corpus entry restricted to one split, so editing another split reruns nothing here."""
     spec = dict(CORPORA[corpus])
@@ -202,18 +223,28 @@ def demo_pretrain_audio():
 
 
 def feature_settings():
-    return {k: v for k, v in FEATURES.items() if k not in ("model", "demo_seed", "shards", "demo_pretrain", "demo_wavlm")}
+    return without_runtime({k: v for k, v in FEATURES.items()
+                            if k not in ("model", "demo_seed", "shards", "demo_pretrain", "demo_wavlm")}, "features")
+
+
+def feature_runtime(wildcards=None):
+    return {"device": FEATURES["device"]}  # batch_size: --batch-size, from the job's resources
 
 
 TEACHER_DUMP_KEYS = ("dump_step", "dump_batch_size", "device")
 
 
 def teacher_train_settings():
-    return {k: v for k, v in config["teacher"].items() if not k.startswith("dump_")}
+    return without_runtime({k: v for k, v in config["teacher"].items() if not k.startswith("dump_")}, "teacher")
 
 
 def teacher_dump_settings():
-    return {k: v for k, v in config["teacher"].items() if k in TEACHER_DUMP_KEYS}
+    return without_runtime({k: v for k, v in config["teacher"].items() if k in TEACHER_DUMP_KEYS}, "teacher")
+
+
+def teacher_runtime(wildcards=None, dump=False):
+    keys = ("device", "dump_batch_size") if dump else ("device", "num_workers", "preload_mb")
+    return {k: config["teacher"][k] for k in keys if k in config["teacher"]}
 
 
 def labels(corpus, split, name):
@@ -232,10 +263,14 @@ def inference(system, corpus, split):
     return f"{R}/inference/{system}/{corpus}/{split}.h5"
 
 
-def proxy_settings(name):
+def proxy_settings(name, runtime=False):
     """proxy_defaults overridden by the proxy's own entry: a proxy reruns only when its settings change.
-    (Its `nmf` overrides choose its dictionary, see dictionary_path, and are not training settings.)"""
-    return {k: v for k, v in {**config["proxy_defaults"], **PROXIES[name]}.items() if k != "nmf"}
+    (Its `nmf` overrides choose its dictionary, see dictionary_path, and are not training settings.)
+    ``runtime``: only the settings of RUNTIME_KEYS["proxy"], which never rerun it."""
+    merged = {k: v for k, v in {**config["proxy_defaults"], **PROXIES[name]}.items() if k != "nmf"}
+    if runtime:
+        return {k: v for k, v in merged.items() if k in RUNTIME_KEYS["proxy"]}
+    return without_runtime(merged, "proxy")
 
 
 # NMF dictionary per proxy: the global `nmf` section, or a variant when a proxy overrides nmf keys

@@ -17,8 +17,8 @@ rule demo_wavlm:
         directory(f"{R}/models/wavlm-{{name}}"),
     params:
         seed=FEATURES["demo_seed"],
-        settings=as_json({"pretrain": demo_pretrain_settings(), "wavlm": FEATURES["demo_wavlm"],
-                          "device": FEATURES["device"]}),
+        settings=as_json({"pretrain": demo_pretrain_settings(), "wavlm": FEATURES["demo_wavlm"]}),
+        runtime=runtime_param(feature_runtime),
     wildcard_constraints:
         name="demo|untrained-demo",
     priority: CRITICAL_PATH + 1  # everything waits for it: ahead of the NMF and other side jobs when both cores are free
@@ -35,7 +35,7 @@ rule demo_wavlm:
         "../../envs/proxyseg.yaml"
     shell:
         "proxyseg --threads {threads} demo-wavlm --out {output} --seed {params.seed} --audio {input.audio} "
-        "--settings {params.settings:q} > {log} 2>&1"
+        "--settings {params.settings:q} --runtime {params.runtime:q} > {log} 2>&1"
 
 
 rule extract_features:
@@ -52,6 +52,7 @@ rule extract_features:
     params:
         model=lambda wildcards, input: input.model[0] if DEMO_MODEL else FEATURES["model"],
         settings=as_json(feature_settings()),
+        runtime=runtime_param(feature_runtime),
     wildcard_constraints:
         scatteritem=r"\d+-of-\d+",
     priority: longest_first
@@ -70,7 +71,7 @@ rule extract_features:
     shell:
         "proxyseg --threads {threads} extract-features --manifest {input.manifest} --model {params.model:q} "
         "--shard {wildcards.scatteritem} --batch-size {resources.batch_size} "
-        "--out {output} --settings {params.settings:q} > {log} 2>&1"
+        "--out {output} --settings {params.settings:q} --runtime {params.runtime:q} > {log} 2>&1"
 
 
 rule gather_features:

@@ -66,6 +66,7 @@ rule train_proxy:
         summary=f"{R}/proxies/{{proxy}}/train.json",
     params:
         settings=lambda wildcards: as_json(proxy_settings(wildcards.proxy)),
+        runtime=runtime_param(lambda wildcards: proxy_settings(wildcards.proxy, runtime=True)),
         seed=config["seed"],
         out_dir=lambda wildcards, output: os.path.dirname(output.model),
     priority: CRITICAL_PATH
@@ -83,4 +84,4 @@ rule train_proxy:
     shell:
         "proxyseg --threads {threads} train-proxy --train {input.train} --dev {input.dev} "
         "--dictionary {input.dictionary} --out-dir {params.out_dir} --seed {params.seed} "
-        "--settings {params.settings:q} > {log} 2>&1"
+        "--settings {params.settings:q} --runtime {params.runtime:q} > {log} 2>&1"

@@ -10,6 +10,7 @@ rule train_teacher:
         summary=f"{R}/teacher/train.json",
     params:
         settings=as_json(teacher_train_settings()),
+        runtime=runtime_param(teacher_runtime),
         seed=config["seed"],
         out_dir=lambda wildcards, output: os.path.dirname(output.model),
     threads: 4
@@ -25,7 +26,8 @@ rule train_teacher:
         "../../envs/proxyseg.yaml"
     shell:
         "proxyseg --threads {threads} train-teacher --train {input.train} --dev {input.dev} "
-        "--out-dir {params.out_dir} --seed {params.seed} --settings {params.settings:q} > {log} 2>&1"
+        "--out-dir {params.out_dir} --seed {params.seed} --settings {params.settings:q} "
+        "--runtime {params.runtime:q} > {log} 2>&1"
 
 
 rule dump_teacher:
@@ -37,6 +39,7 @@ rule dump_teacher:
         f"{R}/teacher/dump/{{corpus}}/{{split}}.h5",
     params:
         settings=as_json(teacher_dump_settings()),
+        runtime=runtime_param(lambda wildcards: teacher_runtime(dump=True)),
     priority: longest_first
     threads: SIDE_THREADS
     resources:
@@ -51,4 +54,4 @@ rule dump_teacher:
         "../../envs/proxyseg.yaml"
     shell:
         "proxyseg --threads {threads} dump-teacher --checkpoint {input.model} --features {input.features} "
-        "--out {output} --settings {params.settings:q} > {log} 2>&1"
+        "--out {output} --settings {params.settings:q} --runtime {params.runtime:q} > {log} 2>&1"
