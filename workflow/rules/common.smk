@@ -166,8 +166,9 @@ RUNTIME_KEYS = {
 }
 
 
-def without_runtime(settings, section):
-    return {k: v for k, v in settings.items() if k not in RUNTIME_KEYS[section]}
+def pick(settings, section, runtime=False):
+    """The settings that decide results (``runtime`` False) or only how the step runs (True)."""
+    return {k: v for k, v in settings.items() if (k in RUNTIME_KEYS[section]) == runtime}
 
 
 def runtime_param(settings_of):
@@ -223,8 +224,8 @@ def demo_pretrain_audio():
 
 
 def feature_settings():
-    return without_runtime({k: v for k, v in FEATURES.items()
-                            if k not in ("model", "demo_seed", "shards", "demo_pretrain", "demo_wavlm")}, "features")
+    return pick({k: v for k, v in FEATURES.items()
+                 if k not in ("model", "demo_seed", "shards", "demo_pretrain", "demo_wavlm")}, "features")
 
 
 def feature_runtime(wildcards=None):
@@ -234,17 +235,12 @@ def feature_runtime(wildcards=None):
 TEACHER_DUMP_KEYS = ("dump_step", "dump_batch_size", "device")
 
 
-def teacher_train_settings():
-    return without_runtime({k: v for k, v in config["teacher"].items() if not k.startswith("dump_")}, "teacher")
+def teacher_train_settings(runtime=False):
+    return pick({k: v for k, v in config["teacher"].items() if not k.startswith("dump_")}, "teacher", runtime)
 
 
-def teacher_dump_settings():
-    return without_runtime({k: v for k, v in config["teacher"].items() if k in TEACHER_DUMP_KEYS}, "teacher")
-
-
-def teacher_runtime(wildcards=None, dump=False):
-    keys = ("device", "dump_batch_size") if dump else ("device", "num_workers", "preload_mb")
-    return {k: config["teacher"][k] for k in keys if k in config["teacher"]}
+def teacher_dump_settings(runtime=False):
+    return pick({k: v for k, v in config["teacher"].items() if k in TEACHER_DUMP_KEYS}, "teacher", runtime)
 
 
 def labels(corpus, split, name):
@@ -268,9 +264,7 @@ def proxy_settings(name, runtime=False):
     (Its `nmf` overrides choose its dictionary, see dictionary_path, and are not training settings.)
     ``runtime``: only the settings of RUNTIME_KEYS["proxy"], which never rerun it."""
     merged = {k: v for k, v in {**config["proxy_defaults"], **PROXIES[name]}.items() if k != "nmf"}
-    if runtime:
-        return {k: v for k, v in merged.items() if k in RUNTIME_KEYS["proxy"]}
-    return without_runtime(merged, "proxy")
+    return pick(merged, "proxy", runtime)
 
 
 # NMF dictionary per proxy: the global `nmf` section, or a variant when a proxy overrides nmf keys

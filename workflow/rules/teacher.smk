@@ -10,7 +10,7 @@ rule train_teacher:
         summary=f"{R}/teacher/train.json",
     params:
         settings=as_json(teacher_train_settings()),
-        runtime=runtime_param(teacher_runtime),
+        runtime=runtime_param(lambda wildcards: teacher_train_settings(runtime=True)),
         seed=config["seed"],
         out_dir=lambda wildcards, output: os.path.dirname(output.model),
     threads: 4
@@ -39,7 +39,7 @@ rule dump_teacher:
         f"{R}/teacher/dump/{{corpus}}/{{split}}.h5",
     params:
         settings=as_json(teacher_dump_settings()),
-        runtime=runtime_param(lambda wildcards: teacher_runtime(dump=True)),
+        runtime=runtime_param(lambda wildcards: teacher_dump_settings(runtime=True)),
     priority: longest_first
     threads: SIDE_THREADS
     resources:
