@@ -1,25 +1,151 @@
-"""The conda environment of the rules installs exactly the dependencies pyproject.toml pins."""
+"""The locked environment: pyproject.toml, requirements.lock and the rules' conda environment agree, and
+the installed torch, torchaudio and transformers work together."""
 
 import re
 import tomllib
+from importlib import metadata
 from pathlib import Path
 
+import numpy as np
+import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 REPO = Path(__file__).resolve().parents[1]
+PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
+LOCK = REPO / "requirements.lock"
+REFRESH = "run `bash envs/refresh-lock.sh` (README, Development) and commit requirements.lock"
 
 
-def test_conda_env_matches_pyproject():
-    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+def parse_lock(text):
+    """{name: [(version, marker or None, number of hashes)]}: one entry per requirement of the lock."""
+    entries = {}
+    # a requirement with its continuation lines (hashes), comments dropped
+    for block in re.split(r"\n(?=\S)", re.sub(r"\s*#[^\n]*", "", text)):
+        block = block.strip()
+        if not block:
+            continue
+        spec = block.split(" \\")[0].strip()
+        req = Requirement(spec)
+        (pin,) = req.specifier
+        assert pin.operator == "==", f"requirements.lock: {spec!r} is not an exact pin"
+        entries.setdefault(canonicalize_name(req.name), []).append(
+            (pin.version, req.marker, block.count("--hash=sha256:"))
+        )
+    return entries
+
+
+def applies(marker):
+    return marker is None or marker.evaluate()
+
+
+def declared_requirements():
+    """Every requirement pyproject.toml declares: dependencies, every extra, the build backend."""
+    project = PYPROJECT["project"]
+    reqs = list(project["dependencies"]) + PYPROJECT["build-system"]["requires"]
+    for extra in project.get("optional-dependencies", {}).values():
+        reqs += extra
+    return [Requirement(r) for r in reqs]
+
+
+def test_lock_pins_every_package_with_hashes_and_names_no_host():
+    text = LOCK.read_text()
+    entries = parse_lock(text)
+    assert len(entries) > 50
+    for name, pins in entries.items():
+        for version, _, hashes in pins:
+            assert hashes >= 1, f"requirements.lock: {name}=={version} has no hash; {REFRESH}"
+    # installs come from whatever registry the user's pip is configured for: the lock names none
+    for needle in ("://", "--index-url", "--extra-index-url", "--find-links", "--trusted-host"):
+        assert needle not in text, f"requirements.lock names a host or index ({needle})"
+
+
+def test_pyproject_and_lock_agree():
+    entries = parse_lock(LOCK.read_text())
+    for req in declared_requirements():
+        name = canonicalize_name(req.name)
+        assert name in entries, f"{req} (pyproject.toml) is not in requirements.lock; {REFRESH}"
+        for version, _, _ in entries[name]:
+            assert req.specifier.contains(version, prereleases=True), (
+                f"requirements.lock pins {name}=={version}, outside pyproject.toml's {req}; {REFRESH}"
+            )
+
+
+def test_torch_and_torchaudio_are_one_exact_pair():
+    deps = {canonicalize_name(Requirement(d).name): Requirement(d) for d in PYPROJECT["project"]["dependencies"]}
+    entries = parse_lock(LOCK.read_text())
+    versions = {}
+    for name in ("torch", "torchaudio"):
+        (spec,) = deps[name].specifier
+        assert spec.operator == "==" and "*" not in spec.version, f"pyproject.toml: {deps[name]} is not exact"
+        assert [v for v, _, _ in entries[name]] == [spec.version], (name, entries[name])
+        versions[name] = spec.version
+    # torchaudio X.Y.Z is built against torch X.Y.Z
+    assert versions["torch"].split("+")[0] == versions["torchaudio"].split("+")[0], versions
+
+
+def test_conda_env_names_the_locks_versions():
+    entries = parse_lock(LOCK.read_text())
     env = yaml.safe_load((REPO / "envs/proxyseg.yaml").read_text())
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
-    # every runtime dependency, same version range; snakemake itself runs outside the rules' environment
-    expected = sorted(d for d in project if not d.startswith("snakemake"))
-    assert sorted(pip) == expected
+    pinned = {}
+    for line in pip:
+        req = Requirement(line)
+        (pin,) = req.specifier
+        assert pin.operator == "==", f"envs/proxyseg.yaml: {line!r} is not an exact pin"
+        name = canonicalize_name(req.name)
+        locked = {(v, str(m)) for v, m, _ in entries.get(name, [])}
+        assert (pin.version, str(req.marker)) in locked, f"envs/proxyseg.yaml: {line!r} is not the lock's; {REFRESH}"
+        pinned[name] = pin.version
+    # every runtime dependency is there; snakemake itself runs outside the rules' environment
+    for dep in PYPROJECT["project"]["dependencies"]:
+        name = canonicalize_name(Requirement(dep).name)
+        assert name == "snakemake" or name in pinned, f"envs/proxyseg.yaml lacks {dep}; {REFRESH}"
     # the rules call the package's own CLI: the post-deploy script installs this checkout (a relative path
     # in the YAML would resolve under .snakemake/conda/, where Snakemake copies the file)
     deploy = (REPO / "envs/proxyseg.post-deploy.sh").read_text()
     assert 'dirname "${BASH_SOURCE[0]}")/..' in deploy and "pip install --no-deps -e" in deploy
+
+
+def test_installed_environment_is_the_lock():
+    """The direct dependencies installed here are the lock's versions (the README's commands install the
+    lock; a mismatch means the environment was installed some other way)."""
+    entries = parse_lock(LOCK.read_text())
+    wrong = []
+    for req in declared_requirements():
+        name = canonicalize_name(req.name)
+        if req.marker is not None and not req.marker.evaluate():
+            continue
+        (want,) = [v for v, m, _ in entries[name] if applies(m)]
+        try:
+            have = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            have = None
+        if have != want:
+            wrong.append(f"{name}: installed {have}, locked {want}")
+    assert not wrong, "; ".join(wrong) + ". Install the lock: pip install -r requirements.lock"
+
+
+def test_torchaudio_and_wavlm_load_and_resample_a_second_of_audio():
+    import torch
+    import torchaudio.functional as F
+    from transformers import WavLMConfig, WavLMModel
+
+    sr_in, sr_out = 44100, 16000
+    t = torch.arange(sr_in, dtype=torch.float64) / sr_in
+    tone = torch.sin(2 * torch.pi * 440.0 * t).float()
+    out = F.resample(tone, sr_in, sr_out)
+    assert out.shape == (sr_out,)
+    spectrum = np.abs(np.fft.rfft(out.numpy()))
+    assert abs(int(np.argmax(spectrum)) - 440) <= 1  # 1 s of audio: bin k is k Hz
+    # a tiny WavLM runs on the resampled second: 50 frames a second
+    config = WavLMConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                         conv_dim=(32,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)
+    model = WavLMModel(config).eval()
+    with torch.no_grad():
+        hidden = model(out[None]).last_hidden_state
+    assert hidden.shape == (1, 49, 32)
 
 
 def test_every_rule_has_a_conda_env_that_exists():
@@ -30,3 +156,14 @@ def test_every_rule_has_a_conda_env_that_exists():
         assert len(envs) == len(rules), (smk.name, rules, envs)
         for env in envs:
             assert (smk.parent / env).resolve().is_file(), (smk.name, env)
+
+
+def test_ci_runs_the_readmes_test_command():
+    """CI installs exactly as a user does: .ci/run ends with the README's second command, as written."""
+    readme = (REPO / "README.md").read_text()
+    commands = re.findall(r"```bash\n(python3 -m venv \.venv && [^\n]+)\n```", readme)
+    assert len(commands) == 2, commands
+    install = " && ".join(commands[0].split(" && ")[:-1])
+    assert "requirements.lock" in install and commands[1].startswith(install), "both commands install the lock"
+    ci = (REPO / ".ci/run").read_text().strip().splitlines()
+    assert ci[-1] == commands[1]

@@ -68,7 +68,7 @@ def local_run(tmp_path_factory):
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     pytest.importorskip("snakemake_executor_plugin_slurm",
-                        reason="snakemake-executor-plugin-slurm not installed (pip install -e '.[test]')")
+                        reason="snakemake-executor-plugin-slurm not installed (install requirements.lock, README)")
     try:
         install()
     except SlurmUnavailable as why:
