@@ -8,11 +8,11 @@ floor, with a fixed seed; overall RMS about 0.07, like normalised real recording
 
 Both solvers get the same problem, as far as scikit-learn can state it:
 
-* cost ``||X - W H||_F^2 + mu ||H||_1`` (beta = 2, the Euclidean case), K atoms, the same number of
+* cost ``0.5 ||X - W H||_F^2 + mu ||H||_1`` (beta = 2, the Euclidean case), K atoms, the same number of
   iterations (scikit-learn: ``tol=0`` so it never stops early), float32 data for both;
 * scikit-learn minimises ``0.5 ||X - WH||_F^2 + alpha_H * l1_ratio * n_samples * ||H||_1`` (its
   regularisation is scaled by ``n_samples``, the number of rows of the matrix it is given: here X is
-  passed as (F, T), so n_samples = F and its H is our H), hence ``alpha_H = mu / (2 F)``, ``l1_ratio=1``,
+  passed as (F, T), so n_samples = F and its H is our H), hence ``alpha_H = mu / F``, ``l1_ratio=1``,
   ``alpha_W = 0``;
 * scikit-learn normalises nothing, so its problem is unbounded below in the scale (shrink H, grow W):
   its solution is compared after moving the column norms of its W into the rows of its H, which leaves
@@ -117,7 +117,7 @@ def sklearn_model(args, F: int, init: str, iterations: int):
     from sklearn.decomposition import NMF
 
     return NMF(n_components=args.K, solver="mu", beta_loss="frobenius", init=init, random_state=args.seed,
-               max_iter=iterations, tol=0.0, alpha_W=0.0, alpha_H=args.mu / (2.0 * F), l1_ratio=1.0)
+               max_iter=iterations, tol=0.0, alpha_W=0.0, alpha_H=args.mu / F, l1_ratio=1.0)
 
 
 def run_sklearn(X: np.ndarray, args, init: str = "random", W0=None, H0=None) -> tuple[float, np.ndarray, np.ndarray]:
@@ -208,7 +208,7 @@ def main(argv=None) -> int:
           f"runs {', '.join(f'{t:.3f}' for t in t_sk)}")
     print(f"  speed-up (sklearn / proxyseg): median {med_sk / med_ours:.2f}x, min {min(t_sk) / min(t_ours):.2f}x")
     print()
-    print("final cost ||X - WH||_F^2 + mu ||H||_1 (float64, W with unit-norm columns):")
+    print("final cost 0.5 ||X - WH||_F^2 + mu ||H||_1 (float64, W with unit-norm columns):")
     print(f"  proxyseg            : {cost_ours:.6e}   (data term {data_ours:.6e}, "
           f"mu*||H||_1 {cost_ours - data_ours:.6e}; {res.n_backtracks} W-step halvings)")
     print(f"  sklearn, random init: {cost_sk:.6e}   (data term {data_sk:.6e}, "

@@ -253,3 +253,112 @@ def test_real_sources(tmp_path, kind):
     again = tmp_path / f"{kind}_again"
     build_demo_corpus(kind, again, settings, seed=3, real_sources=REAL)
     assert _files(again) == _files(out)
+
+
+def _active_seconds(segs, regions, count: int) -> float:
+    """Seconds inside ``regions`` where at least ``count`` of ``segs`` are active (10 ms grid)."""
+    end = max([s.end for s in segs] + [b for _, b in regions] + [0.0])
+    grid = np.zeros(int(np.ceil(end * 100)) + 1, int)
+    for s in segs:
+        grid[int(round(s.start * 100)):int(round(s.end * 100))] += 1
+    scored = np.zeros_like(grid, bool)
+    for a, b in regions:
+        scored[int(round(a * 100)):int(round(b * 100))] = True
+    return float(((grid >= count) & scored).sum()) / 100
+
+
+def test_config_test_splits_can_measure(tmp_path):
+    """The demo config's test splits hold >= 60 s of scored overlap (meeting) and of noise events (radio),
+    so that per-class F1 on them is not at the mercy of a few seconds. Test files depend only on the seed,
+    the kind and their index, so building the test split alone gives the config's test files."""
+    import yaml
+
+    config = yaml.safe_load((Path(__file__).resolve().parents[1] / "config.yaml").read_text())
+    demo = config["demo"]
+    for kind, label, count in (("radio", "no", 1), ("meeting", None, 2)):
+        settings = {**demo[kind], "files": {"train": 1, "dev": 1, "test": demo[kind]["files"]["test"]}}
+        root = tmp_path / kind
+        build_demo_corpus(kind, root, settings, seed=demo["seed"])
+        rttm = read_rttm(root / "rttm" / "test.rttm")
+        uem = read_uem(root / "uem" / "test.uem") if kind == "meeting" else {}
+        seconds = 0.0
+        for uri in read_list(root / "lists" / "test.lst"):
+            segs = [s for s in rttm.get(uri, []) if label is None or s.label == label]
+            regions = uem.get(uri) or [(0.0, _duration(root / "audio" / f"{uri}{EXT[kind]}"))]
+            if kind == "radio":  # noise events may overlap each other: count time covered
+                seconds += _active_seconds(segs, regions, 1)
+            else:  # overlapped speech: two or more speakers at once
+                seconds += _active_seconds(segs, regions, count)
+        assert seconds >= 60.0, (kind, seconds)
+
+
+# ------------------------------------------------------------------------------------- ground-truth stems
+
+STEMS_SETTINGS = {"files": {"train": 1, "dev": 1, "test": 5}, "duration": 6.0}  # test 1: resampled, 3: stereo
+STEM_TOLERANCE = 5e-5  # 16-bit quantisation of the audio file (the corpus README states it)
+
+
+@pytest.fixture(scope="module")
+def stem_corpora(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("stems")
+    out = {}
+    for kind in ("radio", "meeting"):
+        out[kind] = root / f"demo_{kind}"
+        build_demo_corpus(kind, out[kind], STEMS_SETTINGS, seed=11)
+    return out
+
+
+@pytest.mark.parametrize("kind", ["radio", "meeting"])
+def test_stems_only_for_the_test_split(stem_corpora, kind):
+    root = stem_corpora[kind]
+    test = read_list(root / "lists" / "test.lst")
+    assert sorted(p.name for p in (root / "stems").iterdir()) == test
+    expected = {*corpus_mod.STEM_CLASSES[kind], corpus_mod.BACKGROUND}
+    for uri in test:
+        assert {p.stem for p in (root / "stems" / uri).iterdir()} == expected
+    assert "stems/<uri>/<class>.wav" in (root / "README.md").read_text()
+
+
+@pytest.mark.parametrize("kind", ["radio", "meeting"])
+def test_stems_add_up_to_the_audio_as_loaded(stem_corpora, kind):
+    """Stems are 16 kHz mono float, as long as load_audio's output, and add up to it within one 16-bit
+    step or so, for 16 kHz mono, resampled and stereo files alike."""
+    root = stem_corpora[kind]
+    formats = set()
+    for uri in read_list(root / "lists" / "test.lst"):
+        path = root / "audio" / f"{uri}{EXT[kind]}"
+        info = sf.info(str(path))
+        formats.add((info.samplerate != SAMPLE_RATE, info.channels))
+        mix = load_audio(path).astype(np.float64)
+        total = np.zeros_like(mix)
+        for stem in sorted((root / "stems" / uri).iterdir()):
+            sinfo = sf.info(str(stem))
+            assert (sinfo.samplerate, sinfo.channels, sinfo.subtype) == (SAMPLE_RATE, 1, "FLOAT")
+            x, _ = sf.read(str(stem), dtype="float64")
+            assert x.shape == mix.shape
+            total += x
+        assert np.abs(total - mix).max() <= STEM_TOLERANCE, uri
+        assert np.sum((total - mix) ** 2) < 1e-6 * np.sum(mix ** 2)  # > 60 dB below the mixture
+    assert (True, 1) in formats and (False, 2) in formats
+
+
+def test_radio_stems_sit_where_the_labels_are(stem_corpora):
+    """A class's stem has (nearly) no energy outside that class's annotated segments, and some inside."""
+    root = stem_corpora["radio"]
+    rttm = read_rttm(root / "rttm" / "test.rttm")
+    names = {"sp": "speech", "mu": "music", "no": "noise"}
+    seen = set()
+    for uri in read_list(root / "lists" / "test.lst"):
+        for label, name in names.items():
+            x, _ = sf.read(str(root / "stems" / uri / f"{name}.wav"), dtype="float64")
+            inside = np.zeros(x.shape, bool)
+            for s in rttm.get(uri, []):
+                if s.label == label:
+                    inside[max(0, int((s.start - 0.05) * SAMPLE_RATE)):int((s.end + 0.05) * SAMPLE_RATE)] = True
+            energy = np.sum(x ** 2)
+            if inside.any():
+                seen.add(name)
+                assert np.sum(x[inside] ** 2) > 0.999 * energy
+            else:
+                assert energy < 1e-8
+    assert seen == {"speech", "music", "noise"}

@@ -97,8 +97,13 @@ def test_explanation_mask_partition_of_unity():
     Hz[:, 5] = 0
     m = ex.explanation_mask(W, Hz, range(6))
     assert np.all(np.isfinite(m)) and np.all(m[:, 5] == 0)
+    # a signed dictionary (learned_random) is used through its non-negative part
+    signed = W - 0.3
+    np.testing.assert_allclose(ex.explanation_mask(signed, Hs, [0, 2]),
+                               ex.explanation_mask(np.maximum(signed, 0.0), Hs, [0, 2]))
+    assert np.array_equal(ex.explanation_mask(-W, Hs, [0]), np.zeros((20, 30)))
     with pytest.raises(ValueError):
-        ex.explanation_mask(-W, Hs, [0])
+        ex.explanation_mask(W, -Hs, [0])
     with pytest.raises(ValueError):
         ex.explanation_mask(W, Hs, [6])
 
@@ -319,3 +324,125 @@ def test_provenance_string_must_be_json(tmp_path):
         ex.save_prototypes(tmp_path / "p.npz", np.zeros((3, 4)), np.zeros((2, 4)), [0, 0, 0, 0],
                            np.arange(3.0), "not json")
     assert not (tmp_path / "p.npz").exists()
+
+
+# ------------------------------------------------- learned_random dictionaries and the log-domain mask (METHOD §7)
+
+def _explain_inputs(root, W, K=6, seconds=6.0, seed=0):
+    """A learned_random proxy checkpoint with dictionary ``W`` and the files the explain stage reads:
+    inference (H, probs), spectrogram cache, targets and the manifest beside them, for one noise file."""
+    import h5py
+    import pandas as pd
+    import soundfile as sf
+
+    from proxyseg.proxy.model import Proxy
+    from proxyseg.spectrogram import log_power_spectrogram
+
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    proxy = Proxy(W.shape[0], torch.zeros(W.shape), "learned_random", blocks=1, repeats=1)
+    with torch.no_grad():
+        proxy.w_param.copy_(torch.as_tensor(W, dtype=torch.float32))
+    hp = {**proxy.hparams, "crop_frames": 50, "input": "spectrogram", "dictionary": "learned_random"}
+    torch.save({"state_dict": proxy.state_dict(), "hparams": hp}, root / "model.pt")
+    x = (0.1 * rng.standard_normal(int(16000 * seconds))).astype(np.float32)
+    sf.write(root / "a.wav", x, 16000)
+    X = log_power_spectrogram(x).numpy().T
+    T = X.shape[0]
+    with h5py.File(root / "spec.h5", "w") as h5:
+        h5.attrs.update(n_fft=512, win_length=400, freqs_hz=stft_frequencies(512))
+        h5["a"] = X.astype(np.float16)
+    with h5py.File(root / "infer.h5", "w") as h5:
+        h5["a/H"] = rng.random((T, W.shape[1])).astype(np.float16)
+        h5["a/probs"] = rng.random((T, 4)).astype(np.float32)
+    (root / "labels").mkdir(exist_ok=True)
+    targets = np.zeros((T, 4), dtype=np.int8)
+    targets[:, 0] = 1
+    targets[T // 2:, 2] = 1
+    with h5py.File(root / "labels" / "targets.h5", "w") as h5:
+        h5["a"] = targets
+    pd.DataFrame([{"uri": "a", "audio": str(root / "a.wav")}]).to_csv(root / "labels" / "manifest.tsv",
+                                                                      sep="\t", index=False)
+    return root / "model.pt", [(str(root / "infer.h5"), str(root / "spec.h5"), str(root / "labels" / "targets.h5"))], x
+
+
+def test_explain_stage_with_a_signed_learned_random_dictionary(tmp_path):
+    """learned_random W gets negative entries in training; the explain stage used to crash on them
+    (band_mass: 'needs a non-negative prototype P', from P = W max(r, 0) with the raw W). Masks and
+    prototypes now use W+ = max(W, 0); the negative part is kept beside them and in the figures."""
+    import pandas as pd
+    import soundfile as sf
+
+    from proxyseg.proxy.explain_stage import explain_proxy
+
+    rng = np.random.default_rng(5)
+    W = rng.random((257, 6)) - 0.3  # about 30 % negative entries
+    checkpoint, items, x = _explain_inputs(tmp_path / "in", W)
+    with pytest.raises(ValueError, match="non-negative"):  # what the stage ran into
+        ex.band_mass(W @ np.maximum(rng.standard_normal((6, 4)), 0), stft_frequencies(512))
+    out = tmp_path / "out"
+    record = explain_proxy(checkpoint, items, out, {"prototype_segments": 5, "local_per_class": 1})
+    assert record["dictionary"]["mode"] == "learned_random" and 0.1 < record["dictionary"]["negative_share"] < 0.5
+    proto = ex.load_prototypes(out / "prototypes.npz")
+    Wf = W.astype(np.float32).astype(np.float64)
+    np.testing.assert_allclose(proto.P, ex.class_prototypes(proto.mean_relevance, np.maximum(Wf, 0)), rtol=1e-5)
+    assert (proto.P >= 0).all() and proto.P_negative is not None and proto.P_negative.any()
+    # P - P_negative is the signed projection of the raw W
+    np.testing.assert_allclose(proto.P - proto.P_negative, Wf @ np.maximum(proto.mean_relevance, 0),
+                               rtol=1e-5, atol=1e-9)
+    bands = pd.read_csv(out / "band_mass.tsv", sep="\t")
+    for cls in ("speech", "music"):
+        assert bands[bands["class"] == cls]["mass"].sum() == pytest.approx(1.0)
+    assert _is_png(out / "prototypes.png") and _is_png(out / "local" / "speech_0.png")
+    # the listenable explanation and its residual (linear domain) add up to the audio
+    local = record["local"][0]
+    a, _ = sf.read(local["audio"])
+    b, _ = sf.read(local["residual"])
+    start = int(round(local["start"] * 16000))
+    np.testing.assert_allclose((a + b)[400:-400], x[start:start + len(a)][400:-400], atol=3e-4)
+    assert np.abs(a).max() > 0
+    # a non-negative dictionary has no negative part
+    assert not ex.negative_prototypes(proto.mean_relevance, np.abs(W)).any() and ex.negative_share(np.abs(W)) == 0
+
+
+def test_masked_audio_log_domain():
+    from proxyseg.spectrogram import stft
+
+    rng = np.random.default_rng(4)
+    t = np.arange(16000) / 16000
+    x = (0.3 * np.sin(2 * np.pi * 440 * t) + 0.05 * rng.standard_normal(t.size)).astype(np.float32)
+    F, T = stft(x).shape
+    W = rng.random((F, 5)) + 0.01
+    Hs = rng.random((5, T)) + 0.01
+    part = ex.explanation_mask(W, Hs, [0, 3])
+    for domain in ex.MASK_DOMAINS:
+        for mask in (part, 1.0 - part):
+            y = ex.masked_audio(x, mask, domain=domain)
+            assert y.shape == x.shape and y.dtype == np.float32 and np.isfinite(y).all()
+    # all components relevant: the input back (up to the STFT round trip); none: silence
+    y = ex.masked_audio(x, ex.explanation_mask(W, Hs, range(5)), domain="log")
+    np.testing.assert_allclose(y[400:-400], x[400:-400], atol=1e-4)
+    assert np.abs(ex.masked_audio(x, ex.explanation_mask(W, Hs, []), domain="log")).max() == 0
+    # a partial mask is not the linear-domain part (a mask of 1/2 keeps sqrt(exp(X / 2) - 1), not |S| / 2):
+    # the log domain keeps about sqrt(M) of quiet bins (|S|^2 << 1) and less of loud ones ((1 + |S|^2)^M - 1)
+    y = ex.masked_audio(x, part, domain="log")
+    lin = ex.masked_audio(x, part, domain="linear")
+    assert np.linalg.norm(lin - y) > 0.05 * np.linalg.norm(y)
+    with pytest.raises(ValueError, match="mask domain"):
+        ex.masked_audio(x, part, domain="mel")
+
+
+def test_explain_stage_log_domain_setting(tmp_path):
+    from proxyseg.proxy.explain_stage import explain_proxy
+
+    W = np.random.default_rng(6).random((257, 6))
+    checkpoint, items, x = _explain_inputs(tmp_path / "in", W)
+    settings = {"prototype_segments": 2, "local_per_class": 1, "mask_domain": "log"}
+    record = explain_proxy(checkpoint, items, tmp_path / "out", settings)
+    import soundfile as sf
+
+    a, sr = sf.read(record["local"][0]["audio"])
+    assert sr == 16000 and np.isfinite(a).all() and np.abs(a).max() > 0
+    assert record["settings"]["mask_domain"] == "log" and record["dictionary"]["negative_share"] == 0
+    with pytest.raises(InputError, match="mask_domain"):
+        explain_proxy(checkpoint, items, tmp_path / "bad", {**settings, "mask_domain": "mel"})

@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from proxyseg.cli import main
-from proxyseg.faithfulness import (KINDS, faithfulness_rows, faithfulness_summary, probability_drops,
-                                   removal_sets, residual_spectrogram)
-from proxyseg.frames import CLASSES
+from proxyseg.faithfulness import (KINDS, TeacherJudge, faithfulness_rows, faithfulness_summary,
+                                   probability_drops, removal_sets, residual_spectrogram)
+from proxyseg.frames import CLASSES, SAMPLE_RATE
+from proxyseg.spectrogram import stft, stft_frequencies
 from proxyseg.proxy.model import Proxy
 
 
@@ -80,8 +81,8 @@ def proxy_files(tmp_path):
 
 def test_rows_and_summary(proxy_files):
     items = [("demo", proxy_files / "inf.h5", proxy_files / "spec.h5", proxy_files / "targets.h5")]
-    rows = faithfulness_rows(proxy_files / "proxy.pt", items, {"draws": 3, "segment_seconds": 1.0}, seed=0,
-                             system="p")
+    rows = faithfulness_rows(proxy_files / "proxy.pt", items, {"draws": 3, "segment_seconds": 1.0,
+                                                              "classifier": "proxy"}, seed=0, system="p")
     speech = rows[rows["class"] == "speech"]
     assert len(speech) == 6 and not speech["no_relevant"].any()
     assert (speech["n_relevant"] == 1).all()
@@ -98,14 +99,120 @@ def test_rows_and_summary(proxy_files):
 
 
 def test_cli_table_and_figure(proxy_files):
-    items = ["demo", str(proxy_files / "inf.h5"), str(proxy_files / "spec.h5"), str(proxy_files / "targets.h5")]
+    items = ["demo", str(proxy_files / "inf.h5"), str(proxy_files / "spec.h5"), str(proxy_files / "targets.h5"),
+             str(proxy_files / "manifest.tsv")]
     out = proxy_files / "rows.tsv"
     assert main(["faithfulness", "--checkpoint", str(proxy_files / "proxy.pt"), "--items", *items, "--system",
-                 "p", "--out", str(out), "--settings", '{"draws": 2, "segment_seconds": 1.0}']) == 0
-    assert main(["faithfulness", "--checkpoint", str(proxy_files / "proxy.pt"), "--items", *items[:3],
+                 "p", "--out", str(out), "--settings", '{"draws": 2, "segment_seconds": 1.0, "classifier": "proxy"}']) == 0
+    assert main(["faithfulness", "--checkpoint", str(proxy_files / "proxy.pt"), "--items", *items[:4],
                  "--system", "p", "--out", str(out)]) == 2
+    # judged by the teacher (the default) without a teacher: a clear error, not a proxy-only table
+    assert main(["faithfulness", "--checkpoint", str(proxy_files / "proxy.pt"), "--items", *items,
+                 "--system", "p", "--out", str(proxy_files / "none.tsv")]) == 2
+    assert not (proxy_files / "none.tsv").exists()
     assert main(["faithfulness-table", str(out), "--out-tsv", str(proxy_files / "t.tsv"), "--out-md",
                  str(proxy_files / "t.md"), "--out-png", str(proxy_files / "f.png")]) == 0
     table = pd.read_csv(proxy_files / "t.tsv", sep="\t")
     assert list(table["class"]) == ["speech", "music"] and set(table["class"]) <= set(CLASSES)
     assert (proxy_files / "f.png").stat().st_size > 5000 and "ratio_random" in (proxy_files / "t.md").read_text()
+
+
+# ------------------------------------------------------------------------------- judged by the teacher
+
+class BandJudge:
+    """A stand-in for the teacher whose 'speech' probability is the share of each frame's energy below
+    600 Hz: it rests on the low band, which the proxy's atom 0 (and only it) covers."""
+
+    def probs(self, wavs):
+        spec = stft(np.asarray(wavs, dtype=np.float32)).abs().square().double().numpy()  # (B, F, T)
+        low = stft_frequencies(512) < 600
+        p = spec[:, low].sum(1) / (spec.sum(1) + 1e-9)
+        out = np.full((p.shape[0], 4, p.shape[1]), 0.5)
+        out[:, 0] = p
+        return out
+
+
+@pytest.fixture
+def tone_files(tmp_path):
+    """3 s of a 300 Hz tone (speech, for the judge) plus tones at 1.5, 2.5, 3.5, 4.5 and 5.5 kHz; a
+    spectrogram-input proxy with narrow-band atoms, atom 0 at 300 Hz; speech rests on atom 0."""
+    import soundfile as sf
+
+    freqs = stft_frequencies(512)
+    centres = [300, 1500, 2500, 3500, 4500, 5500]
+    W = np.stack([np.exp(-0.5 * ((freqs - f) / 60.0) ** 2) + 1e-4 for f in centres], axis=1).astype(np.float32)
+    W /= np.linalg.norm(W, axis=0, keepdims=True)
+    torch.manual_seed(0)
+    model = Proxy(257, torch.from_numpy(W), "fixed", blocks=1, repeats=1)
+    with torch.no_grad():
+        model.theta.weight.zero_()
+        model.theta.weight[0, 0, 0] = 3.0
+        model.theta.weight[0, 1:, 0] = 0.05
+        model.theta.bias.fill_(-1.0)
+    hp = {**model.hparams, "crop_frames": 50, "input": "spectrogram", "dictionary": "fixed"}
+    torch.save({"state_dict": model.state_dict(), "hparams": hp}, tmp_path / "proxy.pt")
+    t = np.arange(3 * SAMPLE_RATE) / SAMPLE_RATE
+    x = sum(0.1 * np.sin(2 * np.pi * f * t) for f in centres).astype(np.float32)
+    sf.write(tmp_path / "a.wav", x, SAMPLE_RATE)
+    T = (len(x) - 400) // 320 + 1
+    H = np.ones((T, len(centres)), np.float32)
+    targets = np.zeros((T, 4), np.int8)
+    targets[:, 0] = 1
+    targets[:, 3] = -1
+    with h5py.File(tmp_path / "inf.h5", "w") as f:
+        f.create_group("a").create_dataset("H", data=H.astype(np.float16))
+    with h5py.File(tmp_path / "spec.h5", "w") as f:
+        f.attrs["n_fft"], f.attrs["win_length"] = 512, 400
+        f.create_dataset("a", data=np.log1p(H @ W.T).astype(np.float16))
+    with h5py.File(tmp_path / "targets.h5", "w") as f:
+        f.create_dataset("a", data=targets)
+    pd.DataFrame({"uri": ["a"], "audio": [str(tmp_path / "a.wav")]}).to_csv(tmp_path / "manifest.tsv", sep="\t",
+                                                                           index=False)
+    return tmp_path
+
+
+def test_teacher_judges_the_audio_without_the_relevant_components(tone_files):
+    items = [("demo", tone_files / "inf.h5", tone_files / "spec.h5", tone_files / "targets.h5",
+              tone_files / "manifest.tsv")]
+    settings = {"draws": 4, "segment_seconds": 1.0, "teacher_segments": 1}
+    rows = faithfulness_rows(tone_files / "proxy.pt", items, settings, seed=0, system="p", judge=BandJudge())
+    speech = rows[rows["class"] == "speech"]
+    judged = speech.dropna(subset=["teacher_base"])
+    assert len(judged) == 1 and len(speech) == 2  # the teacher hears only the first teacher_segments
+    # the judge's speech rests on the 300 Hz tone: removing atom 0's audio takes most of its probability,
+    # removing random atoms takes little (a draw hits atom 0 one time in six)
+    assert (judged["teacher_drop_relevant"] > 0.9 * judged["teacher_base"]).all()
+    assert (judged["teacher_drop_relevant"] > 2 * judged["teacher_drop_random"]).all()
+    assert (judged["teacher_drop_least"] < 0.1).all()
+    # the explanation alone (the 300 Hz tone) keeps the class: no average drop, an increase
+    assert (judged["teacher_expl"] > judged["teacher_base"]).all()
+    s = faithfulness_summary(rows).set_index("class").loc["speech"]
+    assert s["teacher_segments"] == 1 and s["teacher_AD"] == 0.0 and s["teacher_AI"] == 100.0
+    assert s["teacher_ratio_random"] > 2  # (inf here: removing random atoms raised the judge's probability)
+    assert "drop_relevant" in s  # the proxy's internal check is still there (classifier both)
+    teacher_only = faithfulness_rows(tone_files / "proxy.pt", items, {**settings, "classifier": "teacher"},
+                                     seed=0, system="p", judge=BandJudge())
+    assert "teacher_drop_relevant" in teacher_only and "drop_relevant" not in teacher_only
+    with pytest.raises(ValueError, match="needs the teacher"):
+        faithfulness_rows(tone_files / "proxy.pt", items, settings, seed=0, system="p")
+    with pytest.raises(ValueError, match="classifier"):
+        faithfulness_rows(tone_files / "proxy.pt", items, {"classifier": "oracle"}, judge=BandJudge())
+
+
+def test_teacher_judge_runs_wavlm_and_the_teacher(tmp_path):
+    from proxyseg.features import build_untrained_wavlm
+    from proxyseg.teacher.model import Teacher
+
+    build_untrained_wavlm(tmp_path / "w", seed=0, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                          intermediate_size=64, conv_dim=(32,) * 7)
+    torch.manual_seed(0)
+    teacher = Teacher(3, 32, bottleneck=8, hidden=16, blocks=1, repeats=1).eval()
+    torch.save({"state_dict": teacher.state_dict(), "hparams": {**teacher.hparams, "crop_frames": 100},
+                "provenance": {}}, tmp_path / "teacher.pt")
+    with h5py.File(tmp_path / "features.h5", "w") as f:
+        f.attrs["layers"] = np.array([0, 1, 2])
+    judge = TeacherJudge(tmp_path / "teacher.pt", str(tmp_path / "w"), tmp_path / "features.h5", device="cpu")
+    wavs = np.random.default_rng(0).normal(0, 0.1, (3, 320 * 49 + 400)).astype(np.float32)
+    p = judge.probs(wavs)
+    assert p.shape == (3, 4, 50) and np.isfinite(p).all() and ((p > 0) & (p < 1)).all()
+    assert not np.allclose(p[0], p[1])  # different clips, different judgements

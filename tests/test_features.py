@@ -5,15 +5,17 @@ import pytest
 import torch
 
 from proxyseg.errors import InputError
-from proxyseg.features import build_untrained_wavlm, extract_features, extract_states, load_wavlm, plan_chunks
+from proxyseg.features import (build_untrained_wavlm, extract_features, extract_states, load_wavlm, normalize_waveform,
+                               plan_chunks)
 from proxyseg.frames import num_frames
 
 
 @pytest.fixture(scope="module")
 def tiny_wavlm(tmp_path_factory):
-    """A tiny random WavLM saved with save_pretrained: the same loading path as a hub model."""
+    """A tiny random WavLM saved with save_pretrained: the same loading path as a hub model. Raw waveforms
+    (do_normalize false), so that these tests are about chunking only; normalisation is tested below."""
     path = tmp_path_factory.mktemp("models") / "wavlm"
-    build_untrained_wavlm(path, seed=0, **TINY)
+    build_untrained_wavlm(path, seed=0, do_normalize=False, **TINY)
     return path
 
 
@@ -67,6 +69,7 @@ def test_extract_features_writes_hdf5_atomically(tiny_wavlm, tmp_path, write_wav
         assert h5["b"].shape[0] == num_frames(14400)
         assert list(h5.attrs["layers"]) == [0, 2] and bool(h5.attrs["untrained"])
         assert "torch" in h5.attrs["provenance"]
+        assert not h5.attrs["do_normalize"] and '"do_normalize": false' in h5.attrs["provenance"]
 
     # a file that fails half-way leaves no HDF5 behind
     bad = tmp_path / "bad.tsv"
@@ -106,3 +109,116 @@ def test_chunked_extraction_with_group_norm_stays_close(tmp_path):
     for layer in (0, 1):
         rel = np.linalg.norm(chunked[:, layer] - whole[:, layer]) / np.linalg.norm(whole[:, layer])
         assert rel < 0.05, (layer, rel)
+
+
+# ------------------------------------------------------------------------- waveform normalisation (METHOD §3)
+
+#: WavLM Large's layout with its convolution biases (so the input level matters, as in the real model)
+TINY_LARGE = {**TINY, "conv_bias": True}
+
+
+def _hf_wavlm(path, do_normalize=None, seed=0):
+    """A random WavLMModel saved with save_pretrained, plus a Wav2Vec2FeatureExtractor with ``do_normalize``
+    (None: no preprocessor_config.json), as a hub model folder holds them."""
+    from transformers import Wav2Vec2FeatureExtractor, WavLMConfig, WavLMModel
+
+    torch.manual_seed(seed)
+    WavLMModel(WavLMConfig(**TINY_LARGE)).save_pretrained(path)
+    if do_normalize is not None:
+        Wav2Vec2FeatureExtractor(do_normalize=do_normalize).save_pretrained(path)
+    return path
+
+
+def _states(model, wav) -> np.ndarray:
+    """(t, L, D) hidden states of ``model`` on one waveform, rounded to float16 like the cache."""
+    with torch.inference_mode():
+        hidden = model(torch.as_tensor(wav, dtype=torch.float32)[None], output_hidden_states=True).hidden_states
+    return torch.stack(hidden, dim=2)[0].numpy().astype(np.float16).astype(np.float32)
+
+
+def _rel(a, b) -> float:
+    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+
+def test_extraction_normalises_waveforms_as_the_feature_extractor_says(tmp_path, caplog, write_wav):
+    from transformers import Wav2Vec2FeatureExtractor, WavLMModel
+
+    rng = np.random.default_rng(0)
+    x = (0.05 + 0.3 * rng.standard_normal(16000 * 3)).astype(np.float32)  # an offset and a level to remove
+    cpu = torch.device("cpu")
+    norm = _hf_wavlm(tmp_path / "norm", do_normalize=True)
+    raw_model = WavLMModel.from_pretrained(norm).eval()  # the bare model: no preprocessing
+    # the model's own preprocessing: what its feature extractor feeds it
+    extractor = Wav2Vec2FeatureExtractor.from_pretrained(norm)
+    xn = extractor(x, sampling_rate=16000, return_tensors="np")["input_values"][0]
+    np.testing.assert_allclose(normalize_waveform(torch.from_numpy(x)).numpy(), xn, atol=1e-5)
+    want_norm, want_raw = _states(raw_model, xn), _states(raw_model, x)
+    assert _rel(want_raw, want_norm) > 0.1  # the normalisation matters for this model
+
+    net = load_wavlm(str(norm))
+    assert net.do_normalize
+    got = extract_states(net, x, [0, 1, 2], chunk_seconds=100, overlap_seconds=0, device=cpu).astype(np.float32)
+    np.testing.assert_allclose(got, want_norm, rtol=5e-3, atol=5e-3)
+    assert _rel(got, want_raw) > 0.1
+
+    # do_normalize false: the raw waveform, as before
+    off = _hf_wavlm(tmp_path / "off", do_normalize=False)
+    net = load_wavlm(str(off))
+    assert not net.do_normalize
+    got = extract_states(net, x, [0, 1, 2], chunk_seconds=100, overlap_seconds=0, device=cpu).astype(np.float32)
+    np.testing.assert_allclose(got, want_raw, rtol=5e-3, atol=5e-3)
+
+    # a local folder without preprocessor_config.json: not normalised, and said so; explicit settings win
+    bare = _hf_wavlm(tmp_path / "bare")
+    with caplog.at_level("INFO", logger="proxyseg.features"):
+        assert not load_wavlm(str(bare)).do_normalize
+    assert "no preprocessor_config.json" in caplog.text
+    assert load_wavlm(str(bare), normalize=True).do_normalize and not load_wavlm(str(norm), normalize=False).do_normalize
+    assert load_wavlm(str(bare), normalize="true").do_normalize
+    with pytest.raises(InputError, match="auto, true or false"):
+        load_wavlm(str(bare), normalize="sometimes")
+
+    # the cache records it (attributes and provenance)
+    a = write_wav("a.wav", seconds=1.5)
+    manifest = tmp_path / "manifest.tsv"
+    pd.DataFrame([{"uri": "a", "audio": str(a), "duration": 1.5, "num_frames": num_frames(24000)}]
+                 ).to_csv(manifest, sep="\t", index=False)
+    extract_features(manifest, tmp_path / "f.h5", str(norm), chunk_seconds=30, overlap_seconds=0)
+    with h5py.File(tmp_path / "f.h5") as h5:
+        assert h5.attrs["do_normalize"] and '"do_normalize": true' in h5.attrs["provenance"]
+        assert '"normalize": "auto"' in h5.attrs["provenance"]
+        from proxyseg.io.audio import load_audio
+        np.testing.assert_allclose(h5["a"][()].astype(np.float32), _states(raw_model, extractor(
+            load_audio(a), sampling_rate=16000, return_tensors="np")["input_values"][0]), rtol=5e-3, atol=5e-3)
+
+
+def test_chunked_extraction_normalises_each_chunk(tmp_path):
+    """Every chunk fed to the model (context included) is normalised with its own statistics, and each kept
+    frame comes from its chunk: a quiet part is brought up to unit variance in its own chunks, not in the
+    file's statistics (which a loud part dominates). Overlapping context is normalised once per chunk that
+    contains it, so a sample's gain can differ between neighbouring chunks; no kept frame mixes two gains."""
+    from transformers import WavLMModel
+
+    net = load_wavlm(str(_hf_wavlm(tmp_path / "norm", do_normalize=True)))
+    raw_model = WavLMModel.from_pretrained(tmp_path / "norm").eval()
+    rng = np.random.default_rng(1)
+    x = np.concatenate([0.02 * rng.standard_normal(16000 * 4),             # quiet
+                        0.1 + 0.5 * rng.standard_normal(16000 * 4)]).astype(np.float32)  # loud, offset
+    cpu = torch.device("cpu")
+    chunked = extract_states(net, x, [0, 1, 2], chunk_seconds=2.0, overlap_seconds=0.5, device=cpu,
+                             batch_size=3).astype(np.float32)
+    plans = plan_chunks(num_frames(len(x)), 100, 25)
+    for p in plans:
+        chunk = x[slice(*p.samples)]
+        want = _states(raw_model, (chunk - chunk.mean()) / np.sqrt(chunk.var() + 1e-7))
+        lo = p.keep_start - p.ctx_start
+        np.testing.assert_allclose(chunked[p.keep_start:p.keep_end], want[lo:lo + p.keep_end - p.keep_start],
+                                   rtol=5e-3, atol=5e-3)
+    # not what normalising the whole file gives (measured: about 0.5 relative difference on this signal)
+    whole = extract_states(net, x, [0, 1, 2], chunk_seconds=100, overlap_seconds=0, device=cpu).astype(np.float32)
+    assert _rel(chunked, whole) > 0.1
+    # stationary audio: chunk and file statistics agree, and so do the states (measured: 0.0016)
+    y = (0.1 * rng.standard_normal(16000 * 12)).astype(np.float32)
+    a = extract_states(net, y, [0, 1, 2], chunk_seconds=4, overlap_seconds=2.5, device=cpu).astype(np.float32)
+    b = extract_states(net, y, [0, 1, 2], chunk_seconds=100, overlap_seconds=0, device=cpu).astype(np.float32)
+    assert _rel(a, b) < 0.01

@@ -116,7 +116,7 @@ def test_update_W_false_keeps_W():
 def test_beta_divergence_values():
     X = torch.tensor([[1.0, 2.0], [0.0, 4.0]])
     Y = torch.tensor([[2.0, 2.0], [1.0, 1.0]])
-    assert float(beta_divergence(X, Y, 2)) == pytest.approx(1 + 0 + 1 + 9)
+    assert float(beta_divergence(X, Y, 2)) == pytest.approx(0.5 * (1 + 0 + 1 + 9))  # ½ ||X - Y||²
     kl = (1 * np.log(1 / 2) - 1 + 2) + 0 + (0 - 0 + 1) + (4 * np.log(4) - 4 + 1)
     assert float(beta_divergence(X, Y, 1)) == pytest.approx(kl, rel=1e-6)
     Xp = X + 1
@@ -132,6 +132,47 @@ def test_nmf_cost_and_penalty():
     W_true, H_true, X = _planted()
     assert nmf_cost(X, W_true, H_true, 2.0, 0.0) == pytest.approx(0.0, abs=1e-3)
     assert nmf_cost(X, W_true, H_true, 2.0, 2.0) == pytest.approx(2.0 * float(H_true.double().sum()), rel=1e-5)
+
+
+def test_nmf_cost_is_half_squared_error_plus_mu_l1():
+    """β = 2: C = ½ ||X - W H||² + μ ||H||_1 (the β-divergence's ½, as in Le Roux et al. and the authors)."""
+    X = _data()
+    g = torch.Generator().manual_seed(1)
+    W = normalise_columns(torch.rand(40, 5, generator=g))
+    H = torch.rand(5, 120, generator=g)
+    Xd, Wd, Hd = X.double(), W.double(), H.double()
+    expected = 0.5 * float(((Xd - Wd @ Hd) ** 2).sum()) + 0.7 * float(Hd.sum())
+    assert nmf_cost(X, W, H, 2.0, 0.7) == pytest.approx(expected, rel=1e-9)
+
+
+def _fitted_with_mu(mu):
+    """H fitted to a planted X (plus a positive floor) with the true W fixed, float64, to convergence."""
+    W_true, _, X = _planted()
+    W, X = W_true.double(), X.double() + 0.05
+    H = fit_activations(X, W, beta=2.0, mu=mu, iterations=3000, dtype=torch.float64)
+    return W, X, H
+
+
+def test_mu_enters_the_h_update_unchanged():
+    """Activations fitted with μ = 1 are a fixed point of the authors' update H ⊙ WᵀX / (WᵀWH + μ)."""
+    W, X, H = _fitted_with_mu(1.0)
+    step = H * (W.T @ X) / (W.T @ W @ H + 1.0)
+    assert float(torch.linalg.norm(step - H) / torch.linalg.norm(H)) < 1e-8
+    # the old convention's update (μ/2 in the denominator) moves it: not its fixed point
+    old = H * (W.T @ X) / (W.T @ W @ H + 0.5)
+    assert float(torch.linalg.norm(old - H) / torch.linalg.norm(H)) > 1e-3
+
+
+def test_mu_is_the_kkt_multiplier_of_the_half_cost():
+    """At the optimum of ½||X - WH||² + μ||H||_1, every active activation has Wᵀ(X - WH) = μ (not μ/2,
+    as with the pre-2026-11-29 cost ||X - WH||² + μ||H||_1), and every inactive one Wᵀ(X - WH) <= μ."""
+    for mu in (1.0, 0.3):
+        W, X, H = _fitted_with_mu(mu)
+        corr = W.T @ (X - W @ H)
+        active = H > 1e-3 * float(H.max())
+        assert int(active.sum()) > 100
+        assert torch.allclose(corr[active], torch.full_like(corr[active], mu), rtol=0, atol=1e-6 * mu + 1e-9)
+        assert float(corr[~active].max()) <= mu + 1e-6
 
 
 def test_invalid_arguments():

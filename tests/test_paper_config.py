@@ -43,6 +43,7 @@ def aragon_fixture(root: Path):
 
 
 def dihard_fixture(root: Path, prefix: str, domains: list[str]):
+    """An LDC-like release; its last recording is outside the core partition (in the full one)."""
     lines = ["uri\tin_core\tlang\tdomain\tsource\tlen\tscored_len\tspeakers\tchannels\n"]
     (root / "data/rttm").mkdir(parents=True)
     for part in ("core", "full"):
@@ -52,7 +53,8 @@ def dihard_fixture(root: Path, prefix: str, domains: list[str]):
         uri = f"{prefix}_{i + 1:04d}"
         wav(root / f"data/flac/{uri}.flac")
         (root / f"data/rttm/{uri}.rttm").write_text(rttm(uri, 0.1, 0.5, "A") + rttm(uri, 0.3, 0.5, "B"))
-        lines.append(f"{uri}\tTrue\tEnglish\t{domain}\tsrc\t1.0\t1.0\t2\t1\n")
+        in_core = i < len(domains) - 1
+        lines.append(f"{uri}\t{in_core}\tEnglish\t{domain}\tsrc\t1.0\t1.0\t2\t1\n")
         for part in uems:
             uems[part].append(f"{uri} 1 0.000 1.000\n")
     for part, content in uems.items():
@@ -94,6 +96,11 @@ def test_paper_config_plans_the_full_dag_with_corpora_in_place(tmp_path):
     assert "demo_wavlm" not in stats
     # DIHARD's per-recording RTTMs are inputs of harmonisation; 80/20 portions of each domain
     assert "LDC2020E12/data/rttm/DH_DEV_0001.rttm" in run.stdout
+    # the full partition (METHOD §2): the evaluation recording outside core is scored too
+    assert "LDC2021E02/data/rttm/DH_EVAL_0003.rttm" in run.stdout
+    # the dictionary is learned on AragonRadio's train split only (METHOD §4)
+    nmf = [line for line in run.stdout.splitlines() if "pretrain-nmf" in line]
+    assert len(nmf) == 1 and "aragon_radio" in nmf[0] and "dihard3" not in nmf[0], nmf
 
     (tmp_path / "LDC2021E02/docs/recordings.tbl").unlink()
     run = dry_run(tmp_path, tmp_path / "paper.yaml")
@@ -113,3 +120,11 @@ def test_configs_declare_the_papers_setup(name):
         assert {k: config["proxy_defaults"][k] for k in ("alpha", "beta", "gamma")} == \
             {"alpha": 10.0, "beta": 1.0, "gamma": 0.1}
         assert config["teacher"]["repeats"] * config["teacher"]["blocks"] == 15
+        # METHOD §2 and §4: DIHARD III scored on its full partition; the dictionary learned on AragonRadio
+        # only, from its annotated segments (1 s to 4 s)
+        assert config["corpora"]["dihard3"]["partition"] == "full"
+        assert config["nmf"]["corpora"] == ["aragon_radio"]
+        assert config["corpora"]["aragon_radio"]["adapter"] == "aragon"
+        assert "train" in config["corpora"]["aragon_radio"]["splits"]
+        assert (config["nmf"]["min_seconds"], config["nmf"]["max_seconds"]) == (1.0, 4.0)
+        assert config["nmf"]["segments"] == {"speech": 200, "music": 500, "noise": 500, "overlap": 0}

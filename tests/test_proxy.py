@@ -13,7 +13,7 @@ import torch
 from proxyseg.errors import InputError
 from proxyseg.proxy.data import INPUTS, ProxyDevCrops, ProxyTrainCrops, scan_proxy_pairs
 from proxyseg.proxy.infer import SPARSITY_THRESHOLD, infer_proxy, teacher_probs
-from proxyseg.proxy.loss import binary_kl, distillation_loss
+from proxyseg.proxy.loss import KD_DIRECTIONS, binary_kl, distillation_loss
 from proxyseg.proxy.model import Proxy, load_proxy
 from proxyseg.proxy.train import CURVE_COLUMNS, proxy_settings, train_proxy
 
@@ -91,8 +91,92 @@ def test_kl_zero_when_logits_agree_positive_otherwise():
     assert float(binary_kl(teacher.clone(), teacher)) == pytest.approx(0.0, abs=1e-6)
     other = teacher + torch.randn(3, 4, 50)
     assert float(binary_kl(other, teacher)) > 1e-3
-    # saturated logits stay finite thanks to the clamp
-    assert torch.isfinite(binary_kl(torch.full((1, 4, 5), -100.0), torch.full((1, 4, 5), 100.0)))
+    # saturated logits stay finite (computed from logits, nothing clamped), in both directions
+    for direction in KD_DIRECTIONS:
+        kl = binary_kl(torch.full((1, 4, 5), -100.0), torch.full((1, 4, 5), 100.0), direction=direction)
+        assert torch.isfinite(kl) and float(kl) == pytest.approx(4 * 100.0, rel=1e-4)  # -log σ(-100) per class
+
+
+@pytest.mark.parametrize("direction", KD_DIRECTIONS)
+def test_kl_zero_when_logits_equal(direction):
+    torch.manual_seed(0)
+    z = torch.cat([torch.randn(2, 4, 30) * 5, torch.tensor([-100.0, -20.0, 0.0, 40.0]).view(1, 4, 1).expand(2, 4, 30)],
+                  dim=2)
+    assert float(binary_kl(z.clone(), z, direction=direction)) == 0.0
+
+
+@pytest.mark.parametrize("direction", KD_DIRECTIONS)
+def test_saturated_proxy_still_gets_a_gradient(direction):
+    """A proxy saturated at logit -20 against a teacher at +5: the old clamp (1e-6) gave exactly zero
+    gradient; from logits it is finite, non-zero and descent raises the proxy logit."""
+    teacher = torch.full((1, 4, 3), 5.0)
+    student = torch.full((1, 4, 3), -20.0, requires_grad=True)
+    kl = binary_kl(student, teacher, direction=direction)
+    kl.backward()
+    g = student.grad
+    assert torch.isfinite(g).all() and (g != 0).all()
+    assert (g < 0).all()  # gradient descent increases the proxy logit, towards the teacher
+    # exact gradients per element (mean over the 3 frames): forward σ(z_s) - σ(z_t);
+    # reverse σ(z_s)(1 - σ(z_s))(z_s - z_t)
+    zs, zt = torch.tensor(-20.0, dtype=torch.float64), torch.tensor(5.0, dtype=torch.float64)
+    q, p = torch.sigmoid(zs), torch.sigmoid(zt)
+    expected = (q - p) if direction == "teacher_proxy" else q * (1 - q) * (zs - zt)
+    assert torch.allclose(g.double(), torch.full_like(g, float(expected) / 3).double(), rtol=1e-4)
+    # the old clamped formula gives none
+    clamped_student = student.detach().clone().requires_grad_(True)
+    _clamped_forward_kl(clamped_student, teacher).backward()
+    assert torch.all(clamped_student.grad == 0)
+    # and the forward value is the real one, not the clamp's: KL = p(z_t - z_s) + softplus(z_s) - softplus(z_t)
+    if direction == "teacher_proxy":
+        value = p * (zt - zs) + torch.nn.functional.softplus(zs) - torch.nn.functional.softplus(zt)
+        assert float(kl.detach()) == pytest.approx(4 * float(value), rel=1e-5)
+
+
+def _clamped_forward_kl(student_logits, teacher_logits, eps=1e-6):
+    """The pre-2026-11-29 formula: KL(teacher || proxy) from probabilities clamped at eps."""
+    p = torch.sigmoid(teacher_logits).clamp(eps, 1 - eps)
+    q = torch.sigmoid(student_logits).clamp(eps, 1 - eps)
+    kl = p * (p.log() - q.log()) + (1 - p) * ((1 - p).log() - (1 - q).log())
+    return kl.sum(dim=1).mean()
+
+
+def test_kl_values_match_probability_formulas():
+    """Where nothing saturates (logits in [-5, 5]) the forward KL equals the old clamped formula; the
+    reverse KL equals KL(proxy || teacher) computed directly in float64."""
+    g = torch.Generator().manual_seed(0)
+    student = torch.rand(3, 4, 50, generator=g) * 10 - 5
+    teacher = torch.rand(3, 4, 50, generator=g) * 10 - 5
+    forward = binary_kl(student, teacher)  # default direction: teacher_proxy
+    assert float(forward) == pytest.approx(float(_clamped_forward_kl(student, teacher)), rel=1e-5)
+    assert float(binary_kl(student, teacher, direction="teacher_proxy")) == float(forward)
+    q, p = torch.sigmoid(student.double()), torch.sigmoid(teacher.double())
+    reverse64 = (q * (q / p).log() + (1 - q) * ((1 - q) / (1 - p)).log()).sum(dim=1).mean()
+    reverse = binary_kl(student, teacher, direction="proxy_teacher")
+    assert float(reverse) == pytest.approx(float(reverse64), rel=1e-5)
+    assert float(reverse) != pytest.approx(float(forward), rel=1e-3)  # the two directions differ
+    # float64 inputs are computed in float64
+    assert binary_kl(student.double(), teacher.double(), direction="proxy_teacher").dtype == torch.float64
+    assert float(binary_kl(student.double(), teacher.double(), direction="proxy_teacher")) == \
+        pytest.approx(float(reverse64), rel=1e-12)
+
+
+def test_kd_direction_is_checked_and_wired():
+    torch.manual_seed(0)
+    z_s, z_t = torch.randn(1, 4, 10), torch.randn(1, 4, 10)
+    with pytest.raises(ValueError, match="kd_direction='student_teacher'.*teacher_proxy.*proxy_teacher"):
+        binary_kl(z_s, z_t, direction="student_teacher")
+    out = {"logits": z_s, "X_hat": torch.zeros(1, F, 10), "H": torch.zeros(1, K, 10)}
+    x = torch.zeros(1, F, 10)
+    for direction in KD_DIRECTIONS:
+        terms = distillation_loss(out, z_t, x, 1.0, 0.0, 0.0, kd_direction=direction)
+        assert float(terms["kd"]) == float(binary_kl(z_s, z_t, direction=direction))
+    with pytest.raises(ValueError, match="kd_direction"):
+        distillation_loss(out, z_t, x, kd_direction="backward")
+    # the training setting: default forward, both accepted, anything else refused with the choices named
+    assert proxy_settings({})["kd_direction"] == "teacher_proxy"
+    assert proxy_settings({"kd_direction": "proxy_teacher"})["kd_direction"] == "proxy_teacher"
+    with pytest.raises(InputError, match="kd_direction='reverse'.*teacher_proxy.*proxy_teacher"):
+        proxy_settings({"kd_direction": "reverse"})
 
 
 def test_loss_terms_respond_to_weights():

@@ -36,11 +36,12 @@ def _conv_forward(channels=3, seed=0):
 
 @pytest.mark.parametrize("n", [7, 50, 51, 333, 1000])
 @pytest.mark.parametrize("batch", [1, 3, 16])
-def test_stream_window_average_equals_whole_file(n, batch):
+@pytest.mark.parametrize("aggregate", ["prob_hamming", "logits_mean"])
+def test_stream_window_average_equals_whole_file(n, batch, aggregate):
     x = np.random.default_rng(n).normal(size=(n, 3)).astype(np.float32)
     fwd = _conv_forward()
     with torch.no_grad():
-        ref_a, ref_b, ref_n = sliding_window_average(fwd, x, n, 50, 5, batch)
+        ref_a, ref_b, ref_n = sliding_window_average(fwd, x, n, 50, 5, batch, aggregate=aggregate)
     got_a, got_b = np.full_like(ref_a, np.nan), np.full_like(ref_b, np.nan)
     spans, written = [], []
 
@@ -52,7 +53,7 @@ def test_stream_window_average_equals_whole_file(n, batch):
         written.append((a, b))
         got_a[a:b], got_b[a:b] = outs
 
-    windows = stream_window_average(fwd, read, n, 50, 5, write, batch)
+    windows = stream_window_average(fwd, read, n, 50, 5, write, batch, aggregate=aggregate)
     assert windows == ref_n
     np.testing.assert_allclose(got_a, ref_a, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(got_b, ref_b, rtol=1e-5, atol=1e-6)
@@ -297,3 +298,35 @@ def test_report_in_headless_chromium(pipeline, report_dir, tmp_path):
     dom, console = _load(browser, report_dir / "index.html", tmp_path)
     assert "proxyseg index ready" in console and not [m for m in console if "Uncaught" in m]
     assert dom.count('.html">') == 2
+
+
+def test_segmenter_normalises_wavlm_input_as_the_model_folder_says(pipeline, tmp_path):
+    """``wavlm.do_normalize`` of the model folder (how its feature cache was extracted) decides whether the
+    segmenter normalises each WavLM chunk; a folder without the key (exported before it was recorded) gets
+    raw waveforms, as its cache had."""
+    import shutil
+
+    from transformers import WavLMModel
+
+    from proxyseg.segmenter.export import SETTINGS
+    from proxyseg.segmenter.run import Segmenter
+
+    model = tmp_path / "model"
+    shutil.copytree(pipeline["root"] / "model_wavlm", model)
+    s = json.loads((model / SETTINGS).read_text())
+    s["wavlm"].pop("do_normalize", None)
+    (model / SETTINGS).write_text(json.dumps(s))
+    assert not Segmenter(model, device="cpu").wavlm.do_normalize
+    s["wavlm"]["do_normalize"] = True
+    (model / SETTINGS).write_text(json.dumps(s))
+    seg = Segmenter(model, device="cpu")
+    assert seg.wavlm.do_normalize
+    raw = WavLMModel.from_pretrained(model / "wavlm").eval()
+    x = torch.from_numpy(0.05 + 0.3 * load_audio(pipeline["audio"] / "long.wav")[:32000])[None]
+    with torch.inference_mode():
+        got = seg.wavlm(x, output_hidden_states=True).hidden_states
+        want = raw((x - x.mean()) / torch.sqrt(x.var(correction=0) + 1e-7), output_hidden_states=True).hidden_states
+        plain = raw(x, output_hidden_states=True).hidden_states
+    for g, w, p in zip(got, want, plain):
+        torch.testing.assert_close(g, w, atol=1e-4, rtol=1e-4)
+    assert any(not torch.allclose(g, p, atol=1e-3) for g, p in zip(got, plain))

@@ -366,7 +366,7 @@ def test_sliding_window_average_pointwise_and_window_dependent():
     # a model with no temporal context returns the input itself: averaging must reproduce it exactly
     def pointwise(x):
         return x * 2, x
-    logits, s, nw = sliding_window_average(pointwise, src, n, window, step, batch_size=3)
+    logits, s, nw = sliding_window_average(pointwise, src, n, window, step, batch_size=3, aggregate="logits_mean")
     np.testing.assert_allclose(logits, 2 * src, rtol=1e-6)
     np.testing.assert_allclose(s, src, rtol=1e-6)
     starts = window_starts(n, window, step)
@@ -376,9 +376,60 @@ def test_sliding_window_average_pointwise_and_window_dependent():
     def window_start(x):
         first = x[:, :1, :1].expand(-1, 2, x.shape[2])
         return first, first
-    logits, _, _ = sliding_window_average(window_start, src, n, window, step, batch_size=2)
+    logits, _, _ = sliding_window_average(window_start, src, n, window, step, batch_size=2, aggregate="logits_mean")
     expected = [np.mean([s0 for s0 in starts if s0 <= t < s0 + window]) for t in range(n)]
     np.testing.assert_allclose(logits[:, 0], expected, rtol=1e-6)
+
+
+def _sigmoid(z):
+    return 1 / (1 + np.exp(-np.asarray(z, dtype=np.float64)))
+
+
+@pytest.mark.parametrize("aggregate", ["prob_hamming", "prob_mean"])
+def test_sliding_window_aggregates_probabilities(aggregate):
+    """Each frame's probability is the (Hamming-)weighted mean of its windows' probabilities, weighted by
+    the frame's position in each window; features are averaged with the same weights."""
+    n, window, step = 57, 20, 4
+    src = np.zeros((n, 2), dtype=np.float32)
+
+    starts = window_starts(n, window, step)
+    seen = []  # windows handed to the forward so far (they come in order, a batch at a time)
+
+    def per_start(x):  # logits and S of a window: a function of its start, the same on all its frames
+        vals = torch.tensor([0.25 * (s0 - 20) for s0 in starts[len(seen):len(seen) + x.shape[0]]])
+        seen.extend(range(x.shape[0]))
+        out = vals[:, None, None].expand(-1, 2, x.shape[2]).float()
+        return out, out
+
+    logits, feats, _ = sliding_window_average(per_start, src, n, window, step, batch_size=3, aggregate=aggregate)
+    weights = np.hamming(window) if aggregate == "prob_hamming" else np.ones(window)
+    for t in range(n):
+        ws = [(weights[t - s0], 0.25 * (s0 - 20)) for s0 in starts if s0 <= t < s0 + window]
+        wsum = sum(w for w, _ in ws)
+        p = sum(w * _sigmoid(z) for w, z in ws) / wsum
+        assert _sigmoid(logits[t, 0]) == pytest.approx(p, rel=1e-5), t
+        assert feats[t, 0] == pytest.approx(sum(w * z for w, z in ws) / wsum, rel=1e-5, abs=1e-6), t
+
+
+@pytest.mark.parametrize("aggregate,expected", [("prob_mean", 0.4117), ("prob_hamming", 0.4117),
+                                                ("logits_mean", 0.6608)])
+def test_disagreeing_windows_are_averaged_as_probabilities(aggregate, expected):
+    """METHOD §3: three windows with logits (6, -2, -2) at one frame: 0.41 as a mean of probabilities (the
+    decision is 'no'), 0.66 as the sigmoid of the mean logit (the decision flips to 'yes')."""
+    src = np.zeros((5, 1), dtype=np.float32)
+
+    def forward(x):  # windows start at 0, 1, 2; all three cover frame 2, which is the centre of window 1
+        vals = torch.tensor([6.0, -2.0, -2.0])[:x.shape[0]]
+        out = vals[:, None, None].expand(-1, 4, x.shape[2]).float()
+        return out, out
+
+    logits, _, nw = sliding_window_average(forward, src, 5, 3, 1, batch_size=8, aggregate=aggregate)
+    assert nw == 3
+    p = _sigmoid(logits[2, 0])
+    if aggregate == "prob_hamming":  # np.hamming(3) = (0.08, 1, 0.08): frame 2 is the centre of window 1 only
+        expected = (0.08 * _sigmoid(6) + 1.0 * _sigmoid(-2) + 0.08 * _sigmoid(-2)) / 1.16
+    assert p == pytest.approx(expected, abs=1e-3)
+    assert (p < 0.5) == (aggregate != "logits_mean")
 
 
 def _tiny_checkpoint(tmp_path, window=20):
@@ -422,11 +473,14 @@ def test_dump_lengths_and_equivalence(tmp_path):
             # a long file: the average of the forwards of every window covering a frame
             x = torch.from_numpy(fh["long"][:].astype(np.float32))[None]
             starts = window_starts(93, window, 2)
-            acc, cnt = torch.zeros(93, 4), torch.zeros(93, 1)
+            # (default aggregation: probabilities, Hamming-weighted over each window)
+            acc, cnt = torch.zeros(93, 4, dtype=torch.float64), torch.zeros(93, 1, dtype=torch.float64)
+            ham = torch.from_numpy(np.hamming(window))[:, None]
             for s0 in starts:
-                acc[s0:s0 + window] += model(x[:, s0:s0 + window])[0][0].T
-                cnt[s0:s0 + window] += 1
-            np.testing.assert_allclose(dh["long"]["logits"][:], (acc / cnt).numpy(), atol=1e-5)
+                acc[s0:s0 + window] += torch.sigmoid(model(x[:, s0:s0 + window])[0][0].T.double()) * ham
+                cnt[s0:s0 + window] += ham
+            np.testing.assert_allclose(torch.sigmoid(torch.from_numpy(dh["long"]["logits"][:])).numpy(),
+                                       (acc / cnt).numpy(), atol=1e-6)
 
 
 def test_dump_is_atomic(tmp_path):

@@ -66,3 +66,33 @@ def test_bad_settings_and_missing_audio_are_clear_errors(tmp_path):
     with pytest.raises(InputError, match="needs training audio"):
         build_demo_wavlm(tmp_path / "m", seed=0, audio=[], pretrain={"steps": 2}, overrides=TINY)
     assert not (tmp_path / "m").exists()
+
+
+def test_demo_model_preprocessing_matches_its_pretraining(tmp_path):
+    """The demo WavLM's preprocessor_config.json follows the layout it copies (WavLM Base: raw waveforms;
+    WavLM Large: normalised), extraction reads it, and pre-training normalises its crops the same way:
+    with normalisation the trained model does not depend on the level (or offset) of the training audio."""
+    import json
+
+    base = build_demo_wavlm(tmp_path / "base", seed=0, overrides=TINY)
+    assert json.loads((base / "preprocessor_config.json").read_text())["do_normalize"] is False
+    assert not load_wavlm(str(base)).do_normalize
+    large = {**TINY, "feat_extract_norm": "layer", "do_stable_layer_norm": True, "conv_bias": True}
+    settings = {"steps": 3, "batch_size": 2, "crop_seconds": 1.0, "n_mels": 16}
+    audio = [_audio(3.0, 0), _audio(3.0, 1)]
+    louder = [(4.0 * a + 0.05).astype(np.float32) for a in audio]
+    a = build_demo_wavlm(tmp_path / "a", seed=0, audio=audio, pretrain=settings, overrides=large, device="cpu")
+    assert json.loads((a / "preprocessor_config.json").read_text())["do_normalize"] is True
+    assert load_wavlm(str(a)).do_normalize and "normalised" in (a / DEMO_MARKER).read_text()
+    b = build_demo_wavlm(tmp_path / "b", seed=0, audio=louder, pretrain=settings, overrides=large, device="cpu")
+    wa, wb = load_wavlm(str(a)).state_dict(), load_wavlm(str(b)).state_dict()
+    for name, p in wa.items():
+        torch.testing.assert_close(p, wb[name], atol=1e-4, rtol=1e-3, msg=name)
+    # without normalisation the level of the training audio reaches the model
+    c = build_demo_wavlm(tmp_path / "c", seed=0, audio=audio, pretrain=settings, overrides=large, device="cpu",
+                         do_normalize=False)
+    d = build_demo_wavlm(tmp_path / "d", seed=0, audio=louder, pretrain=settings, overrides=large, device="cpu",
+                         do_normalize=False)
+    assert not load_wavlm(str(c)).do_normalize
+    wc, wd = load_wavlm(str(c)).state_dict(), load_wavlm(str(d)).state_dict()
+    assert max(float((p - wd[k]).abs().max()) for k, p in wc.items()) > 1e-3

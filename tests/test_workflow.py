@@ -97,7 +97,7 @@ def test_changing_one_proxy_reruns_only_that_proxy(small_run, tmp_path):
     rules = set(re.findall(r"^(?:local)?rule (\w+):", out, flags=re.M))
     assert rules == {"train_proxy", "infer_proxy", "decide", "score", "segmentation_table", "fidelity",
                      "fidelity_table", "explain", "faithfulness", "faithfulness_table", "saliency_table",
-                     "export_model", "all"}, rules
+                     "groundtruth", "groundtruth_table", "export_model", "all"}, rules
     proxies = set(re.findall(r"proxy=(\w+)", out)) | set(re.findall(r"system=(\w+)", out))
     assert proxies == {"spec_fixedW"}
 
@@ -152,6 +152,11 @@ def test_faithfulness_saliency_and_segmenting_new_audio(small_run, tmp_path):
     proxies = {"wavlm_fixedW", "wavlm_learnedW", "spec_fixedW", "spec_learnedW"}
     faith = pd.read_csv(r / "tables/faithfulness.tsv", sep="\t")
     assert set(faith["system"]) == proxies and "ratio_random" in faith
+    # judged by the teacher (the default classifier), WavLM-input proxies included
+    assert faith["teacher_segments"].gt(0).any() and faith["teacher_drop_relevant"].notna().any()
+    assert faith[faith.system == "wavlm_fixedW"]["teacher_drop_random"].notna().any()
+    gt = pd.read_csv(r / "tables/groundtruth.tsv", sep="\t")
+    assert set(gt["system"]) == proxies and (r / "explanations/groundtruth.png").stat().st_size > 1000
     assert faith[faith.system == "spec_fixedW"]["input_drop_relevant"].notna().any()
     assert (r / "explanations/faithfulness.png").stat().st_size > 1000
     assert set(pd.read_csv(r / "tables/saliency.tsv", sep="\t")["system"]) == proxies

@@ -14,6 +14,7 @@ import os
 import sys
 from pathlib import Path
 
+from . import aggregate as agg
 from .errors import InputError
 
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
@@ -86,7 +87,7 @@ def cmd_extract_features(a):
     extract_features(a.manifest, a.out, model=a.model, layers=s.get("layers", "all"), revision=s.get("revision"),
                      chunk_seconds=s.get("chunk_seconds", 30.0), overlap_seconds=s.get("overlap_seconds", 2.5),
                      batch_size=a.batch_size or s.get("batch_size", 4), device=s.get("device", "auto"),
-                     half=s.get("half", False), shard=parse_shard(a.shard))
+                     half=s.get("half", False), shard=parse_shard(a.shard), normalize=s.get("normalize", "auto"))
 
 
 def cmd_gather_features(a):
@@ -106,7 +107,8 @@ def cmd_dump_teacher(a):
 
     s = a.settings
     dump_teacher(a.checkpoint, a.features, a.out, step_fraction=s.get("dump_step", 0.1),
-                 batch_size=s.get("dump_batch_size", 16), device=s.get("device", "auto"))
+                 batch_size=s.get("dump_batch_size", 16), device=s.get("device", "auto"),
+                 aggregate=s.get("aggregate", agg.DEFAULT))
 
 
 def cmd_spectrograms(a):
@@ -135,7 +137,7 @@ def cmd_infer(a):
         if not a.spectrograms:
             raise InputError(None, "infer with --checkpoint (a proxy) needs --spectrograms")
         infer_proxy(a.checkpoint, a.dump, a.spectrograms, a.out, step_fraction=a.settings.get("step", 0.1),
-                    device=a.settings.get("device", "auto"))
+                    device=a.settings.get("device", "auto"), aggregate=a.settings.get("aggregate", agg.DEFAULT))
     else:
         from .proxy.infer import teacher_probs
 
@@ -211,13 +213,19 @@ def cmd_explain(a):
 
 
 def cmd_faithfulness(a):
-    from .faithfulness import faithfulness_rows
+    from .faithfulness import TeacherJudge, faithfulness_rows
     from .tables import write_table
 
-    if len(a.items) % 4:
-        raise InputError(None, "--items takes quadruples CORPUS INFERENCE.h5 SPECTROGRAMS.h5 TARGETS.h5")
-    items = [tuple(a.items[i:i + 4]) for i in range(0, len(a.items), 4)]
-    write_table(faithfulness_rows(a.checkpoint, items, a.settings, a.seed, a.system), a.out)
+    if len(a.items) % 5:
+        raise InputError(None, "--items takes quintuples CORPUS INFERENCE.h5 SPECTROGRAMS.h5 TARGETS.h5 MANIFEST.tsv")
+    items = [tuple(a.items[i:i + 5]) for i in range(0, len(a.items), 5)]
+    judge = None
+    if a.settings.get("classifier", "both") != "proxy":
+        if not (a.teacher and a.wavlm and a.features):
+            raise InputError(None, "faithfulness judged by the teacher needs --teacher, --wavlm and --features "
+                                   "(or settings classifier: proxy)")
+        judge = TeacherJudge(a.teacher, a.wavlm, a.features)
+    write_table(faithfulness_rows(a.checkpoint, items, a.settings, a.seed, a.system, judge=judge), a.out)
 
 
 def cmd_faithfulness_table(a):
@@ -229,6 +237,22 @@ def cmd_faithfulness_table(a):
     summary = faithfulness_summary(pd.concat([pd.read_csv(p, sep="\t") for p in a.inputs], ignore_index=True))
     write_table(summary, a.out_tsv, a.out_md, floatfmt=".4g")
     plot_faithfulness(a.out_png, summary)
+
+
+def cmd_groundtruth(a):
+    from .groundtruth import write_groundtruth
+
+    if len(a.items) % 6:
+        raise InputError(None, "--items takes sextuples CORPUS INFERENCE.h5 SPECTROGRAMS.h5 TARGETS.h5 "
+                               "MANIFEST.tsv STEMS_DIR")
+    items = [tuple(a.items[i:i + 6]) for i in range(0, len(a.items), 6)]
+    write_groundtruth(a.checkpoint, items, a.out, a.settings, a.seed, a.system)
+
+
+def cmd_groundtruth_table(a):
+    from .groundtruth import groundtruth_table
+
+    groundtruth_table(a.inputs, a.out_tsv, a.out_md, a.out_png)
 
 
 def cmd_saliency(a):
@@ -261,7 +285,7 @@ def cmd_export(a):
     s = a.settings
     export_model(a.proxy, a.teacher, a.dictionary, a.features, a.spectrograms, a.wavlm, a.out,
                  step_fraction=s.get("step", 0.1), threshold=s.get("threshold", 0.5), tau=s.get("tau", 0.5),
-                 copy_wavlm=s.get("copy_wavlm", True), name=a.name)
+                 copy_wavlm=s.get("copy_wavlm", True), name=a.name, aggregate=s.get("aggregate", agg.DEFAULT))
 
 
 def cmd_segment(a):
@@ -429,14 +453,36 @@ def build_parser() -> argparse.ArgumentParser:
     p = stage("faithfulness", cmd_faithfulness, "Remove the relevant (vs random, least relevant) components and classify again.")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--items", nargs="+", required=True, metavar="X",
-                   help="quadruples CORPUS INFERENCE.h5 SPECTROGRAMS.h5 TARGETS.h5 of the tested split")
+                   help="quintuples CORPUS INFERENCE.h5 SPECTROGRAMS.h5 TARGETS.h5 MANIFEST.tsv of the tested split")
+    p.add_argument("--teacher", help="the teacher checkpoint (the model whose judgement counts)")
+    p.add_argument("--wavlm", help="the teacher's WavLM: hub id or save_pretrained folder")
+    p.add_argument("--features", help="a feature cache of the teacher (gives the cached WavLM layers)")
     p.add_argument("--system", required=True, help="proxy name written in the rows")
     p.add_argument("--out", required=True, help="TSV of per-segment drops")
     p.add_argument("--seed", type=int, default=0)
-    settings(p, "tau, segment_seconds, max_segments, draws, input_level")
+    settings(p, "tau, segment_seconds, max_segments, draws, input_level, classifier, teacher_segments")
 
     p = stage("faithfulness-table", cmd_faithfulness_table, "Mean probability drops and ratios per proxy and class.")
     p.add_argument("inputs", nargs="+", help="per-proxy TSVs written by faithfulness")
+    p.add_argument("--out-tsv", required=True)
+    p.add_argument("--out-md", required=True)
+    p.add_argument("--out-png", required=True)
+
+    p = stage("groundtruth", cmd_groundtruth, "Score a proxy's listenable explanations against the true class "
+                                              "stems of a synthetic test split (SI-SDR improvement, band share).")
+    p.add_argument("--checkpoint", required=True, help="proxy model.pt")
+    p.add_argument("--items", nargs="+", required=True, metavar="X",
+                   help="sextuples CORPUS INFERENCE.h5 SPECTROGRAMS.h5 TARGETS.h5 MANIFEST.tsv STEMS_DIR of the "
+                        "test split (STEMS_DIR: the demo corpus's stems/ folder)")
+    p.add_argument("--system", required=True, help="proxy name written in the rows")
+    p.add_argument("--out", required=True, help="TSV of per-segment scores (its provenance: OUT.provenance.json "
+                                                "beside it, .tsv replaced)")
+    p.add_argument("--seed", type=int, default=0)
+    settings(p, "tau, segment_seconds, max_segments, energy_share, draws, n_fft, win_length "
+                "(n_fft/win_length default: the spectrogram cache's)")
+
+    p = stage("groundtruth-table", cmd_groundtruth_table, "Mean ground-truth scores of explanations per proxy and class.")
+    p.add_argument("inputs", nargs="+", help="per-proxy TSVs written by groundtruth")
     p.add_argument("--out-tsv", required=True)
     p.add_argument("--out-md", required=True)
     p.add_argument("--out-png", required=True)

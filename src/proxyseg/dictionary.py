@@ -1,13 +1,23 @@
-"""NMF dictionary pre-training (METHOD §4): class-balanced spectrogram segments -> sparse NMF -> W.
+"""NMF dictionary pre-training (METHOD §4): class-pure annotated segments -> sparse NMF -> W.
 
-Segments of each class are drawn from the harmonised training split (frames where the class is
-annotated active), their spectrograms concatenated along time, and factorised with unit-norm atoms.
+Training material, as the authors drew it: for each class, the *annotated segments* of the training
+split, i.e. the maximal runs of frames whose harmonised target is 1 (class annotated, inside the scored
+regions, and active). A run shorter than ``min_seconds`` is skipped; a run longer than ``max_seconds`` is
+cut to its central ``max_seconds`` (one segment per annotated run, like the authors' 4 s cut; the centre
+keeps away from the run's edges, where annotated onsets and offsets are least exact). Up to the requested
+number of segments per class is drawn without replacement (seeded); when fewer runs qualify all are taken
+and a warning names the class and both counts. Runs of one class are disjoint and each gives at most one
+segment, so no frame is drawn twice for a class, and every drawn frame has its class active (the share is
+measured and recorded in ``dictionary.json`` anyway, with the share of frames where each *other* class is
+active too: AragonRadio's classes overlap in time). The segments' spectrograms are concatenated along
+time and factorised with unit-norm atoms.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from pathlib import Path
 
@@ -17,7 +27,7 @@ import torch
 
 from .atomic import atomic_open, atomic_path
 from .errors import InputError
-from .frames import CLASSES, FRAME_RATE
+from .frames import CLASSES, FRAME_RATE, UNKNOWN
 from .nmf import sparse_nmf
 from .provenance import provenance_json, seed_everything
 
@@ -28,38 +38,87 @@ DEFAULTS = {"components": 128, "beta": 2.0, "mu": 1.0, "iterations": 200, "devic
             "min_seconds": 1.0, "max_seconds": 4.0}
 
 
-def draw_segments(pairs, counts: dict[str, int], min_seconds: float, max_seconds: float,
-                  rng: np.random.Generator) -> tuple[np.ndarray, dict[str, int]]:
-    """Concatenated ``(F, T)`` spectrogram of segments starting at random active frames of each class.
+def active_runs(active: np.ndarray) -> np.ndarray:
+    """``(n, 2)`` int array of ``[start, end)`` frame ranges of the maximal runs of True in ``active``."""
+    edges = np.diff(np.concatenate([[0], np.asarray(active, dtype=np.int8), [0]]))
+    return np.stack([np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)], axis=1)
 
-    ``pairs``: (spectrogram.h5, targets.h5). A segment starts on a frame where its class is active and
-    lasts a random duration in [min_seconds, max_seconds] (cut at the file's end).
+
+def segment_frames(min_seconds: float, max_seconds: float) -> tuple[int, int]:
+    """Shortest and longest segment in frames (a run of n frames lasts n / FRAME_RATE seconds)."""
+    if not 0 < min_seconds <= max_seconds:
+        raise InputError(None, f"nmf min_seconds ({min_seconds}) must be positive and at most max_seconds "
+                               f"({max_seconds})")
+    shortest = max(1, math.ceil(min_seconds * FRAME_RATE - 1e-6))
+    longest = max(shortest, math.floor(max_seconds * FRAME_RATE + 1e-6))
+    return shortest, longest
+
+
+def draw_segments(pairs, counts: dict[str, int], min_seconds: float, max_seconds: float,
+                  rng: np.random.Generator) -> tuple[np.ndarray, dict[str, dict]]:
+    """Concatenated ``(F, T)`` spectrogram of annotated segments of each class, and what was drawn.
+
+    ``pairs``: (spectrogram.h5, targets.h5) of the training split(s). For each class of ``counts`` with a
+    positive count, the candidates are the runs of frames whose target is 1 lasting at least
+    ``min_seconds`` (all files pooled, in pair then URI order), each cut to its central ``max_seconds``;
+    ``counts[class]`` of them are drawn without replacement with ``rng`` (all of them, with a warning,
+    when fewer qualify). Returns the spectrogram and, per class: segments requested, runs found, runs
+    skipped as too short, segments drawn (and how many were cut), frames and seconds drawn,
+    ``active_share`` (share of drawn frames with the class active: 1.0 by construction) and
+    ``also_active`` (share of drawn frames where each other class is active; None where it is unknown).
     """
+    unknown = set(counts) - set(CLASSES)
+    if unknown:
+        raise InputError(None, f"nmf segments: unknown class(es) {sorted(unknown)}; known: {list(CLASSES)}")
+    shortest, longest = segment_frames(min_seconds, max_seconds)
     handles = [(h5py.File(s, "r"), h5py.File(t, "r")) for s, t in pairs]
     try:
-        targets = {(i, uri): th[uri][:] for i, (_, th) in enumerate(handles) for uri in th}
-        pieces, drawn = [], {}
+        targets = {}
+        for i, ((spec_path, target_path), (sh, th)) in enumerate(zip(pairs, handles)):
+            for uri in th:
+                if uri not in sh:
+                    raise InputError(spec_path, f"no spectrogram of {uri} (it has targets in {target_path})")
+                both = min(th[uri].shape[0], sh[uri].shape[0])  # frames with a target and a spectrogram
+                targets[(i, uri)] = th[uri][:both]
+        pieces, summary = [], {}
         for name, n in counts.items():
             if n <= 0:
                 continue
             c = CLASSES.index(name)
-            active = [(key, np.flatnonzero(t[:, c] == 1)) for key, t in targets.items()]
-            active = [(key, idx) for key, idx in active if len(idx)]
-            if not active:
-                log.warning("no active %s frame in the training split: no %s segment for the dictionary", name, name)
-                drawn[name] = 0
-                continue
-            sizes = np.array([len(idx) for _, idx in active], dtype=float)
-            files = rng.choice(len(active), size=n, p=sizes / sizes.sum())
-            for f in files:
-                (i, uri), idx = active[f]
-                start = int(rng.choice(idx))
-                length = int(round(rng.uniform(min_seconds, max_seconds) * FRAME_RATE))
-                pieces.append(handles[i][0][uri][start:start + length].astype(np.float32))
-            drawn[name] = n
+            runs = [(key, start, end) for key, t in targets.items() for start, end in active_runs(t[:, c] == 1)]
+            candidates = [(key, start, end) for key, start, end in runs if end - start >= shortest]
+            if len(candidates) < n:
+                log.warning("dictionary: %d %s segment(s) requested, but the training split has only %d annotated "
+                            "%s run(s) of at least %g s (%d shorter ones skipped): all %d are drawn",
+                            n, name, len(candidates), name, min_seconds, len(runs) - len(candidates),
+                            len(candidates))
+                chosen = np.arange(len(candidates))
+            else:
+                chosen = np.sort(rng.choice(len(candidates), size=n, replace=False))
+            frames, cut, drawn_targets = 0, 0, []
+            for j in chosen:
+                (i, uri), start, end = candidates[j]
+                if end - start > longest:  # the central max_seconds of a long run
+                    start += (end - start - longest) // 2
+                    end, cut = start + longest, cut + 1
+                pieces.append(handles[i][0][uri][start:end].astype(np.float32))
+                drawn_targets.append(targets[(i, uri)][start:end])
+                frames += end - start
+            drawn = np.concatenate(drawn_targets) if drawn_targets else np.zeros((0, len(CLASSES)), np.int8)
+            frames = int(frames)
+            summary[name] = {
+                "requested": int(n), "runs": len(runs), "skipped_short": len(runs) - len(candidates),
+                "segments": len(chosen), "cut_to_max": cut, "frames": frames,
+                "seconds": round(frames / FRAME_RATE, 2),
+                "active_share": float((drawn[:, c] == 1).mean()) if frames else None,
+                # None where the other class is unknown on every drawn frame (not annotated there)
+                "also_active": {o: float((drawn[:, k] == 1).mean()) if (drawn[:, k] != UNKNOWN).any() else None
+                                for k, o in enumerate(CLASSES) if k != c}}
         if not pieces:
-            raise InputError(pairs[0][1], "no active frame of any requested class: the dictionary has nothing to learn")
-        return np.concatenate(pieces).T, drawn
+            raise InputError(pairs[0][1], f"no annotated run of at least {min_seconds} s of any requested class "
+                                          f"({sorted(k for k, v in counts.items() if v > 0)}): the dictionary has "
+                                          "nothing to learn")
+        return np.concatenate(pieces).T, summary
     finally:
         for s, t in handles:
             s.close()
@@ -75,7 +134,13 @@ def pretrain_dictionary(pairs, out_dir: str | os.PathLike, settings: dict, seed:
     out_dir = Path(out_dir)
     seed_everything(seed)
     rng = np.random.default_rng(seed)
-    X, drawn = draw_segments(pairs, s["segments"], s["min_seconds"], s["max_seconds"], rng)
+    X, summary = draw_segments(pairs, s["segments"], s["min_seconds"], s["max_seconds"], rng)
+    drawn = {name: c["segments"] for name, c in summary.items()}
+    for name, c in summary.items():
+        log.info("%s: %d of %d requested segment(s), %d frames (%.1f s), class active on %s of them; %d run(s) "
+                 "found, %d shorter than %g s skipped, %d cut to %g s", name, c["segments"], c["requested"],
+                 c["frames"], c["seconds"], c["active_share"], c["runs"], c["skipped_short"], s["min_seconds"],
+                 c["cut_to_max"], s["max_seconds"])
     with h5py.File(pairs[0][0], "r") as h5:
         freqs = np.asarray(h5.attrs["freqs_hz"])
         n_fft, win_length = int(h5.attrs["n_fft"]), int(h5.attrs["win_length"])
@@ -86,7 +151,7 @@ def pretrain_dictionary(pairs, out_dir: str | os.PathLike, settings: dict, seed:
     result = sparse_nmf(X, s["components"], beta=s["beta"], mu=s["mu"], iterations=s["iterations"], seed=seed,
                         device=device)
     W = result.W.cpu().numpy().astype(np.float32)
-    record = {"settings": s, "seed": seed, "segments_drawn": drawn, "frames": int(X.shape[1]),
+    record = {"settings": s, "seed": seed, "segments_drawn": drawn, "segments": summary, "frames": int(X.shape[1]),
               "final_cost": result.costs[-1] if result.costs else None, "n_fft": n_fft,
               "win_length": win_length, "device": device}
     prov = provenance_json(**record)

@@ -25,7 +25,35 @@ Global relevance (prototypes)
 -----------------------------
 :class:`PrototypeAccumulator` averages the local relevance ``r[:, c]`` over the segments selected for
 class c (:func:`select_segments`), and :func:`class_prototypes` projects the mean onto frequency:
-``P_c(f) = Σ_k max(r̄[k, c], 0) W[f, k]``. :func:`band_mass` summarises a prototype per frequency band.
+``P_c(f) = Σ_k max(r̄[k, c], 0) W⁺[f, k]``. :func:`band_mass` summarises a prototype per frequency band.
+
+Listenable explanations
+-----------------------
+:func:`explanation_mask` gives the soft mask ``M = Σ_{k relevant} w_k h_k / (W H + ε)`` (F x T, in [0, 1)).
+:func:`masked_audio` turns it into audio in one of :data:`MASK_DOMAINS`: ``"linear"`` (default, METHOD
+§7) multiplies the magnitude STFT by M and inverts with the original phase, so explanation and residual
+(mask ``1 - M``) add up to the input; ``"log"`` (L2I) keeps the mask in the domain the dictionary models,
+``X = log(1 + |STFT|²)``: the part's log-power spectrogram is ``M ⊙ X`` (L2I's component spectrogram
+``X ⊙ Σ_relevant w_k h_k / (W H)``), resynthesised through ``|STFT_part| = sqrt(exp(M ⊙ X) - 1)`` with the
+original phase. All components relevant gives the input back, none gives silence; explanation and
+residual (``(1 - M) ⊙ X``) add up in X, not in the audio: ``(1 + |S_expl|²)(1 + |S_resid|²) = 1 + |S|²``.
+Unlike the linear mask, the log-domain one depends on the level (``|S|`` relative to 1): it keeps about
+``sqrt(M)`` of a quiet bin's magnitude and ``(1 + |S|²)^(M/2)``, much less than ``M |S|``, of a loud one.
+
+Dictionaries with negative entries
+----------------------------------
+``learned_random`` proxies learn W without constraint from a random start, and W may get negative
+entries: ``W = W⁺ - W⁻`` with ``W⁺ = max(W, 0)`` and ``W⁻ = max(-W, 0)`` (:func:`dictionary_parts`).
+Masks and prototypes use the **non-negative part** ``W⁺`` (for the default ``fixed`` and the ``learned``
+dictionaries, which are non-negative, ``W⁺ = W`` and nothing changes): a mask must be a fraction of the
+spectrogram for the explanation to be a part of the audio (in [0, 1], explanation and residual
+partitioning the input; with signed atoms ``Σ w_k h_k / (W H)`` can be negative or exceed 1, and
+``W H`` itself can vanish or change sign), and a prototype should describe the same part of the spectrum
+that the listenable explanation plays and the faithfulness test removes (which use ``W⁺`` too); band
+shares (:func:`band_mass`) and the saliency comparison need a non-negative profile. The negative part is
+not hidden: :func:`negative_prototypes` projects ``W⁻`` like ``W⁺`` (stored beside the prototypes as
+``P_negative``), and the figures draw it below zero (dotted), so where an atom *lowers* the reconstructed
+spectrum shows as what it is, energy whose absence the component accounts for.
 """
 
 from __future__ import annotations
@@ -49,9 +77,13 @@ __all__ = [
     "local_relevance",
     "frame_relevance",
     "relevant_components",
+    "MASK_DOMAINS",
+    "dictionary_parts",
+    "negative_share",
     "explanation_mask",
     "masked_audio",
     "class_prototypes",
+    "negative_prototypes",
     "band_mass",
     "PrototypeAccumulator",
     "candidate_segments",
@@ -65,6 +97,9 @@ __all__ = [
 ]
 
 DEFAULT_TAU = 0.5
+
+#: Domains of a listenable explanation (:func:`masked_audio`); the first is the default.
+MASK_DOMAINS = ("linear", "log")
 
 #: Frequency bands (Hz) of :func:`band_mass`: half-open ``[low, high)``, the topmost one closed so that the
 #: Nyquist bin (8 kHz at 16 kHz) counts.
@@ -184,21 +219,35 @@ def _component_index(components, K: int) -> np.ndarray:
     return np.unique(comp)
 
 
+def dictionary_parts(W) -> tuple[np.ndarray, np.ndarray]:
+    """``(W⁺, W⁻)`` = ``(max(W, 0), max(-W, 0))``: non-negative parts with ``W = W⁺ - W⁻`` (module docstring)."""
+    W = _np(W, "W", 2)
+    return np.maximum(W, 0.0), np.maximum(-W, 0.0)
+
+
+def negative_share(W) -> float:
+    """``Σ|W⁻| / Σ|W|``: the share of the dictionary's mass in negative entries (0 for NMF dictionaries)."""
+    W = _np(W, "W", 2)
+    total = np.abs(W).sum()
+    return float(np.maximum(-W, 0.0).sum() / total) if total > 0 else 0.0
+
+
 def explanation_mask(W, H, components, eps: float = 1e-8) -> np.ndarray:
     """Soft mask ``M = Σ_{k in components} w_k h_k / (W H + eps)``, shape (F, T), values in [0, 1).
 
     ``components``: indices (any order; duplicates count once) or a boolean mask of length K. The masks
     of disjoint component sets add up, and over all K components they sum to ``WH / (WH + eps)``, i.e. 1
-    wherever the reconstruction is well above ``eps``. W and H must be non-negative (the proxy's default
-    dictionary is; for a dictionary with negative entries the mask would not be a fraction, so this raises
-    ``ValueError``: apply ReLU to it first).
+    wherever the reconstruction is well above ``eps``. H must be non-negative (it is: ``ReLU(Psi(.))``;
+    ``ValueError`` otherwise). A dictionary with negative entries (``learned_random``) is used through its
+    non-negative part ``W⁺ = max(W, 0)`` (module docstring: only then is M a fraction).
     """
     W = _np(W, "W", 2)
     H = _np(H, "H", 2)
     if W.shape[1] != H.shape[0]:
         raise ValueError(f"W is {W.shape} and H is {H.shape}: need W (F, K) and H (K, T)")
-    if (W < 0).any() or (H < 0).any():
-        raise ValueError("explanation_mask needs non-negative W and H")
+    if (H < 0).any():
+        raise ValueError("explanation_mask needs non-negative activations H")
+    W = np.maximum(W, 0.0)
     if eps <= 0:
         raise ValueError("eps must be positive")
     idx = _component_index(components, W.shape[1])
@@ -207,34 +256,60 @@ def explanation_mask(W, H, components, eps: float = 1e-8) -> np.ndarray:
     return part / (full + eps)
 
 
-def masked_audio(samples, mask, n_fft: int = 512, win_length: int = 400) -> np.ndarray:
-    """Listenable explanation: apply ``mask`` (F x T) to the magnitude STFT of ``samples``, keep the
-    original phase and invert (``proxyseg.spectrogram.stft`` / ``istft``, same framing as ``X``).
+def masked_audio(samples, mask, n_fft: int = 512, win_length: int = 400, domain: str = "linear") -> np.ndarray:
+    """Listenable explanation: apply ``mask`` (F x T, values in [0, 1]) to the STFT of ``samples``, keep
+    the original phase and invert (``proxyseg.spectrogram.stft`` / ``istft``, same framing as ``X``).
 
+    ``domain`` (:data:`MASK_DOMAINS`, module docstring): ``"linear"`` scales the magnitude, ``|S| M``;
+    ``"log"`` scales the log-power spectrogram ``X = log(1 + |S|²)`` and resynthesises the magnitude
+    ``sqrt(exp(M X) - 1)`` (L2I). Both give the input back for ``M = 1`` and silence for ``M = 0``.
     Returns float32 samples of the same length as ``samples``.
     """
     import torch
 
     from .spectrogram import istft, stft
 
+    if domain not in MASK_DOMAINS:
+        raise ValueError(f"mask domain must be one of {MASK_DOMAINS}, got {domain!r}")
     x = torch.as_tensor(_np(samples, "samples", 1), dtype=torch.float32)
     spec = stft(x, n_fft=n_fft, win_length=win_length)
-    m = torch.as_tensor(_np(mask, "mask", 2), dtype=torch.float32)
+    m = torch.as_tensor(_np(mask, "mask", 2), dtype=torch.float64)
     if tuple(m.shape) != tuple(spec.shape):
         raise ValueError(f"mask is {tuple(m.shape)} but the STFT of the samples is {tuple(spec.shape)}")
-    y = istft(spec * m, length=x.shape[0], n_fft=n_fft, win_length=win_length)
+    if domain == "log":
+        mag = spec.abs().double()
+        part = torch.sqrt(torch.expm1((m * torch.log1p(mag.square())).clamp_min(0.0)))  # |STFT| of M ⊙ X
+        gain = torch.where(mag > 0, part / torch.where(mag > 0, mag, 1.0), 0.0)
+    else:
+        gain = m
+    y = istft(spec * gain.float(), length=x.shape[0], n_fft=n_fft, win_length=win_length)
     return y.numpy().astype(np.float32)
 
 
 # --------------------------------------------------------------------------------------------- prototypes
 
 def class_prototypes(mean_relevance, W) -> np.ndarray:
-    """Class prototypes ``P`` (F x C): ``P[f, c] = Σ_k max(r̄[k, c], 0) W[f, k]``."""
+    """Class prototypes ``P`` (F x C): ``P[f, c] = Σ_k max(r̄[k, c], 0) W⁺[f, k]``, non-negative.
+
+    ``W⁺ = max(W, 0)`` is W itself for a non-negative dictionary; for one with negative entries
+    (``learned_random``) see the module docstring and :func:`negative_prototypes`.
+    """
     r = _np(mean_relevance, "mean_relevance", 2)
     W = _np(W, "W", 2)
     if r.shape[0] != W.shape[1]:
         raise ValueError(f"mean_relevance is {r.shape} and W is {W.shape}: need (K, C) and (F, K)")
-    return W @ np.maximum(r, 0.0)
+    return np.maximum(W, 0.0) @ np.maximum(r, 0.0)
+
+
+def negative_prototypes(mean_relevance, W) -> np.ndarray:
+    """The negative part's projection (F x C, non-negative): ``Σ_k max(r̄[k, c], 0) W⁻[f, k]``, so that
+    ``class_prototypes - negative_prototypes`` is the signed ``Σ_k max(r̄[k, c], 0) W[f, k]``. Zero for a
+    non-negative dictionary."""
+    r = _np(mean_relevance, "mean_relevance", 2)
+    W = _np(W, "W", 2)
+    if r.shape[0] != W.shape[1]:
+        raise ValueError(f"mean_relevance is {r.shape} and W is {W.shape}: need (K, C) and (F, K)")
+    return np.maximum(-W, 0.0) @ np.maximum(r, 0.0)
 
 
 def _check_bands(bands) -> list[tuple[float, float]]:
@@ -441,7 +516,9 @@ def plot_local_explanation(path, X, probs, r, W, freqs_hz, class_name: str, comp
     2. the four class probabilities ``probs`` (T x 4) with the decision ``threshold``;
     3. the relevance of every component for the class (``r``: (K, 4) or that class's column (K,)), the
        relevant ones (``components``; default ``r > tau``) highlighted, with the τ line;
-    4. the frequency profile of the relevant atoms, ``Σ_{k relevant} r[k, c] w_k`` vs Hz.
+    4. the frequency profile of the relevant atoms, ``Σ_{k relevant} r[k, c] w⁺_k`` vs Hz (the non-negative
+       part of the atoms, which masks and prototypes use); where the atoms have negative entries
+       (``learned_random``), ``-Σ r[k, c] w⁻_k`` is drawn below zero, dotted.
     """
     c = _class_index(class_name)
     name = CLASSES[c]
@@ -507,15 +584,21 @@ def plot_local_explanation(path, X, probs, r, W, freqs_hz, class_name: str, comp
 
     ax = axes[3]
     if comp.size:
-        profile = W[:, comp] @ rc[comp]
-        ax.plot(freqs, profile, color=_COLORS[name])
+        Wpos, Wneg = dictionary_parts(W[:, comp])
+        profile = Wpos @ rc[comp]
+        ax.plot(freqs, profile, color=_COLORS[name], label="Σ r_k w⁺_k (non-negative part)")
         ax.fill_between(freqs, 0, profile, color=_COLORS[name], alpha=0.25)
+        if Wneg.any():
+            ax.plot(freqs, -(Wneg @ rc[comp]), color=_COLORS[name], ls=":",
+                    label="-Σ r_k w⁻_k (negative part; not in masks or prototypes)")
+            ax.axhline(0.0, color="k", lw=0.6)
+            ax.legend(loc="upper right", fontsize=7)
     else:
         ax.text(0.5, 0.5, f"no component above τ = {tau:g}", ha="center", va="center",
                 transform=ax.transAxes)
     ax.set_xlim(freqs[0], freqs[-1])
     ax.set_xlabel("frequency (Hz)")
-    ax.set_ylabel("Σ r_k w_k")
+    ax.set_ylabel("Σ r_k w⁺_k")
     ax.set_title(f"frequency profile of the relevant atoms ({name})", fontsize=9)
 
     fig.suptitle(title if title is not None else f"explanation for {name}")
@@ -523,18 +606,25 @@ def plot_local_explanation(path, X, probs, r, W, freqs_hz, class_name: str, comp
     _save_figure(fig, path)
 
 
-def plot_prototypes(path, P, freqs_hz, counts, normalise: bool = True, log_frequency: bool = True) -> None:
+def plot_prototypes(path, P, freqs_hz, counts, normalise: bool = True, log_frequency: bool = True,
+                    P_negative=None) -> None:
     """The four class prototypes ``P`` (F x 4) against frequency (Hz), one line per class, saved as PNG.
 
     ``counts``: segments averaged per class (a sequence of 4 or a ``{class: n}`` mapping), shown in the
     legend. ``normalise`` scales each prototype to a peak of 1 (shapes are compared, not magnitudes);
     an all-zero prototype is drawn flat and marked "nothing relevant". ``log_frequency`` uses a log axis
-    (the 0 Hz bin is then left out).
+    (the 0 Hz bin is then left out). ``P_negative`` (F x 4, :func:`negative_prototypes`), where it is not
+    all zero, is drawn below zero (dotted, same scale as P): the negative part of a signed dictionary.
     """
     P = _np(P, "P", 2)
     freqs = _np(freqs_hz, "freqs_hz", 1)
     if P.shape != (freqs.shape[0], _NUM_CLASSES):
         raise ValueError(f"P must be ({freqs.shape[0]}, {_NUM_CLASSES}), got {P.shape}")
+    neg = None if P_negative is None else _np(P_negative, "P_negative", 2)
+    if neg is not None and neg.shape != P.shape:
+        raise ValueError(f"P_negative must be {P.shape}, got {neg.shape}")
+    if neg is not None and not neg.any():
+        neg = None
     if isinstance(counts, Mapping):
         n = [int(counts.get(cls, 0)) for cls in CLASSES]
     else:
@@ -557,6 +647,13 @@ def plot_prototypes(path, P, freqs_hz, counts, normalise: bool = True, log_frequ
             y = y / peak
         ax.plot(freqs[keep], y, color=_COLORS[cls], label=label, lw=1.5,
                 ls="-" if peak > 0 and n[c] > 0 else ":")
+        if neg is not None and neg[:, c].any():
+            scale = peak if normalise and peak > 0 else 1.0
+            ax.plot(freqs[keep], -neg[keep, c] / scale, color=_COLORS[cls], lw=1.0, ls=":")
+    if neg is not None:
+        ax.axhline(0.0, color="k", lw=0.6)
+        ax.text(0.01, 0.02, "dotted below 0: negative part of the atoms (not in P)", transform=ax.transAxes,
+                fontsize=7)
     if log_frequency:
         ax.set_xscale("log")
     ax.set_xlim(freqs[keep][0], freqs[keep][-1])
@@ -564,7 +661,7 @@ def plot_prototypes(path, P, freqs_hz, counts, normalise: bool = True, log_frequ
     ax.set_ylabel("relevance (peak = 1)" if normalise else "relevance")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(loc="best", fontsize=9)
-    ax.set_title("class prototypes  P_c(f) = Σ_k max(mean r[k, c], 0) W[f, k]  "
+    ax.set_title("class prototypes  P_c(f) = Σ_k max(mean r[k, c], 0) W⁺[f, k]  "
                  f"(segments: {', '.join(f'{c} {k}' for c, k in zip(CLASSES, n))})", fontsize=9)
     fig.tight_layout()
     _save_figure(fig, path)
@@ -575,7 +672,8 @@ def plot_prototypes(path, P, freqs_hz, counts, normalise: bool = True, log_frequ
 @dataclass
 class Prototypes:
     """What :func:`save_prototypes` stores: ``P`` (F x C), ``mean_relevance`` (K x C), ``counts`` (C,),
-    ``freqs_hz`` (F,), ``classes`` and the provenance record (a dict, parsed from JSON)."""
+    ``freqs_hz`` (F,), ``classes``, the provenance record (a dict, parsed from JSON) and ``P_negative``
+    (F x C, :func:`negative_prototypes`; None in files written without it)."""
 
     P: np.ndarray
     mean_relevance: np.ndarray
@@ -583,11 +681,14 @@ class Prototypes:
     freqs_hz: np.ndarray
     classes: tuple[str, ...]
     provenance: dict
+    P_negative: np.ndarray | None = None
 
 
-def save_prototypes(path_npz, P, mean_relevance, counts, freqs_hz, provenance_json: str) -> None:
+def save_prototypes(path_npz, P, mean_relevance, counts, freqs_hz, provenance_json: str,
+                    P_negative=None) -> None:
     """Write the prototypes to ``path_npz`` (uncompressed ``.npz``, atomically). ``provenance_json`` is a
-    JSON string (e.g. from :func:`proxyseg.provenance.provenance_json`), stored as a string array."""
+    JSON string (e.g. from :func:`proxyseg.provenance.provenance_json`), stored as a string array;
+    ``P_negative`` (optional, shaped like P) is stored when given."""
     P = _np(P, "P", 2)
     r = _np(mean_relevance, "mean_relevance", 2)
     counts = np.asarray(counts.detach().cpu().numpy() if hasattr(counts, "detach") else counts)
@@ -601,10 +702,15 @@ def save_prototypes(path_npz, P, mean_relevance, counts, freqs_hz, provenance_js
                          f"{_NUM_CLASSES} classes")
     if freqs.shape[0] != P.shape[0]:
         raise ValueError(f"P has {P.shape[0]} bins but freqs_hz has {freqs.shape[0]}")
+    extra = {}
+    if P_negative is not None:
+        extra["P_negative"] = _np(P_negative, "P_negative", 2)
+        if extra["P_negative"].shape != P.shape:
+            raise ValueError(f"P_negative must be {P.shape}, got {extra['P_negative'].shape}")
     json.loads(provenance_json)  # fail early on a malformed record
     buf = io.BytesIO()
     np.savez(buf, P=P, mean_relevance=r, counts=counts, freqs_hz=freqs,
-             classes=np.array(CLASSES), provenance=np.array(provenance_json))
+             classes=np.array(CLASSES), provenance=np.array(provenance_json), **extra)
     with atomic_path(path_npz) as tmp:
         with open(tmp, "wb") as handle:
             handle.write(buf.getvalue())
@@ -620,10 +726,11 @@ def load_prototypes(path_npz: str | os.PathLike) -> Prototypes:
                 raise InputError(path_npz, f"not a prototype file (missing {', '.join(missing)}); "
                                            "write it with proxyseg.explain.save_prototypes")
             arrays = {k: data[k] for k in keys}
+            negative = data["P_negative"] if "P_negative" in data.files else None
     except FileNotFoundError:
         raise InputError(path_npz, "file not found; run the prototype step first") from None
     except (OSError, ValueError) as exc:
         raise InputError(path_npz, f"cannot read as .npz ({exc})") from None
     return Prototypes(P=arrays["P"], mean_relevance=arrays["mean_relevance"], counts=arrays["counts"],
                       freqs_hz=arrays["freqs_hz"], classes=tuple(str(c) for c in arrays["classes"]),
-                      provenance=json.loads(str(arrays["provenance"])))
+                      provenance=json.loads(str(arrays["provenance"])), P_negative=negative)

@@ -2,12 +2,27 @@
 
 Long files are cut into chunks with context on both sides; only each chunk's central frames are kept,
 so memory is bounded by the chunk length while every kept frame saw at least ``overlap`` seconds of
-context. The convolutional states (index 0) are then identical to a whole-file pass; transformer states
-differ only by the attention context beyond the chunk (measured in tests/test_features.py).
+context. Without waveform normalisation the convolutional states (index 0) are then identical to a
+whole-file pass; transformer states differ only by the attention context beyond the chunk (measured in
+tests/test_features.py).
 
 A split can be cached in N shards (one job and file each, gathered by ``proxyseg.shards``): chunks of
 equal length are batched across files by a plan that depends on the whole split only, so N changes
 nothing in the values.
+
+Waveform normalisation (the model's own preprocessing, METHOD §3): WavLM Large was pre-trained on
+layer-normalised waveforms; its feature extractor config (``preprocessor_config.json``,
+``microsoft/wavlm-large``) says ``do_normalize: true``, WavLM Base's says false. :func:`load_wavlm` reads
+that flag (``features.normalize: auto``; ``true``/``false`` override it) and, when it is set, every
+waveform fed to the model is first normalised to zero mean and unit variance, ``(x - mean) /
+sqrt(var + 1e-7)`` (``Wav2Vec2FeatureExtractor.zero_mean_unit_var_norm``), **per chunk**: each chunk of
+samples given to one forward pass (context included) is normalised with its own statistics. With
+overlapping chunks the same sample can thus get different gains in two neighbouring chunks; every cached
+frame comes from exactly one chunk (its kept frames), so each frame saw one consistently normalised
+input, but the gain can change at the boundary between two kept blocks, and chunked features differ
+from a whole-file pass also in the convolutional states (by how much the chunk statistics differ from
+the file's: measured in tests/test_features.py). The segmenter runs the same chunk plan as the cache
+(so it sees the same normalisation); the saliency stage normalises each explained segment on its own.
 """
 
 from __future__ import annotations
@@ -49,22 +64,35 @@ def pick_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
-def build_untrained_wavlm(out_dir: str | os.PathLike, seed: int, **overrides) -> Path:
+def build_untrained_wavlm(out_dir: str | os.PathLike, seed: int, do_normalize: bool | None = None,
+                          **overrides) -> Path:
     """Save a randomly initialised WavLM (seeded) where ``from_pretrained`` can load it, marked UNTRAINED."""
-    return build_demo_wavlm(out_dir, seed, pretrain={"steps": 0}, overrides=overrides)
+    return build_demo_wavlm(out_dir, seed, pretrain={"steps": 0}, overrides=overrides, do_normalize=do_normalize)
+
+
+def demo_do_normalize(config) -> bool:
+    """The demo WavLM's ``do_normalize``: that of the checkpoints whose layout it copies. WavLM Base
+    (``feat_extract_norm="group"``, the demo's default) was pre-trained on raw waveforms (its feature
+    extractor config says ``do_normalize: false``), WavLM Large (``"layer"``) on normalised ones (true)."""
+    return config.feat_extract_norm == "layer"
 
 
 def build_demo_wavlm(out_dir: str | os.PathLike, seed: int, audio: list[np.ndarray] | None = None,
                      pretrain: dict | None = None, overrides: dict | None = None,
-                     device: str = "auto") -> Path:
+                     device: str = "auto", do_normalize: bool | None = None) -> Path:
     """The demo's small WavLM, saved with ``save_pretrained`` (so ``load_wavlm`` reads it like a hub model).
 
     With ``pretrain["steps"] > 0`` it is first pre-trained without labels on ``audio`` (masked log-mel
     prediction, :mod:`proxyseg.wavlm_pretrain`) and marked ``DEMO_MODEL.md``, with its loss curve
     (``pretrain_curve.tsv``/``.png``) beside it; otherwise its weights stay random and it is marked
     ``UNTRAINED.md``. Either way it is a demo stand-in, not microsoft/wavlm-large.
+
+    Like a hub model it gets a ``preprocessor_config.json`` (a ``Wav2Vec2FeatureExtractor``) whose
+    ``do_normalize`` (default :func:`demo_do_normalize`: true for WavLM Large's layout only) says whether
+    its input waveforms are normalised; pre-training normalises its crops the same way, so the model
+    sees at extraction (:func:`load_wavlm`, ``features.normalize: auto``) what it saw in pre-training.
     """
-    from transformers import WavLMConfig, WavLMModel
+    from transformers import Wav2Vec2FeatureExtractor, WavLMConfig, WavLMModel
 
     from .wavlm_pretrain import pretrain_settings, pretrain_wavlm, write_curve
 
@@ -72,6 +100,7 @@ def build_demo_wavlm(out_dir: str | os.PathLike, seed: int, audio: list[np.ndarr
     seed_everything(seed)
     config = WavLMConfig(**{**DEMO_WAVLM, **(overrides or {})})
     model = WavLMModel(config)
+    do_normalize = demo_do_normalize(config) if do_normalize is None else bool(do_normalize)
     out_dir = Path(out_dir)
     with atomic_dir(out_dir) as tmp:
         curve = []
@@ -82,19 +111,22 @@ def build_demo_wavlm(out_dir: str | os.PathLike, seed: int, audio: list[np.ndarr
             total = sum(len(a) for a in audio) / SAMPLE_RATE
             log.info("pre-training the demo WavLM for %d steps on %d files (%.0f s of audio), device %s",
                      settings["steps"], len(audio), total, dev)
-            curve = pretrain_wavlm(model, audio, settings, seed=seed, device=dev)
+            curve = pretrain_wavlm(model, audio, settings, seed=seed, device=dev, normalize=do_normalize)
             model.to("cpu")
             write_curve(curve, tmp / "pretrain_curve.tsv", tmp / "pretrain_curve.png")
         model.eval()
         model.save_pretrained(tmp)
-        record = provenance_json(seed=seed, config=config.to_dict(), pretrain=settings,
+        Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=SAMPLE_RATE, padding_value=0.0,
+                                 do_normalize=do_normalize, return_attention_mask=True).save_pretrained(tmp)
+        record = provenance_json(seed=seed, config=config.to_dict(), pretrain=settings, do_normalize=do_normalize,
                                  pretrain_audio_seconds=sum(len(a) for a in audio or []) / SAMPLE_RATE,
                                  pretrain_final_loss=_final_loss(curve))
         if curve:
             (tmp / DEMO_MARKER).write_text(
                 f"# DEMO WavLM: a tiny WavLM pre-trained for {len(curve)} steps ({curve[-1]['seconds']:.0f} s) "
                 "on the demo's training audio; not microsoft/wavlm-large\n\n"
-                f"{config.num_hidden_layers} transformer layers of {config.hidden_size} dims, seed {seed}. "
+                f"{config.num_hidden_layers} transformer layers of {config.hidden_size} dims, seed {seed}; input "
+                f"waveforms {'normalised per crop/chunk' if do_normalize else 'not normalised'} (do_normalize). "
                 "Self-supervised, without labels: spans of its CNN features were masked and a linear head\n"
                 "(thrown away) predicted the standardised log-mel frames there (HuBERT/WavLM-style masked\n"
                 f"prediction; unmasked frames weighted {settings['unmasked_weight']:g}); final masked loss "
@@ -137,8 +169,74 @@ def is_demo_model(model_path: str) -> bool:
     return is_untrained(model_path) or (Path(model_path) / DEMO_MARKER).is_file()
 
 
-def load_wavlm(model: str, revision: str | None = None):
-    """A frozen WavLM from a hub id (``microsoft/wavlm-large``) or a local folder written by ``save_pretrained``."""
+#: Added to the variance before the square root, as ``Wav2Vec2FeatureExtractor.zero_mean_unit_var_norm``.
+NORM_EPS = 1e-7
+PREPROCESSOR_CONFIG = "preprocessor_config.json"
+
+
+def normalize_waveform(wav: torch.Tensor, eps: float = NORM_EPS) -> torch.Tensor:
+    """Zero mean, unit variance along the last axis (each row of a batch on its own, population variance):
+    ``(x - mean) / sqrt(var + eps)``, what ``Wav2Vec2FeatureExtractor`` does with ``do_normalize``.
+    Differentiable; float32 statistics for lower-precision input."""
+    x = wav.float() if wav.dtype in (torch.float16, torch.bfloat16) else wav
+    var, mean = torch.var_mean(x, dim=-1, keepdim=True, correction=0)
+    return ((x - mean) / torch.sqrt(var + eps)).to(wav.dtype)
+
+
+def wavlm_do_normalize(model: str, revision: str | None = None) -> bool:
+    """Whether the model's own preprocessing normalises the waveform (``do_normalize`` of its feature
+    extractor config). A local folder without ``preprocessor_config.json`` means no normalisation
+    (logged); for a hub id the config is loaded with ``Wav2Vec2FeatureExtractor.from_pretrained``."""
+    from transformers import Wav2Vec2FeatureExtractor
+
+    local = Path(model).is_dir()
+    if local and not (Path(model) / PREPROCESSOR_CONFIG).is_file():
+        log.info("%s has no %s: WavLM input is not normalised (raw waveforms)", model, PREPROCESSOR_CONFIG)
+        return False
+    try:
+        extractor = Wav2Vec2FeatureExtractor.from_pretrained(model, revision=revision)
+    except OSError as exc:
+        raise InputError(model, f"cannot load the feature extractor config of {model} ({exc}): it says whether "
+                                "the model expects normalised waveforms. Make it reachable, or set "
+                                "features.normalize to true or false") from exc
+    if int(getattr(extractor, "sampling_rate", SAMPLE_RATE)) != SAMPLE_RATE:
+        log.warning("%s: its feature extractor expects %s Hz, proxyseg feeds %d Hz", model,
+                    extractor.sampling_rate, SAMPLE_RATE)
+    flag = bool(getattr(extractor, "do_normalize", False))
+    log.info("%s: do_normalize %s (from its feature extractor config)", model, flag)
+    return flag
+
+
+def resolve_normalize(normalize, model: str, revision: str | None = None) -> bool:
+    """``normalize`` (``"auto"``, True or False) -> whether WavLM input is normalised."""
+    if isinstance(normalize, str) and normalize.lower() in ("true", "false"):
+        normalize = normalize.lower() == "true"
+    if normalize == "auto":
+        return wavlm_do_normalize(model, revision)
+    if not isinstance(normalize, (bool, np.bool_)):
+        raise InputError(None, f"features.normalize must be auto, true or false, got {normalize!r}")
+    return bool(normalize)
+
+
+def _normalize_input(module, args, kwargs):
+    """Forward pre-hook of a loaded WavLM: normalises ``input_values`` when ``module.do_normalize``."""
+    if not getattr(module, "do_normalize", False):
+        return None
+    if args:
+        return (normalize_waveform(args[0]), *args[1:]), kwargs
+    if kwargs.get("input_values") is not None:
+        return args, {**kwargs, "input_values": normalize_waveform(kwargs["input_values"])}
+    return None
+
+
+def load_wavlm(model: str, revision: str | None = None, normalize="auto"):
+    """A frozen WavLM from a hub id (``microsoft/wavlm-large``) or a local folder written by ``save_pretrained``.
+
+    The model applies its own waveform preprocessing: ``net.do_normalize`` (``normalize``: ``"auto"``
+    reads :func:`wavlm_do_normalize`, True or False overrides it) and, when set, a forward pre-hook
+    normalises every input waveform, row by row (:func:`normalize_waveform`), before the model sees it,
+    so each chunk given to a forward pass is normalised on its own, wherever the model is run.
+    """
     from transformers import WavLMModel
 
     try:
@@ -149,7 +247,10 @@ def load_wavlm(model: str, revision: str | None = None):
     net.eval()
     for p in net.parameters():
         p.requires_grad_(False)
+    net.do_normalize = resolve_normalize(normalize, model, revision)
+    net.register_forward_pre_hook(_normalize_input, with_kwargs=True)
     return net
+
 
 
 @dataclass
@@ -239,7 +340,9 @@ class BatchRunner:
     """Runs planned batches through the model; on a GPU out-of-memory error, halves the batch and goes on.
 
     ``splits`` counts the halvings (those chunks then had other batch companions: recorded in the
-    output's attributes, since their values may differ in the last float16 bit).
+    output's attributes, since their values may differ in the last float16 bit). A model from
+    :func:`load_wavlm` with ``do_normalize`` normalises each chunk of a batch on its own (its rows), so
+    batching and halving do not change the normalisation.
     """
 
     def __init__(self, net, layers: list[int], device: torch.device, half: bool):
@@ -330,14 +433,15 @@ def read_manifest(manifest) -> pd.DataFrame:
 def extract_features(manifest: str | os.PathLike, out_h5: str | os.PathLike, model: str, layers="all",
                      revision: str | None = None, chunk_seconds: float = 30.0, overlap_seconds: float = 2.5,
                      batch_size: int = 4, device: str = "auto", half: bool | str = False,
-                     shard: tuple[int, int] = (0, 1)) -> dict:
+                     shard: tuple[int, int] = (0, 1), normalize="auto") -> dict:
     """Cache WavLM states of the files of shard ``shard = (index, count)`` of a manifest into ``out_h5``.
 
     The split's files are sorted by URI and cut into ``count`` contiguous shards of about equal audio
     time (``shards.assign_shards``); the batches are planned over the whole split (``plan_batches``) and
     this job runs every batch that touches one of its files, so features do not depend on ``count``.
     ``half``: float16 autocast, only on a GPU (``"auto"``: on whenever the device is a GPU).
-    Written atomically; returns ``{"files", "seconds", "batches", "oom_splits"}``.
+    ``normalize``: waveform normalisation per chunk (``"auto"``: as the model's feature extractor config
+    says, :func:`load_wavlm`); the outcome is the attribute ``do_normalize``. Written atomically; returns ``{"files", "seconds", "batches", "oom_splits"}``.
     """
     from .shards import assign_shards, sort_manifest
 
@@ -347,7 +451,7 @@ def extract_features(manifest: str | os.PathLike, out_h5: str | os.PathLike, mod
     mine = set(np.flatnonzero(owner == index).tolist())
     dev = pick_device(device)
     use_half = (dev.type == "cuda") if half == "auto" else bool(half)
-    net = load_wavlm(model, revision).to(dev)
+    net = load_wavlm(model, revision, normalize).to(dev)
     num_states = net.config.num_hidden_layers + 1
     chosen = resolve_layers(layers, num_states)
     untrained = is_untrained(model)
@@ -364,14 +468,15 @@ def extract_features(manifest: str | os.PathLike, out_h5: str | os.PathLike, mod
     runner = BatchRunner(net, chosen, dev, use_half)
     settings = dict(model=str(model), revision=revision or "", untrained=untrained, demo_model=demo_model, layers=chosen,
                     chunk_seconds=chunk_seconds, overlap_seconds=overlap_seconds, device=str(dev), half=use_half,
-                    batch_size=batch_size, shard=f"{index + 1}-of-{count}")
+                    batch_size=batch_size, shard=f"{index + 1}-of-{count}", normalize=normalize,
+                    do_normalize=net.do_normalize)
     seconds = float(table["duration"].iloc[sorted(mine)].sum()) if mine else 0.0
     dim = net.config.hidden_size
     with atomic_path(out_h5) as tmp, h5py.File(tmp, "w") as h5:
         h5.attrs.update(model=str(model), revision=revision or "", untrained=untrained, demo_model=demo_model,
                         layers=np.array(chosen, dtype=np.int64), hidden_size=dim, frame_rate=FRAME_RATE,
                         chunk_seconds=chunk_seconds, overlap_seconds=overlap_seconds, batch_size=batch_size,
-                        half=use_half, shard_index=index, shard_count=count,
+                        half=use_half, shard_index=index, shard_count=count, do_normalize=net.do_normalize,
                         provenance=provenance_json(**settings))
         datasets = {}
         for i in sorted(mine):
@@ -390,6 +495,7 @@ def extract_features(manifest: str | os.PathLike, out_h5: str | os.PathLike, mod
             if int(table["num_frames"].iloc[i]) == 0:
                 cache.get(i)
         h5.attrs["oom_splits"] = runner.splits
-    log.info("shard %d of %d: cached %d files (%.1f s of audio) into %s in %d batches", index + 1, count,
-             len(mine), seconds, out_h5, len(batches))
+    log.info("shard %d of %d: cached %d files (%.1f s of audio) into %s in %d batches (waveforms %s)", index + 1,
+             count, len(mine), seconds, out_h5, len(batches),
+             "normalised per chunk" if net.do_normalize else "not normalised")
     return {"files": len(mine), "seconds": seconds, "batches": len(batches), "oom_splits": runner.splits}

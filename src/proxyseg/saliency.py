@@ -4,7 +4,10 @@ frequencies really what the model decides on?).
 Teacher saliency: for a segment x where class c is annotated active, the magnitude |S| of its STFT (the
 proxy's framing: hop 320, ``n_fft``/``win_length`` of the spectrogram cache) is made a leaf of the graph,
 the waveform is resynthesised with the original phase (ISTFT), and WavLM -> layer fusion -> TCN give the
-class logit; its mean over the segment's frames is differentiated with respect to |S|. The saliency map
+class logit; its mean over the segment's frames is differentiated with respect to |S|. When the feature
+cache was extracted from normalised waveforms (its attribute ``do_normalize``), the resynthesised
+segment is normalised the same way before WavLM (zero mean, unit variance over the segment, inside the
+graph: the gradient goes through the normalisation, part of the model's own preprocessing). The saliency map
 is gradient x input, ``|d logit_c / d|S|| * |S|``, and its frequency profile is the mean over frames,
 normalised to sum 1 per segment and averaged over the segments of the class.
 
@@ -93,9 +96,11 @@ def teacher_saliency(teacher_pt, wavlm: str, features_h5, items, out_npz, settin
     teacher, _ = load_teacher(teacher_pt, device)
     for p in teacher.parameters():
         p.requires_grad_(False)
-    net = load_wavlm(wavlm).to(device)
     with h5py.File(features_h5, "r") as h5:
         layers = [int(i) for i in np.atleast_1d(h5.attrs["layers"])]
+        # caches written before proxyseg normalised WavLM input have no attribute: raw waveforms, like them
+        do_normalize = bool(h5.attrs.get("do_normalize", False))
+    net = load_wavlm(wavlm, normalize=do_normalize).to(device)
     frames = int(round(s["segment_seconds"] * FRAME_RATE))
     F = spectrogram["n_fft"] // 2 + 1
     sums, counts = np.zeros((F, len(CLASSES))), np.zeros(len(CLASSES), dtype=np.int64)
@@ -114,7 +119,7 @@ def teacher_saliency(teacher_pt, wavlm: str, features_h5, items, out_npz, settin
     profiles = sums / np.maximum(counts, 1)[None, :]
     freqs = stft_frequencies(spectrogram["n_fft"])
     prov = provenance_json(stage="saliency", teacher=str(teacher_pt), wavlm=str(wavlm), settings=s, seed=seed,
-                           items=[list(map(str, it)) for it in items], layers=layers)
+                           items=[list(map(str, it)) for it in items], layers=layers, do_normalize=do_normalize)
     with atomic_path(out_npz) as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, profiles=profiles, counts=counts, freqs_hz=freqs, provenance=np.array(prov))

@@ -7,6 +7,10 @@ model's mask embedding and the transformer predicts, through a linear head that 
 log-mel frames it cannot see (standardised per band over the training audio). The number of steps is
 fixed (not a time budget), so the same seed and audio give the same model on any machine.
 
+With ``normalize`` (the saved model's ``do_normalize``, :func:`proxyseg.features.demo_do_normalize`) every
+crop is normalised to zero mean and unit variance before the model sees it (and before its log-mel
+target is computed), exactly as :func:`proxyseg.features.load_wavlm` normalises each chunk at extraction.
+
 It is a demo stand-in, not WavLM Large: a few hundred steps on minutes of synthetic audio.
 """
 
@@ -88,12 +92,18 @@ def span_mask(rng: np.random.Generator, batch: int, frames: int, prob: float, sp
 
 
 def pretrain_wavlm(net, audio: Sequence[np.ndarray], settings: dict | None = None, seed: int = 0,
-                   device: torch.device | str = "cpu") -> list[dict]:
+                   device: torch.device | str = "cpu", normalize: bool = False) -> list[dict]:
     """Train ``net`` (a ``WavLMModel``, in place) by masked log-mel prediction on crops of ``audio``.
 
-    ``audio``: 16 kHz mono float32 arrays (the training split). Returns the curve: one row per step with
-    the masked loss (MSE on standardised log-mel; 1.0 is what predicting the mean scores) and the time.
+    ``audio``: 16 kHz mono float32 arrays (the training split). ``normalize``: each crop is normalised
+    (zero mean, unit variance; ``features.normalize_waveform``) before the model and the target see it,
+    and the target's per-band statistics are those of normalised audio. Returns the curve: one row per
+    step with the masked loss (MSE on standardised log-mel; 1.0 is what predicting the mean scores) and
+    the time.
     """
+    from .features import normalize_waveform
+
+    prep = normalize_waveform if normalize else (lambda w: w)
     s = pretrain_settings(settings)
     if s["steps"] == 0:
         return []
@@ -106,7 +116,7 @@ def pretrain_wavlm(net, audio: Sequence[np.ndarray], settings: dict | None = Non
     rng = np.random.default_rng(seed)
     fb = mel_filterbank(s["n_mels"])
     # per-band standardisation over all the training audio (a fixed target scale)
-    stats = torch.cat([log_mel(torch.from_numpy(a)[None], fb)[0] for a in usable])
+    stats = torch.cat([log_mel(prep(torch.from_numpy(a)[None]), fb)[0] for a in usable])
     mean, std = stats.mean(0).to(device), stats.std(0).clamp_min(1e-3).to(device)
     head = torch.nn.Linear(net.config.hidden_size, s["n_mels"]).to(device)
     net.to(device).train()
@@ -126,7 +136,7 @@ def pretrain_wavlm(net, audio: Sequence[np.ndarray], settings: dict | None = Non
         for k in files:
             start = int(rng.integers(0, len(usable[k]) - n + 1))
             crops.append(usable[k][start:start + n])
-        wav = torch.from_numpy(np.stack(crops)).to(device)
+        wav = prep(torch.from_numpy(np.stack(crops)).to(device))  # per crop (row), like extraction per chunk
         with torch.no_grad():
             target = (log_mel(wav, fb) - mean) / std
         mask = span_mask(rng, len(crops), frames, s["mask_prob"], s["mask_span"]).to(device)

@@ -37,6 +37,7 @@ DEMO_MODEL = FEATURES["model"] in ("demo", "untrained-demo")
 PROXIES = config["proxies"]
 SYSTEMS = ["teacher", *PROXIES]
 SCORING = config["scoring"]
+AGGREGATE = config["inference"]["aggregate"]
 
 for _name, _corpus in CORPORA.items():
     for _key in _corpus.get("label_map", {}):
@@ -338,15 +339,17 @@ def all_outputs():
 
 # Faithfulness, saliency and model export (workflow/rules/trust.smk)
 FAITH = config["faithfulness"]
+GROUNDTRUTH = config["groundtruth"]
 SALIENCY = config["saliency"]
 EXPORT = config["export"]
 
 
 def scored_items(proxy):
-    """CORPUS INFERENCE.h5 SPECTROGRAMS.h5 TARGETS.h5 of every corpus on the scored split."""
+    """CORPUS INFERENCE.h5 SPECTROGRAMS.h5 TARGETS.h5 MANIFEST.tsv of every corpus on the scored split."""
     s = SCORING["split"]
     return [p for c in CORPORA if s in CORPORA[c]["splits"]
-            for p in (c, inference(proxy, c, s), spectrograms(c, s), labels(c, s, "targets.h5"))]
+            for p in (c, inference(proxy, c, s), spectrograms(c, s), labels(c, s, "targets.h5"),
+                      labels(c, s, "manifest.tsv"))]
 
 
 def first_features():
@@ -359,4 +362,19 @@ def trust_outputs():
         return []
     out = [f"{R}/tables/faithfulness.md", f"{R}/explanations/faithfulness.png", f"{R}/tables/saliency.md"]
     out += [f"{R}/export/{p}" for p in PROXIES if EXPORT["proxies"] == "all" or p in EXPORT["proxies"]]
+    if groundtruth_items(next(iter(PROXIES))):
+        out += [f"{R}/tables/groundtruth.md", f"{R}/explanations/groundtruth.png"]
+    return out
+
+
+def groundtruth_items(proxy):
+    """CORPUS INFERENCE.h5 SPECTROGRAMS.h5 TARGETS.h5 MANIFEST.tsv STEMS_DIR of the test split of every demo
+    corpus of this run: only those keep the true class stems (stems/, test split only)."""
+    out = []
+    for kind in DEMO_KINDS:
+        folder = os.path.normpath(f"{R}/corpora/demo_{kind}")
+        for c, spec in CORPORA.items():
+            if os.path.normpath(spec.get("root") or "") == folder and "test" in spec["splits"]:
+                out += [c, inference(proxy, c, "test"), spectrograms(c, "test"), labels(c, "test", "targets.h5"),
+                        labels(c, "test", "manifest.tsv"), f"{folder}/stems"]
     return out

@@ -28,7 +28,7 @@ rule infer_proxy:
     output:
         inference("{proxy}", "{corpus}", "{split}"),
     params:
-        settings=as_json({"step": config["teacher"]["dump_step"]}),
+        settings=as_json({"step": config["teacher"]["dump_step"], "aggregate": AGGREGATE}),
     threads: 1
     resources:
         mem_mb=retry_mem(16000),

@@ -38,7 +38,7 @@ rule dump_teacher:
     output:
         f"{R}/teacher/dump/{{corpus}}/{{split}}.h5",
     params:
-        settings=as_json(teacher_dump_settings()),
+        settings=as_json({**teacher_dump_settings(), "aggregate": AGGREGATE}),
         runtime=runtime_param(lambda wildcards: teacher_dump_settings(runtime=True)),
     priority: longest_first
     threads: SIDE_THREADS

@@ -35,14 +35,19 @@ rule pretrain_nmf_variant:
 
 
 rule faithfulness:
-    """Remove a proxy's relevant components (vs random and least relevant ones) and classify again."""
+    """Remove the audio of a proxy's relevant components (vs random and least relevant ones); the teacher
+    classifies it again (and the proxy, as an internal check)."""
     input:
         model=f"{R}/proxies/{{proxy}}/model.pt",
-        data=lambda wildcards: [p for i, p in enumerate(scored_items(wildcards.proxy)) if i % 4],
+        data=lambda wildcards: [p for i, p in enumerate(scored_items(wildcards.proxy)) if i % 5],
+        teacher=f"{R}/teacher/model.pt",
+        features=first_features(),
+        wavlm=[wavlm_model()] if DEMO_MODEL else [],
     output:
         f"{R}/scores/faithfulness/{{proxy}}.tsv",
     params:
-        quads=lambda wildcards: scored_items(wildcards.proxy),
+        quints=lambda wildcards: scored_items(wildcards.proxy),
+        wavlm=lambda wildcards, input: input.wavlm[0] if DEMO_MODEL else FEATURES["model"],
         settings=as_json({**FAITH, "tau": config["explain"]["tau"]}),
         seed=config["seed"],
     threads: 1
@@ -57,7 +62,8 @@ rule faithfulness:
     conda:
         "../../envs/proxyseg.yaml"
     shell:
-        "proxyseg --threads {threads} faithfulness --checkpoint {input.model} --items {params.quads} "
+        "proxyseg --threads {threads} faithfulness --checkpoint {input.model} --items {params.quints} "
+        "--teacher {input.teacher} --wavlm {params.wavlm:q} --features {input.features} "
         "--system {wildcards.proxy} --seed {params.seed} --out {output} --settings {params.settings:q} > {log} 2>&1"
 
 
@@ -77,6 +83,54 @@ rule faithfulness_table:
         "../../envs/proxyseg.yaml"
     shell:
         "proxyseg faithfulness-table {input} --out-tsv {output.tsv} --out-md {output.md} "
+        "--out-png {output.figure} > {log} 2>&1"
+
+
+rule groundtruth:
+    """Score a proxy's listenable explanations against the true class stems of the demo test files."""
+    input:
+        model=f"{R}/proxies/{{proxy}}/model.pt",
+        data=lambda wildcards: [p for i, p in enumerate(groundtruth_items(wildcards.proxy)) if i % 6 not in (0, 5)],
+        corpora=[demo_marker(k) for k in DEMO_KINDS],  # the stems/ folders come with the demo corpora
+    output:
+        rows=f"{R}/scores/groundtruth/{{proxy}}.tsv",
+        provenance=f"{R}/scores/groundtruth/{{proxy}}.provenance.json",
+    params:
+        sextuples=lambda wildcards: groundtruth_items(wildcards.proxy),
+        settings=as_json({**GROUNDTRUTH, "tau": config["explain"]["tau"]}),
+        seed=config["seed"],
+    threads: 1
+    resources:
+        mem_mb=retry_mem(4000),
+        runtime=60,
+        gpu=0,
+    log:
+        f"{R}/logs/groundtruth/{{proxy}}.log",
+    benchmark:
+        f"{R}/benchmarks/groundtruth/{{proxy}}.tsv"
+    conda:
+        "../../envs/proxyseg.yaml"
+    shell:
+        "proxyseg --threads {threads} groundtruth --checkpoint {input.model} --items {params.sextuples} "
+        "--system {wildcards.proxy} --seed {params.seed} --out {output.rows} --settings {params.settings:q} > {log} 2>&1"
+
+
+rule groundtruth_table:
+    """Mean ground-truth scores (SI-SDR improvement, band share; explanation vs random components) per proxy."""
+    input:
+        [f"{R}/scores/groundtruth/{p}.tsv" for p in PROXIES],
+    output:
+        tsv=f"{R}/tables/groundtruth.tsv",
+        md=f"{R}/tables/groundtruth.md",
+        figure=f"{R}/explanations/groundtruth.png",
+    resources:
+        **LIGHT,
+    log:
+        f"{R}/logs/groundtruth_table.log",
+    conda:
+        "../../envs/proxyseg.yaml"
+    shell:
+        "proxyseg groundtruth-table {input} --out-tsv {output.tsv} --out-md {output.md} "
         "--out-png {output.figure} > {log} 2>&1"
 
 
@@ -147,7 +201,8 @@ rule export_model:
         directory(f"{R}/export/{{proxy}}"),
     params:
         wavlm=lambda wildcards, input: input.model[0] if DEMO_MODEL else FEATURES["model"],
-        settings=as_json({"step": config["teacher"]["dump_step"], "threshold": SCORING["threshold"],
+        settings=as_json({"step": config["teacher"]["dump_step"], "aggregate": AGGREGATE,
+                          "threshold": SCORING["threshold"],
                           "tau": config["explain"]["tau"], "copy_wavlm": EXPORT["copy_wavlm"]}),
     resources:
         mem_mb=retry_mem(4000),

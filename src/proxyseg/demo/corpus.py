@@ -3,6 +3,9 @@
 They let the whole workflow run end to end without licensed data. Labels are derived from how each
 file was mixed, so they are exact: a segment covers exactly the samples where its source was placed
 (speech segments bridge pauses shorter than ``MERGE_GAP``, as human annotation does).
+
+For the test split the true source of each class is also kept (``stems/<uri>/<class>.wav``, see
+:func:`build_demo_corpus`), so explanations can be scored against ground truth (``proxyseg.groundtruth``).
 """
 
 from __future__ import annotations
@@ -15,11 +18,12 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 from scipy import signal as sps
+from scipy.io import wavfile
 
 from .. import __version__
 from ..atomic import atomic_dir
 from ..errors import InputError
-from ..io.audio import load_audio
+from ..io.audio import load_audio, resample
 from ..io.rttm import Segment
 from ..provenance import provenance_json
 from . import synth
@@ -39,6 +43,11 @@ _SETTINGS_KEYS = {"files", "duration"}
 # augmentation done at synthesis time: the WavLM features are cached, so overlap cannot be added later.
 INTERRUPTIONS = 0.45
 _MAX_INTERRUPTIONS = 0.75
+#: Pipeline class of each label the mixer places (meeting speakers ``spkNN`` are all ``speech``).
+_STEM_CLASS = {"sp": "speech", "mu": "music", "no": "noise"}
+#: Stems written per test file: the classes of the kind plus the unannotated background.
+STEM_CLASSES = {"radio": ("speech", "music", "noise"), "meeting": ("speech",)}
+BACKGROUND = "background"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -129,6 +138,7 @@ class _Mix:
         self.n = int(round(duration * SR))
         self.tracks = np.zeros((tracks, self.n))
         self.labels: list[tuple[str, int, int]] = []
+        self.by_label: dict[str, np.ndarray] = {}  # what each label contributed, summed over tracks
 
     def place(self, label: str, at: float, x: np.ndarray, gain_db: float, track: int = 0) -> float:
         """Add ``x`` at ``at`` seconds; return the end time actually covered (clipped to the file)."""
@@ -136,7 +146,9 @@ class _Mix:
         if s >= self.n or len(x) == 0:
             return at + len(x) / SR
         m = min(len(x), self.n - s)
-        self.tracks[track, s:s + m] += x[:m] * (REF * db(gain_db))
+        y = x[:m] * (REF * db(gain_db))
+        self.tracks[track, s:s + m] += y
+        self.by_label.setdefault(label, np.zeros(self.n))[s:s + m] += y
         self.labels.append((label, s, s + m))
         return (s + len(x)) / SR
 
@@ -184,8 +196,21 @@ def _talk(mix, src, voices, rng, t0, t1, level_db, label="sp", track_of=None, tu
     return end
 
 
-def _radio_file(rng: np.random.Generator, duration: float, src) -> tuple[np.ndarray, list]:
-    """A broadcast-like programme: a sequence of scenes (talk, talk over music/noise, music, jingles...)."""
+def _class_stems(mix: _Mix, kind: str) -> dict[str, np.ndarray]:
+    """The mixer's tracks summed per pipeline class (zeros for a class the file does not contain)."""
+    out = {c: np.zeros(mix.n) for c in STEM_CLASSES[kind]}
+    for label in sorted(mix.by_label):
+        out[_STEM_CLASS.get(label, "speech")] += mix.by_label[label]
+    return out
+
+
+def _radio_file(rng: np.random.Generator, duration: float, src,
+                stems: dict | None = None) -> tuple[np.ndarray, list]:
+    """A broadcast-like programme: a sequence of scenes (talk, talk over music/noise, music, jingles...).
+
+    ``stems``: a dict to fill with each class's source as mixed in (``speech``, ``music``, ``noise``) and
+    the unannotated background hiss (``background``); they add up to the returned audio.
+    """
     mix = _Mix(duration)
     hosts = src.voices(rng, int(rng.integers(2, 5)))
     scenes = ("speech", "speech_music", "speech_noise", "interview", "music", "noise", "silence", "music_noise")
@@ -232,16 +257,20 @@ def _radio_file(rng: np.random.Generator, duration: float, src) -> tuple[np.ndar
         else:  # silence
             end = t + rng.uniform(0.4, 1.5)
         t = end + (rng.uniform(0.35, 1.2) if rng.random() < 0.5 else rng.uniform(0.0, 0.1))
-    audio = mix.tracks[0] + REF * db(FLOOR_DB) * rng.standard_normal(mix.n)
+    background = REF * db(FLOOR_DB) * rng.standard_normal(mix.n)
+    audio = mix.tracks[0] + background
+    if stems is not None:
+        stems.update(_class_stems(mix, "radio"), **{BACKGROUND: background})
     return audio, mix.labels
 
 
 def _meeting_file(rng: np.random.Generator, duration: float, src,
-                  interruptions: float = INTERRUPTIONS) -> tuple[np.ndarray, list]:
+                  interruptions: float = INTERRUPTIONS, stems: dict | None = None) -> tuple[np.ndarray, list]:
     """A 2-4 party conversation in a reverberant room: turns, pauses, interruptions and backchannels.
 
     ``interruptions``: probability that the next speaker starts before the current one has finished;
-    a backchannel comes with probability ``interruptions + 0.15``.
+    a backchannel comes with probability ``interruptions + 0.15``. ``stems``: a dict to fill with
+    ``speech`` (every talker, reverberated) and ``background`` (room tone); they add up to the audio.
     """
     n_spk = int(rng.integers(2, 5))
     voices = src.voices(rng, n_spk)
@@ -282,13 +311,19 @@ def _meeting_file(rng: np.random.Generator, duration: float, src,
         prev = spk
     rt60 = rng.uniform(0.15, 0.5)
     audio = np.zeros(mix.n)
+    speech = np.zeros(mix.n)
     for k in range(n_spk):  # each talker at its own distance: its own reverberation
         ir = synth.reverb_ir(rng, rt60 * rng.uniform(0.8, 1.2), wet=rng.uniform(0.2, 0.7))
-        audio += synth.convolve_same(mix.tracks[k], ir)
+        wet = synth.convolve_same(mix.tracks[k], ir)
+        audio += wet
+        speech += wet
     room = synth.colored_noise(rng, mix.n, rng.uniform(0.8, 2.0))
     if rng.random() < 0.3:
         room = room + 0.5 * synth.noise_texture(rng, duration, "hum")
-    audio += REF * db(rng.uniform(-45, -32)) * synth.unit_rms(room)
+    background = REF * db(rng.uniform(-45, -32)) * synth.unit_rms(room)
+    audio += background
+    if stems is not None:
+        stems.update(speech=speech, **{BACKGROUND: background})
     return audio, mix.labels
 
 
@@ -303,16 +338,36 @@ def _file_format(kind: str, split_index: int, i: int) -> tuple[int, int]:
     return rate, channels
 
 
-def _write_audio(path: Path, x: np.ndarray, rate: int, channels: int, rng: np.random.Generator) -> None:
+def _write_audio(path: Path, x: np.ndarray, rate: int, channels: int, rng: np.random.Generator,
+                 stems: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray] | None:
+    """Write ``x`` (16 kHz) at ``rate`` with ``channels``, peak-normalised, as 16-bit PCM.
+
+    ``stems`` (16 kHz signals that add up to ``x``): each goes through the same resampling, channel gains
+    and normalisation, then through what :func:`proxyseg.io.audio.load_audio` does on reading (down-mix,
+    resampling to 16 kHz); returned as float32 arrays aligned sample for sample with ``load_audio(path)``.
+    """
+    ratio = Fraction(rate, SR)
     if rate != SR:
-        ratio = Fraction(rate, SR)
         x = sps.resample_poly(x, ratio.numerator, ratio.denominator)
+    gains = None
     if channels == 2:
-        gains = np.array([1.0, db(-rng.uniform(0.5, 3.0))])
-        x = x[:, None] * rng.permutation(gains)[None, :]
-    x = x * (rng.uniform(0.5, 0.95) / max(float(np.max(np.abs(x))), 1e-9))
+        gains = rng.permutation(np.array([1.0, db(-rng.uniform(0.5, 3.0))]))
+        x = x[:, None] * gains[None, :]
+    scale = rng.uniform(0.5, 0.95) / max(float(np.max(np.abs(x))), 1e-9)
+    x = x * scale
     sf.write(str(path), x.astype(np.float32), rate, subtype="PCM_16",
              format="WAV" if path.suffix == ".wav" else "FLAC")
+    if stems is None:
+        return None
+    out = {}
+    for name, s in stems.items():
+        if rate != SR:
+            s = sps.resample_poly(s, ratio.numerator, ratio.denominator)
+        s = (s[:, None] * gains[None, :] if gains is not None else s[:, None]) * scale
+        s = s.astype(np.float32)
+        mono = s.mean(axis=1) if s.shape[1] > 1 else s[:, 0]  # as load_audio reads the file
+        out[name] = resample(mono.astype(np.float32, copy=False), rate).astype(np.float32, copy=False)
+    return out
 
 
 def _validate(kind, settings, seed) -> tuple[dict[str, int], float, float]:
@@ -378,12 +433,31 @@ _LAYOUT = {
 }
 
 
+_STEMS = """- `stems/<uri>/<class>.wav` (test split only): the true source of each class as it was mixed
+  into the file: {classes}. A class absent from the file is all zeros; overlap has no stem.
+  `background.wav` is the unannotated {background}. 32-bit float WAV, 16 kHz mono, aligned sample for
+  sample with the file as `proxyseg.io.audio.load_audio` reads it (same length): each stem went through the
+  file's own resampling, channel gains, peak normalisation and down-mix, so the stems of a file (background
+  included) add up to `load_audio(audio/<uri>{ext})` up to the 16-bit quantisation of the audio file: at
+  most 5e-5 per sample (about 1.5 least significant bits), more than 60 dB below the mixture. They are the
+  ground truth that `proxyseg groundtruth` scores listenable explanations against."""
+
+_STEM_TEXT = {
+    "radio": ("`speech`, `music`, `noise`", "background hiss (-65 dB)"),
+    "meeting": ("`speech`: every talker together, with its room reverberation", "room tone"),
+}
+
+
 def build_demo_corpus(kind: str, out_dir: Path, settings: dict, seed: int, real_sources: Path | None = None) -> None:
     """Write a complete demo corpus of ``kind`` ('radio' or 'meeting') into ``out_dir``, atomically.
 
     ``settings``: ``{"files": {"train": int, "dev": int, "test": int}, "duration": seconds}``.
     ``real_sources``: optional folder with ``speech/``, ``music/``, ``noise/`` recordings to excerpt
     instead of synthesising (meeting needs only ``speech/``).
+
+    Besides ``audio/``, ``rttm/``, ``lists/`` (and ``uem/``), the test split's class stems are written to
+    ``stems/<uri>/<class>.wav`` (:data:`STEM_CLASSES` of the kind plus ``background``; float32, 16 kHz mono,
+    aligned with ``load_audio`` of the file; see the README text). Train and dev are unaffected.
     """
     files, duration, train_interruptions = _validate(kind, settings, seed)
     if real_sources is not None:
@@ -400,13 +474,20 @@ def build_demo_corpus(kind: str, out_dir: Path, settings: dict, seed: int, real_
             for i, ss in enumerate(seqs):
                 uri = f"{kind}_{split}_{i:03d}"
                 rng = np.random.default_rng(ss)
+                stems = {} if split == "test" else None
                 if kind == "radio":
-                    audio, labels = _radio_file(rng, duration, src)
+                    audio, labels = _radio_file(rng, duration, src, stems=stems)
                 else:
                     audio, labels = _meeting_file(rng, duration, src,
-                                                  train_interruptions if split == "train" else INTERRUPTIONS)
+                                                  train_interruptions if split == "train" else INTERRUPTIONS,
+                                                  stems=stems)
                 rate, channels = _file_format(kind, si, i)
-                _write_audio(tmp / "audio" / f"{uri}{ext}", audio, rate, channels, rng)
+                loaded = _write_audio(tmp / "audio" / f"{uri}{ext}", audio, rate, channels, rng, stems=stems)
+                if loaded is not None:
+                    (tmp / "stems" / uri).mkdir(parents=True)
+                    for name, x in loaded.items():
+                        # scipy, not soundfile: libsndfile stamps float WAVs with the time (PEAK chunk)
+                        wavfile.write(tmp / "stems" / uri / f"{name}.wav", SR, x.astype(np.float32))
                 uris.append(uri)
                 segments.extend(_segments(uri, labels, len(audio)))
                 end = math.floor(len(audio) / SR * 1000) / 1000
@@ -426,7 +507,8 @@ def build_demo_corpus(kind: str, out_dir: Path, settings: dict, seed: int, real_
         (tmp / "README.md").write_text(_README.format(
             title=title, version=__version__, mirrors=mirrors, kind=kind, seed=seed, settings=shown,
             sources=src.description, counts=", ".join(f"{s} {files[s]}" for s in SPLITS), duration=duration,
-            layout=_LAYOUT[kind]), encoding="utf-8")
+            layout=_LAYOUT[kind] + "\n" + _STEMS.format(
+                classes=_STEM_TEXT[kind][0], background=_STEM_TEXT[kind][1], ext=ext)), encoding="utf-8")
         (tmp / "provenance.json").write_text(provenance_json(
             step="demo_corpus", kind=kind, seed=int(seed), files=files, duration=duration,
             **({"train_interruptions": train_interruptions} if kind == "meeting" else {}),

@@ -4,8 +4,15 @@ Reads the proxy's inference files (H, probabilities), the spectrogram caches and
 the arithmetic and figures are :mod:`proxyseg.explain`'s. Each local figure gets its listenable
 explanation beside it (``<class>_<n>.wav``: the soft mask of the relevant components on the magnitude
 STFT, original phase, ISTFT) and the residual (``<class>_<n>_residual.wav``: the complementary mask, what
-the decision did not rest on). The audio comes from the ``manifest.tsv`` that label harmonisation writes
-beside ``targets.h5``.
+the decision did not rest on). ``mask_domain`` chooses where the mask applies (``proxyseg.explain``):
+``linear`` (default) on the magnitude, explanation + residual = the audio; ``log`` (L2I) on the
+log-power spectrogram ``X``, resynthesised through ``exp(.) - 1``. The audio comes from the
+``manifest.tsv`` that label harmonisation writes beside ``targets.h5``.
+
+A dictionary with negative entries (``learned_random``) is explained through its non-negative part
+``W⁺`` (masks and prototypes; ``proxyseg.explain``, "Dictionaries with negative entries"); the negative
+part's projection is stored as ``P_negative`` in ``prototypes.npz`` and drawn in the figures, and its
+share of the dictionary's mass is recorded in ``explain.json``.
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from .model import load_proxy
 log = logging.getLogger("proxyseg.explain")
 
 DEFAULTS = {"tau": 0.5, "segment_seconds": 2.0, "local_per_class": 2, "prototype_segments": 100,
-            "prototype_seconds": 1.0, "threshold": 0.5}
+            "prototype_seconds": 1.0, "threshold": 0.5, "mask_domain": ex.MASK_DOMAINS[0]}
 
 
 def _targets(items) -> dict[str, np.ndarray]:
@@ -66,15 +73,17 @@ def _audio_paths(items) -> dict[str, str]:
     return out
 
 
-def write_listenable(path_wav, samples, W, H, components, n_fft: int, win_length: int) -> Path:
-    """Write the listenable explanation ``path_wav`` and its residual ``<stem>_residual.wav`` (16 kHz)."""
+def write_listenable(path_wav, samples, W, H, components, n_fft: int, win_length: int,
+                     mask_domain: str = "linear") -> Path:
+    """Write the listenable explanation ``path_wav`` and its residual ``<stem>_residual.wav`` (16 kHz):
+    masks ``M`` and ``1 - M`` of the relevant components (non-negative part of W) in ``mask_domain``."""
     import soundfile as sf
 
-    mask = ex.explanation_mask(np.maximum(W, 0.0), H, components)
+    mask = ex.explanation_mask(W, H, components)
     path_wav = Path(path_wav)
     residual = path_wav.with_name(path_wav.stem + "_residual.wav")
     for path, m in ((path_wav, mask), (residual, 1.0 - mask)):
-        y = np.clip(ex.masked_audio(samples, m, n_fft, win_length), -1.0, 1.0)
+        y = np.clip(ex.masked_audio(samples, m, n_fft, win_length, domain=mask_domain), -1.0, 1.0)
         with atomic_path(path) as tmp:
             sf.write(str(tmp), y, SAMPLE_RATE, subtype="PCM_16", format="WAV")
     return residual
@@ -89,9 +98,16 @@ def explain_proxy(checkpoint, items, out_dir, settings: dict, seed: int = 0, loc
     if unknown:
         raise InputError(None, f"unknown explain setting(s) {sorted(unknown)}; known: {sorted(DEFAULTS)}")
     s = {**DEFAULTS, **settings}
+    if s["mask_domain"] not in ex.MASK_DOMAINS:
+        raise InputError(None, f"explain.mask_domain {s['mask_domain']!r}: choose one of {list(ex.MASK_DOMAINS)}")
     out_dir = Path(out_dir)
     model, ckpt = load_proxy(checkpoint)
     W = model.W.detach().cpu().numpy()
+    negative = ex.negative_share(W)
+    if negative > 0:
+        log.warning("%s: the dictionary (%s) has negative entries (%.1f %% of its mass): masks and prototypes "
+                    "use its non-negative part; the negative part is stored as P_negative and drawn dotted",
+                    checkpoint, model.mode, 100 * negative)
     theta = model.theta.weight.detach().cpu().numpy()[:, :, 0]  # (4, K)
     with h5py.File(items[0][1], "r") as spec:
         freqs = np.asarray(spec.attrs["freqs_hz"])
@@ -119,7 +135,7 @@ def explain_proxy(checkpoint, items, out_dir, settings: dict, seed: int = 0, loc
                 t0 = start * HOP / SAMPLE_RATE
                 samples = load_audio(audio[key], t0, t0 + (HOP * (H.shape[1] - 1) + WIN) / SAMPLE_RATE)
                 wav = path.with_suffix(".wav")
-                residual = write_listenable(wav, samples, W, H, comps, n_fft, win_length)
+                residual = write_listenable(wav, samples, W, H, comps, n_fft, win_length, s["mask_domain"])
                 record.update(audio=str(wav), residual=str(residual))
             written.append(record)
 
@@ -137,15 +153,18 @@ def explain_proxy(checkpoint, items, out_dir, settings: dict, seed: int = 0, loc
     if short:
         log.warning("fewer prototype segments than asked (%d) for %s: the data has no more", s["prototype_segments"], short)
     mean = acc.mean()
-    P = ex.class_prototypes(mean, W)
+    P, P_negative = ex.class_prototypes(mean, W), ex.negative_prototypes(mean, W)
+    dictionary = {"mode": model.mode, "negative_share": negative,
+                  "explained_with": "non-negative part W+ = max(W, 0)" if negative > 0 else "W (non-negative)"}
     prov = provenance_json(stage="explain", checkpoint=str(checkpoint), settings=s, seed=seed,
-                           items=[list(map(str, it)) for it in items])
-    ex.save_prototypes(out_dir / "prototypes.npz", P, mean, acc.counts, freqs, prov)
-    ex.plot_prototypes(out_dir / "prototypes.png", P, freqs, counts)
+                           items=[list(map(str, it)) for it in items], dictionary=dictionary)
+    ex.save_prototypes(out_dir / "prototypes.npz", P, mean, acc.counts, freqs, prov, P_negative=P_negative)
+    ex.plot_prototypes(out_dir / "prototypes.png", P, freqs, counts, P_negative=P_negative)
     bands = ex.band_mass(P, freqs)
     with atomic_open(out_dir / "band_mass.tsv") as f:
         bands.to_csv(f, sep="\t", index=False)
-    record = {"local": written, "prototype_counts": counts, "settings": s, "provenance": json.loads(prov)}
+    record = {"local": written, "prototype_counts": counts, "settings": s, "dictionary": dictionary,
+              "provenance": json.loads(prov)}
     with atomic_open(out_dir / "explain.json") as f:
         json.dump(record, f, indent=2, default=str)
     return record

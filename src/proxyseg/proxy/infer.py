@@ -1,12 +1,13 @@
 """Proxy inference (METHOD §5-6): sliding windows exactly like the teacher's dump (window = the training
 crop, step 10 % of it, last window aligned to the end of the file, short files zero-padded, overlapping
-outputs averaged per frame; :func:`proxyseg.teacher.dump.sliding_window_average`).
+outputs aggregated per frame as :mod:`proxyseg.aggregate` says; :func:`proxyseg.teacher.dump.sliding_window_average`).
 
 Output HDF5 (one group per URI, like the teacher's dump, so scoring treats teacher and proxies alike):
 
-* ``probs`` float32 ``(T, 4)``: sigmoid of the window-averaged logits (threshold these at 0.5);
-* ``logits`` float32 ``(T, 4)``: window-averaged proxy logits;
-* ``H`` float16 ``(T, K)``: window-averaged NMF activations (proxy outputs only).
+* ``probs`` float32 ``(T, 4)``: the aggregated probabilities (threshold these at 0.5);
+* ``logits`` float32 ``(T, 4)``: their logits (``probs = sigmoid(logits)``; with ``logits_mean``, the
+  window-averaged logits);
+* ``H`` float16 ``(T, K)``: window-averaged NMF activations, same weights (proxy outputs only).
 
 ``T`` is the length of the proxy's input (the dump's features for ``input: wavlm``, the spectrogram for
 ``input: spectrogram``). Group attributes (proxy outputs only; the fidelity table's per-file statistics):
@@ -19,7 +20,7 @@ float16 cast). Averaging over windows can only turn a zero activation into a sma
 ``sparsity`` of the averaged H is a lower bound of the per-window sparsity.
 
 File attributes: ``provenance``, ``model`` ("proxy" or "teacher"), ``K``, ``input``, ``dictionary``
-(mode), ``classes``, ``frame_rate``, ``window_frames``, ``step_frames``, ``sparsity_threshold`` and the
+(mode), ``classes``, ``frame_rate``, ``window_frames``, ``step_frames``, ``aggregate``, ``sparsity_threshold`` and the
 corpus-level ``recon_mse`` / ``sparsity`` / ``mean_activation`` / ``kd_teacher`` (entry-weighted over
 all files), ``num_files``, ``num_frames``. Written under a temporary name and renamed when complete.
 """
@@ -35,6 +36,7 @@ import h5py
 import numpy as np
 import torch
 
+from proxyseg import aggregate as agg
 from proxyseg.atomic import atomic_path
 from proxyseg.errors import InputError
 from proxyseg.frames import CLASSES, FRAME_RATE
@@ -76,7 +78,7 @@ def _sq_error_sum(x: np.ndarray, h: np.ndarray, w: np.ndarray, chunk: int = 4096
 @torch.no_grad()
 def infer_proxy(checkpoint: str | os.PathLike, dump_h5: str | os.PathLike, spec_h5: str | os.PathLike,
                 out_h5: str | os.PathLike, step_fraction: float = 0.1, device: str = "auto",
-                batch_size: int = 16) -> dict:
+                batch_size: int = 16, aggregate: str = agg.DEFAULT) -> dict:
     """Sliding-window proxy inference on every file of a (teacher dump, spectrogram cache) pair; writes
     ``out_h5`` atomically (nothing is left at ``out_h5`` on error).
 
@@ -85,6 +87,7 @@ def infer_proxy(checkpoint: str | os.PathLike, dump_h5: str | os.PathLike, spec_
     """
     if not 0 < step_fraction <= 1:
         raise ValueError(f"step_fraction must be in (0, 1], got {step_fraction}")
+    agg.check(aggregate)
     dev = resolve_device(device)
     try:
         model, ckpt = load_proxy(checkpoint, dev)
@@ -132,7 +135,8 @@ def infer_proxy(checkpoint: str | os.PathLike, dump_h5: str | os.PathLike, spec_
                     logger.warning("%s: input %d, spectrogram %d and teacher %d frames differ by more than one "
                                    "frame; statistics use the common frames", uri, n, xs.shape[0],
                                    teacher_logits.shape[0])
-                logits, h, n_win = sliding_window_average(forward, source, n, window, step, batch_size, dev)
+                logits, h, n_win = sliding_window_average(forward, source, n, window, step, batch_size, dev,
+                                                           aggregate=aggregate)
                 if logits is None:
                     logits = np.zeros((0, len(CLASSES)), dtype=np.float32)
                     h = np.zeros((0, k), dtype=np.float32)
@@ -184,6 +188,7 @@ def infer_proxy(checkpoint: str | os.PathLike, dump_h5: str | os.PathLike, spec_
             fout.attrs["frame_rate"] = FRAME_RATE
             fout.attrs["window_frames"] = window
             fout.attrs["step_frames"] = step
+            fout.attrs["aggregate"] = aggregate
             fout.attrs["sparsity_threshold"] = SPARSITY_THRESHOLD
             fout.attrs["num_files"] = summary["files"]
             fout.attrs["num_frames"] = summary["frames"]
@@ -191,7 +196,7 @@ def infer_proxy(checkpoint: str | os.PathLike, dump_h5: str | os.PathLike, spec_
                 fout.attrs[key] = value
             fout.attrs["provenance"] = provenance_json(
                 stage="proxy_infer", checkpoint=str(checkpoint), dump=str(dump_h5), spectrograms=str(spec_h5),
-                step_fraction=step_fraction, window_frames=window, step_frames=step,
+                step_fraction=step_fraction, window_frames=window, step_frames=step, aggregate=aggregate,
                 hparams={k_: v for k_, v in hp.items() if k_ != "settings"}, settings=hp.get("settings"),
                 device=str(dev))
     logger.info("proxy infer %s: %d files, %d frames, %d windows; recon MSE %.4f, sparsity %.3f, KL to teacher "

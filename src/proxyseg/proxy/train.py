@@ -1,5 +1,7 @@
 """Proxy training by distillation (METHOD §5): ``alpha KL + beta MSE(X, W H) + gamma |H|``, Adam, early
-stopping on the dev total loss, best checkpoint kept.
+stopping on the dev total loss, best checkpoint kept. The KL is ``KL(teacher || proxy)`` (setting
+``kd_direction: teacher_proxy``, the default) or ``KL(proxy || teacher)`` (``proxy_teacher``, the authors'
+code), computed from the logits (:mod:`proxyseg.proxy.loss`).
 
 Outputs in ``out_dir`` (all written under a temporary name and renamed):
 ``model.pt`` ({"state_dict", "hparams", "provenance"}, the best epoch so far, rewritten on improvement;
@@ -34,7 +36,7 @@ from proxyseg.errors import InputError
 from proxyseg.frames import CLASSES, FRAME_RATE
 from proxyseg.provenance import provenance, seed_everything
 from proxyseg.proxy.data import INPUTS, Pair, ProxyDevCrops, ProxyTrainCrops, default_steps_per_epoch
-from proxyseg.proxy.loss import distillation_loss
+from proxyseg.proxy.loss import KD_DIRECTIONS, distillation_loss
 from proxyseg.proxy.model import DICTIONARY_MODES, PSI_DEFAULTS, Proxy
 from proxyseg.teacher.model import resolve_device
 from proxyseg.training import check_lr_schedule, make_ema, make_loader, make_scheduler
@@ -47,6 +49,7 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "alpha": 10.0,
     "beta": 1.0,
     "gamma": 0.1,
+    "kd_direction": "teacher_proxy",  # KL(teacher || proxy); "proxy_teacher": KL(proxy || teacher) (authors' code)
     "lr": 1e-3,
     "lr_schedule": "constant",  # or "cosine": decays to 0 over max_epochs x steps_per_epoch steps
     "batch_size": 32,
@@ -79,11 +82,15 @@ def proxy_settings(settings: dict | None) -> dict:
     except (TypeError, ValueError) as err:
         raise InputError(None, f"invalid proxy settings ({err}): {settings}") from err
     out["input"], out["dictionary"], out["device"] = str(out["input"]), str(out["dictionary"]), str(out["device"])
+    out["kd_direction"] = str(out["kd_direction"])
     out["lr_schedule"] = check_lr_schedule(out["lr_schedule"], "proxy setting")
     if out["input"] not in INPUTS:
         raise InputError(None, f"proxy setting input={out['input']!r}: choose one of {INPUTS}")
     if out["dictionary"] not in DICTIONARY_MODES:
         raise InputError(None, f"proxy setting dictionary={out['dictionary']!r}: choose one of {DICTIONARY_MODES}")
+    if out["kd_direction"] not in KD_DIRECTIONS:
+        raise InputError(None, f"proxy setting kd_direction={out['kd_direction']!r}: choose one of {KD_DIRECTIONS} "
+                         "(teacher_proxy = KL(teacher || proxy), proxy_teacher = KL(proxy || teacher))")
     bad = [k for k in ("alpha", "beta", "gamma") if not (math.isfinite(out[k]) and out[k] >= 0)]
     if (bad or out["batch_size"] < 1 or out["max_epochs"] < 1 or out["patience"] < 1 or out["crop_seconds"] <= 0
             or out["lr"] <= 0 or out["num_workers"] < 0 or not out["preload_mb"] >= 0 or not 0 <= out["ema"] < 1
@@ -116,7 +123,8 @@ def _terms(model: Proxy, inp: torch.Tensor, logits: torch.Tensor, x: torch.Tenso
            device: torch.device) -> dict[str, torch.Tensor]:
     out = model(inp.to(device, non_blocking=True).float())
     return distillation_loss(out, logits.to(device, non_blocking=True).float(),
-                             x.to(device, non_blocking=True).float(), s["alpha"], s["beta"], s["gamma"])
+                             x.to(device, non_blocking=True).float(), s["alpha"], s["beta"], s["gamma"],
+                             kd_direction=s["kd_direction"])
 
 
 @torch.no_grad()

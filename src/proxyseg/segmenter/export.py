@@ -20,6 +20,7 @@ import h5py
 import numpy as np
 import torch
 
+from .. import aggregate as agg
 from ..atomic import atomic_dir
 from ..errors import InputError
 from ..provenance import provenance
@@ -41,7 +42,7 @@ def _attrs(path, what: str) -> dict:
 
 def export_model(proxy_pt, teacher_pt, dictionary_npz, features_h5, spectrograms_h5, wavlm: str, out_dir,
                  step_fraction: float = 0.1, threshold: float = 0.5, tau: float = 0.5,
-                 copy_wavlm: bool = True, name: str | None = None) -> dict:
+                 copy_wavlm: bool = True, name: str | None = None, aggregate: str = agg.DEFAULT) -> dict:
     """Write the model folder ``out_dir`` (atomically: a half-written folder never replaces a good one).
 
     ``features_h5`` / ``spectrograms_h5``: any cache the models were trained on; their attributes give the
@@ -62,6 +63,7 @@ def export_model(proxy_pt, teacher_pt, dictionary_npz, features_h5, spectrograms
                   "components": int(hp["components"]), "dictionary_mode": hp.get("dictionary", hp.get("mode"))},
         "dictionary": "dictionary.npz",
         "spectrogram": {"n_fft": int(spec["n_fft"]), "win_length": int(spec["win_length"])},
+        "aggregate": agg.check(aggregate),
         "threshold": float(threshold),
         "tau": float(tau),
     }
@@ -90,10 +92,11 @@ def export_model(proxy_pt, teacher_pt, dictionary_npz, features_h5, spectrograms
                                  "revision": feats.get("revision") or None, "layers": layers,
                                  "chunk_seconds": float(feats["chunk_seconds"]),
                                  "overlap_seconds": float(feats["overlap_seconds"]),
-                                 "untrained": bool(feats.get("untrained", False))}
+                                 "untrained": bool(feats.get("untrained", False)),
+                                 "do_normalize": bool(feats.get("do_normalize", False))}
         settings["provenance"] = provenance(stage="export", proxy=str(proxy_pt), teacher=str(teacher_pt),
                                             dictionary=str(dictionary_npz), wavlm=str(wavlm),
-                                            step_fraction=step_fraction)
+                                            step_fraction=step_fraction, aggregate=aggregate)
         (tmp / SETTINGS).write_text(json.dumps(settings, indent=2, default=str) + "\n")
     return settings
 

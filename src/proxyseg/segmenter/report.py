@@ -39,7 +39,8 @@ def band_profile(W: np.ndarray, r: np.ndarray, components, freqs: np.ndarray,
                  bands=ex.DEFAULT_BANDS) -> list[float]:
     """Share of ``Σ_{k relevant} r_k w_k`` per frequency band (sums to 1; zeros when nothing is relevant)."""
     comps = np.asarray(components, dtype=np.int64)
-    prof = np.zeros(len(freqs)) if comps.size == 0 else np.maximum(W[:, comps] @ r[comps], 0.0)
+    # the non-negative part of the dictionary, as the masks and prototypes use (explain.py)
+    prof = np.zeros(len(freqs)) if comps.size == 0 else np.maximum(np.maximum(W, 0.0)[:, comps] @ r[comps], 0.0)
     top = max(hi for _, hi in bands)
     mass = np.array([prof[(freqs >= lo) & ((freqs < hi) | ((hi == top) & (freqs == hi)))].sum() for lo, hi in bands])
     total = mass.sum()

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from .. import aggregate as agg
 from ..atomic import atomic_open, atomic_path
 from ..errors import InputError
 from ..features import load_wavlm, plan_chunks
@@ -125,6 +126,8 @@ class Segmenter:
         self.settings = s = load_settings(model_dir)
         self.device = resolve_device(device)
         self.batch_size = int(batch_size)
+        # model folders exported before the option existed have no key: they get today's default
+        self.aggregate = agg.check(s.get("aggregate", agg.DEFAULT))
         self.proxy, _ = load_proxy(self.model_dir / s["proxy"]["file"], self.device)
         self.W = self.proxy.W.detach().float().cpu().numpy()
         self.theta = self.proxy.theta.weight.detach().float().cpu().numpy()[:, :, 0]
@@ -137,7 +140,13 @@ class Segmenter:
             if w.get("untrained"):
                 log.warning("the model folder's WavLM is UNTRAINED (random weights, the offline demo's): its "
                             "decisions say the mechanics work, not how good a segmenter is")
-            self.wavlm = load_wavlm(w["path"], w.get("revision")).to(self.device)
+            # the waveform normalisation the feature cache was extracted with (per chunk, the cache's chunk
+            # plan); model folders exported before it was recorded had raw waveforms
+            if "do_normalize" not in w:
+                log.info("the model folder does not record do_normalize: WavLM input is not normalised, as "
+                         "features were extracted before proxyseg normalised it")
+            self.wavlm = load_wavlm(w["path"], w.get("revision"),
+                                    normalize=bool(w.get("do_normalize", False))).to(self.device)
 
     # ------------------------------------------------------------------------------------------ stages
 
@@ -189,7 +198,7 @@ class Segmenter:
         t = self.settings["teacher"]
         stream_window_average(lambda w: (self.teacher.fusion.norm(w),), lambda a, b: tmp["mixed"][a:b], T,
                               t["window_frames"], t["step_frames"], write, self.batch_size, self.device,
-                              progress=bar.update)
+                              progress=bar.update, aggregate=self.aggregate, logits_first=False)
 
     def _proxy(self, source: h5py.Dataset, out: h5py.File, T: int, bar) -> None:
         K = self.W.shape[1]
@@ -208,7 +217,8 @@ class Segmenter:
 
         p = self.settings["proxy"]
         stream_window_average(forward, lambda a, b: source[a:b].astype(np.float32), T, p["window_frames"],
-                              p["step_frames"], write, self.batch_size, self.device, progress=bar.update)
+                              p["step_frames"], write, self.batch_size, self.device, progress=bar.update,
+                              aggregate=self.aggregate)
 
     # -------------------------------------------------------------------------------------------- file
 

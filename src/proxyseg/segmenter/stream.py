@@ -20,6 +20,7 @@ from ..errors import InputError
 from ..frames import HOP, SAMPLE_RATE, WIN, num_frames
 from ..io.audio import resample
 from ..spectrogram import frame_layout
+from .. import aggregate as agg
 from ..teacher.dump import window_starts
 
 __all__ = ["AudioReader", "spectrogram_range", "stream_window_average"]
@@ -101,9 +102,14 @@ def spectrogram_range(read: Callable[[int, int], np.ndarray], first: int, last: 
 def stream_window_average(forward: Callable[[torch.Tensor], tuple[torch.Tensor, ...]],
                           read: Callable[[int, int], np.ndarray], num_frames_: int, window: int, step: int,
                           write: Callable[[int, int, list[np.ndarray]], None], batch_size: int = 16,
-                          device: torch.device | str = "cpu", progress: Callable[[int], None] | None = None) -> int:
-    """Sliding windows over a long input, overlapping outputs averaged per frame, finished frames handed to
+                          device: torch.device | str = "cpu", progress: Callable[[int], None] | None = None,
+                          aggregate: str = agg.DEFAULT, logits_first: bool = True) -> int:
+    """Sliding windows over a long input, overlapping outputs aggregated per frame, finished frames handed to
     ``write(first, last, [avg_output_0 (n, C0), ...])`` in order; returns the number of windows.
+
+    Outputs are weighted per window frame as ``aggregate`` says (:mod:`proxyseg.aggregate`); when
+    ``logits_first``, output 0 holds logits and is aggregated as probabilities (or logits) and handed back
+    as logits, like :func:`~proxyseg.teacher.dump.sliding_window_average` does.
 
     ``read(a, b)`` returns input frames ``[a, b)`` as ``(n, C)`` (n may be short at the end of the file).
     ``forward`` maps ``(B, C, window)`` to a tuple of ``(B, C_i, window)`` tensors. Windows are those of
@@ -115,6 +121,7 @@ def stream_window_average(forward: Callable[[torch.Tensor], tuple[torch.Tensor, 
     starts = window_starts(num_frames_, window, step)
     if not starts:
         return 0
+    weights = agg.window_weights(window, aggregate)
     sums: list[np.ndarray] | None = None
     base = 0  # file frame of sums[...][0]
     counts = np.zeros(0, dtype=np.float64)
@@ -140,15 +147,22 @@ def stream_window_average(forward: Callable[[torch.Tensor], tuple[torch.Tensor, 
             counts = np.concatenate([counts, np.zeros(grow)])
         for i, s in enumerate(batch):
             e = min(s + window, num_frames_)
-            for acc, o in zip(sums, outs):
-                acc[s - base:e - base] += o[i, :, :e - s].T
-            counts[s - base:e - base] += 1
+            w = weights[:e - s, None]
+            for j, (acc, o) in enumerate(zip(sums, outs)):
+                if j == 0:
+                    v = o[i, :, :e - s].T
+                    acc[s - base:e - base] += (agg.summand(v, aggregate) if logits_first else v) * w
+                else:
+                    acc[s - base:e - base] += o[i, :, :e - s].T * w.astype(np.float32)
+            counts[s - base:e - base] += w[:, 0]
         # frames before the next window's start are final
         final = starts[b + batch_size] if b + batch_size < len(starts) else num_frames_
         if final > done:
             n = final - base
             c = counts[:n, None]
-            avg = [(sums[0][:n] / c).astype(np.float32)] + [acc[:n] / c.astype(np.float32) for acc in sums[1:]]
+            first = sums[0][:n] / c
+            first = agg.finish(first, aggregate) if logits_first else first.astype(np.float32)
+            avg = [first] + [acc[:n] / c.astype(np.float32) for acc in sums[1:]]
             write(done, final, avg)
             if progress is not None:
                 progress(final - done)

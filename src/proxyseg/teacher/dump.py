@@ -1,5 +1,5 @@
 """Teacher inference (METHOD section 3): sliding windows of the training crop length, step 10 % of it,
-overlapping outputs averaged per frame. Writes the teacher's logits and fused features S per file.
+overlapping outputs aggregated per frame (:mod:`proxyseg.aggregate`). Writes the teacher's logits and fused features S per file.
 
 Output HDF5 (``docs/FORMATS.md``): one group per URI with ``logits`` float32 (T, 4) and ``features``
 float16 (T, D); group attributes ``num_frames``, ``num_windows``; file attributes ``provenance`` and the
@@ -18,6 +18,7 @@ import h5py
 import numpy as np
 import torch
 
+from proxyseg import aggregate as agg
 from proxyseg.atomic import atomic_path
 from proxyseg.errors import InputError
 from proxyseg.frames import CLASSES, FRAME_RATE
@@ -44,9 +45,10 @@ def window_starts(num_frames: int, window: int, step: int) -> list[int]:
 def sliding_window_average(forward: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
                            source, num_frames: int, window: int, step: int, batch_size: int = 16,
                            device: torch.device | str = "cpu",
-                           prepare: Callable[[torch.Tensor], torch.Tensor] | None = None
-                           ) -> tuple[np.ndarray, np.ndarray, int]:
-    """Run ``forward`` on windows of ``source`` and average the overlapping outputs per frame.
+                           prepare: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                           aggregate: str = agg.DEFAULT) -> tuple[np.ndarray, np.ndarray, int]:
+    """Run ``forward`` on windows of ``source`` and average the overlapping outputs per frame
+    (:mod:`proxyseg.aggregate`: the logits as probabilities with Hamming weights by default).
 
     ``source``: array-like ``(T, ...)`` sliceable along time (an h5py dataset is read one batch span at
     a time). ``prepare`` maps a float32 block ``(1, n, ...)`` to the model's input layout ``(1, C, n)``
@@ -56,6 +58,7 @@ def sliding_window_average(forward: Callable[[torch.Tensor], tuple[torch.Tensor,
     """
     device = torch.device(device)
     starts = window_starts(num_frames, window, step)
+    weights = agg.window_weights(window, aggregate)
     logit_sum = s_sum = None
     counts = np.zeros(num_frames, dtype=np.float64)
     for b in range(0, len(starts), batch_size):
@@ -76,23 +79,28 @@ def sliding_window_average(forward: Callable[[torch.Tensor], tuple[torch.Tensor,
             s_sum = np.zeros((num_frames, feats.shape[1]), dtype=np.float32)
         for i, s in enumerate(batch):
             e = min(s + window, num_frames)
-            logit_sum[s:e] += logits[i, :, :e - s].T
-            s_sum[s:e] += feats[i, :, :e - s].T
-            counts[s:e] += 1
+            w = weights[:e - s, None]
+            logit_sum[s:e] += agg.summand(logits[i, :, :e - s].T, aggregate) * w
+            s_sum[s:e] += feats[i, :, :e - s].T * w.astype(np.float32)
+            counts[s:e] += w[:, 0]
     if logit_sum is None:
         return None, None, 0
-    return (logit_sum / counts[:, None]).astype(np.float32), s_sum / counts[:, None].astype(np.float32), len(starts)
+    return (agg.finish(logit_sum / counts[:, None], aggregate), s_sum / counts[:, None].astype(np.float32),
+            len(starts))
 
 
 @torch.no_grad()
 def dump_teacher(checkpoint: str | os.PathLike, features_h5: str | os.PathLike, out_h5: str | os.PathLike,
-                 step_fraction: float = 0.1, batch_size: int = 16, device: str = "auto") -> dict:
+                 step_fraction: float = 0.1, batch_size: int = 16, device: str = "auto",
+                 aggregate: str = agg.DEFAULT) -> dict:
     """Sliding-window teacher inference on every file of ``features_h5``; writes ``out_h5`` atomically.
+    ``logits`` are the aggregate of :mod:`proxyseg.aggregate` (``sigmoid(logits)`` is the probability).
 
     Returns a summary ``{"files", "frames", "windows", "window", "step"}``.
     """
     if not 0 < step_fraction <= 1:
         raise ValueError(f"step_fraction must be in (0, 1], got {step_fraction}")
+    agg.check(aggregate)
     dev = resolve_device(device)
     model, hparams = load_teacher(checkpoint, dev)
     window = int(hparams["crop_frames"])
@@ -114,7 +122,8 @@ def dump_teacher(checkpoint: str | os.PathLike, features_h5: str | os.PathLike, 
                                      f"{checkpoint} expects (T, {num_layers}, {dim})")
                 n = int(ds.shape[0])
                 logits, feats, n_win = sliding_window_average(
-                    model.forward_mixed, ds, n, window, step, batch_size, dev, prepare=model.fusion.mix)
+                    model.forward_mixed, ds, n, window, step, batch_size, dev, prepare=model.fusion.mix,
+                    aggregate=aggregate)
                 if logits is None:
                     logits = np.zeros((0, len(CLASSES)), dtype=np.float32)
                     feats = np.zeros((0, dim), dtype=np.float32)
@@ -131,13 +140,15 @@ def dump_teacher(checkpoint: str | os.PathLike, features_h5: str | os.PathLike, 
             fout.attrs["frame_rate"] = FRAME_RATE
             fout.attrs["window_frames"] = window
             fout.attrs["step_frames"] = step
+            fout.attrs["aggregate"] = aggregate
             fout.attrs["hidden_size"] = dim
-            for key in ("model", "revision", "untrained", "layers"):
+            for key in ("model", "revision", "untrained", "layers", "do_normalize"):
                 if key in fin.attrs:
                     fout.attrs[f"features_{key}"] = fin.attrs[key]
             fout.attrs["provenance"] = provenance_json(
                 stage="teacher_dump", checkpoint=str(checkpoint), features=str(features_h5),
-                step_fraction=step_fraction, window_frames=window, step_frames=step, hparams=hparams,
+                step_fraction=step_fraction, window_frames=window, step_frames=step, aggregate=aggregate,
+                hparams=hparams,
                 device=str(dev))
     logger.info("teacher dump %s: %d files, %d frames, %d windows (window %d, step %d)", out_h5,
                 summary["files"], summary["frames"], summary["windows"], window, step)
