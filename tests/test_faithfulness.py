@@ -11,7 +11,6 @@ from proxyseg.faithfulness import (KINDS, TeacherJudge, faithfulness_rows, faith
                                    probability_drops, removal_sets, residual_spectrogram)
 from proxyseg.frames import CLASSES, SAMPLE_RATE
 from proxyseg.spectrogram import stft, stft_frequencies
-from proxyseg.proxy.model import Proxy
 
 
 def test_removal_sets_sizes_and_membership():
@@ -49,21 +48,13 @@ def test_residual_spectrogram():
 
 
 @pytest.fixture
-def proxy_files(tmp_path):
+def proxy_files(tmp_path, linear_proxy):
     """A spectrogram-input proxy whose class 'speech' rests on atom 0 only, and matching H / X / targets."""
     F, K, T = 257, 6, 300
     rng = np.random.default_rng(0)
     W = rng.random((F, K)).astype(np.float32)
     W /= np.linalg.norm(W, axis=0, keepdims=True)
-    torch.manual_seed(0)
-    model = Proxy(F, torch.from_numpy(W), "fixed", blocks=1, repeats=1)
-    with torch.no_grad():
-        model.theta.weight.zero_()
-        model.theta.weight[0, 0, 0] = 3.0
-        model.theta.weight[0, 1:, 0] = 0.05
-        model.theta.bias.fill_(-1.0)
-    hp = {**model.hparams, "crop_frames": 50, "input": "spectrogram", "dictionary": "fixed"}
-    torch.save({"state_dict": model.state_dict(), "hparams": hp}, tmp_path / "proxy.pt")
+    linear_proxy(tmp_path / "proxy.pt", W, {0: [(0, 3.0), (slice(1, None), 0.05)]})
     H = rng.random((T, K)).astype(np.float32) + 0.2
     X = (H @ W.T).astype(np.float16)
     targets = np.zeros((T, 4), np.int8)
@@ -133,24 +124,14 @@ class BandJudge:
 
 
 @pytest.fixture
-def tone_files(tmp_path):
+def tone_files(tmp_path, linear_proxy, narrowband_dictionary):
     """3 s of a 300 Hz tone (speech, for the judge) plus tones at 1.5, 2.5, 3.5, 4.5 and 5.5 kHz; a
     spectrogram-input proxy with narrow-band atoms, atom 0 at 300 Hz; speech rests on atom 0."""
     import soundfile as sf
 
-    freqs = stft_frequencies(512)
     centres = [300, 1500, 2500, 3500, 4500, 5500]
-    W = np.stack([np.exp(-0.5 * ((freqs - f) / 60.0) ** 2) + 1e-4 for f in centres], axis=1).astype(np.float32)
-    W /= np.linalg.norm(W, axis=0, keepdims=True)
-    torch.manual_seed(0)
-    model = Proxy(257, torch.from_numpy(W), "fixed", blocks=1, repeats=1)
-    with torch.no_grad():
-        model.theta.weight.zero_()
-        model.theta.weight[0, 0, 0] = 3.0
-        model.theta.weight[0, 1:, 0] = 0.05
-        model.theta.bias.fill_(-1.0)
-    hp = {**model.hparams, "crop_frames": 50, "input": "spectrogram", "dictionary": "fixed"}
-    torch.save({"state_dict": model.state_dict(), "hparams": hp}, tmp_path / "proxy.pt")
+    W = narrowband_dictionary(centres)
+    linear_proxy(tmp_path / "proxy.pt", W, {0: [(0, 3.0), (slice(1, None), 0.05)]})
     t = np.arange(3 * SAMPLE_RATE) / SAMPLE_RATE
     x = sum(0.1 * np.sin(2 * np.pi * f * t) for f in centres).astype(np.float32)
     sf.write(tmp_path / "a.wav", x, SAMPLE_RATE)
@@ -171,10 +152,11 @@ def tone_files(tmp_path):
     return tmp_path
 
 
-def test_teacher_judges_the_audio_without_the_relevant_components(tone_files):
+@pytest.mark.parametrize("domain", ["linear", "log"])
+def test_teacher_judges_the_audio_without_the_relevant_components(tone_files, domain):
     items = [("demo", tone_files / "inf.h5", tone_files / "spec.h5", tone_files / "targets.h5",
               tone_files / "manifest.tsv")]
-    settings = {"draws": 4, "segment_seconds": 1.0, "teacher_segments": 1}
+    settings = {"draws": 4, "segment_seconds": 1.0, "teacher_segments": 1, "mask_domain": domain}
     rows = faithfulness_rows(tone_files / "proxy.pt", items, settings, seed=0, system="p", judge=BandJudge())
     speech = rows[rows["class"] == "speech"]
     judged = speech.dropna(subset=["teacher_base"])
@@ -197,6 +179,8 @@ def test_teacher_judges_the_audio_without_the_relevant_components(tone_files):
         faithfulness_rows(tone_files / "proxy.pt", items, settings, seed=0, system="p")
     with pytest.raises(ValueError, match="classifier"):
         faithfulness_rows(tone_files / "proxy.pt", items, {"classifier": "oracle"}, judge=BandJudge())
+    with pytest.raises(ValueError, match="mask_domain"):
+        faithfulness_rows(tone_files / "proxy.pt", items, {"mask_domain": "db"}, judge=BandJudge())
 
 
 def test_teacher_judge_runs_wavlm_and_the_teacher(tmp_path):

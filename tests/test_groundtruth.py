@@ -7,15 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
-import torch
 
 from proxyseg.cli import main
 from proxyseg.errors import InputError
 from proxyseg.frames import SAMPLE_RATE
 from proxyseg.groundtruth import (KINDS, _bin_energy, band_share, groundtruth_rows, groundtruth_summary,
                                   provenance_path, segment_scores, si_sdr, stem_band)
-from proxyseg.proxy.model import Proxy
-from proxyseg.spectrogram import stft_frequencies
 
 RNG = np.random.default_rng(0)
 
@@ -62,23 +59,12 @@ def test_explanation_equal_to_the_stem_scores_best():
 
 
 @pytest.fixture
-def gt_files(tmp_path):
+def gt_files(tmp_path, linear_proxy, narrowband_dictionary):
     """3 s: a 300 Hz tone (the speech stem) plus tones at 1.5-5.5 kHz (the noise stem); a spectrogram-input
     proxy with narrow-band atoms whose speech rests on atom 0 and noise on atoms 1-5; music has no weight."""
-    freqs = stft_frequencies(512)
     centres = [300, 1500, 2500, 3500, 4500, 5500]
-    W = np.stack([np.exp(-0.5 * ((freqs - f) / 60.0) ** 2) + 1e-4 for f in centres], axis=1).astype(np.float32)
-    W /= np.linalg.norm(W, axis=0, keepdims=True)
-    torch.manual_seed(0)
-    model = Proxy(257, torch.from_numpy(W), "fixed", blocks=1, repeats=1)
-    with torch.no_grad():
-        model.theta.weight.zero_()
-        model.theta.weight[0, 0, 0] = 3.0
-        model.theta.weight[0, 1:, 0] = 0.05
-        model.theta.weight[1, 1:, 0] = 2.0
-        model.theta.bias.fill_(-1.0)
-    hp = {**model.hparams, "crop_frames": 50, "input": "spectrogram", "dictionary": "fixed"}
-    torch.save({"state_dict": model.state_dict(), "hparams": hp}, tmp_path / "proxy.pt")
+    W = narrowband_dictionary(centres)
+    linear_proxy(tmp_path / "proxy.pt", W, {0: [(0, 3.0), (slice(1, None), 0.05)], 1: [(slice(1, None), 2.0)]})
     t = np.arange(3 * SAMPLE_RATE) / SAMPLE_RATE
     speech = (0.1 * np.sin(2 * np.pi * 300 * t)).astype(np.float32)
     noise = sum(0.1 * np.sin(2 * np.pi * f * t) for f in centres[1:]).astype(np.float32)

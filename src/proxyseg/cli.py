@@ -460,7 +460,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--system", required=True, help="proxy name written in the rows")
     p.add_argument("--out", required=True, help="TSV of per-segment drops")
     p.add_argument("--seed", type=int, default=0)
-    settings(p, "tau, segment_seconds, max_segments, draws, input_level, classifier, teacher_segments")
+    settings(p, "tau, segment_seconds, max_segments, draws, input_level, classifier, teacher_segments, mask_domain")
 
     p = stage("faithfulness-table", cmd_faithfulness_table, "Mean probability drops and ratios per proxy and class.")
     p.add_argument("inputs", nargs="+", help="per-proxy TSVs written by faithfulness")

@@ -32,7 +32,9 @@ same sets as above). Where it fits, L-MAC's figures (Paissan et al. 2024) on the
 better), and AI, the share of segments where ``p_expl > p`` (%, higher is better). The teacher sees
 every segment alone (2 s, no context), the same for every kind, so context effects cancel in the
 comparison; it is run on at most ``teacher_segments`` segments per class and corpus (the first of the
-segments drawn above), since each costs 2 + 2·draws WavLM forwards.
+segments drawn above), since each costs 2 + 2·draws WavLM forwards. ``mask_domain`` (the workflow passes
+``explain.mask_domain``) says what M takes a fraction of: the magnitude (``linear``) or, as L2I, the
+log-power ``log(1 + |S|²)`` (``log``: a far harder cut of loud bins).
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ log = logging.getLogger("proxyseg.faithfulness")
 ACTIVE = 1e-3
 
 DEFAULTS = {"tau": 0.5, "segment_seconds": 2.0, "max_segments": 200, "draws": 5, "input_level": True,
-            "classifier": "both", "teacher_segments": 40}
+            "classifier": "both", "teacher_segments": 40, "mask_domain": "linear"}
 
 CLASSIFIERS = ("teacher", "proxy", "both")
 
@@ -148,6 +150,9 @@ def _check_settings(settings: dict | None) -> dict:
         raise ValueError(f"unknown faithfulness setting(s) {sorted(unknown)}; known: {sorted(DEFAULTS)}")
     if s["classifier"] not in CLASSIFIERS:
         raise ValueError(f"faithfulness classifier must be one of {', '.join(CLASSIFIERS)}, got {s['classifier']!r}")
+    if s["mask_domain"] not in ex.MASK_DOMAINS:
+        raise ValueError(f"faithfulness mask_domain must be one of {', '.join(ex.MASK_DOMAINS)}, "
+                         f"got {s['mask_domain']!r}")
     return s
 
 
@@ -210,16 +215,28 @@ def faithfulness_rows(checkpoint, items, settings: dict | None = None, seed: int
                     if judge is not None and judged < int(s["teacher_segments"]):
                         t0 = start / FRAME_RATE
                         x = load_audio(audio[uri], t0, t0 + (frames - 1) / FRAME_RATE + WIN / SAMPLE_RATE)
-                        row.update(_teacher_level(judge, x, Wpos, H, sets, c, **stft_settings))
+                        row.update(_teacher_level(judge, x, Wpos, H, sets, c, domain=s["mask_domain"],
+                                                  **stft_settings))
                         judged += 1
                     rows.append(row)
     return pd.DataFrame(rows)
 
 
+def _gain(spec: torch.Tensor, keep: np.ndarray, domain: str) -> np.ndarray:
+    """Per-bin magnitude gain that keeps the fraction ``keep`` of the segment: of its magnitude
+    (``linear``) or of its log-power ``log(1 + |S|²)`` (``log``, L2I's; as ``explain.masked_audio``)."""
+    if domain == "linear":
+        return keep
+    mag = spec.abs().double().numpy()
+    part = np.sqrt(np.expm1(np.clip(keep * np.log1p(np.square(mag)), 0.0, None)))
+    return np.divide(part, mag, out=np.zeros_like(part), where=mag > 0)
+
+
 def _teacher_level(judge: TeacherJudge, x: np.ndarray, W: np.ndarray, H: np.ndarray, sets, c: int,
-                   n_fft: int, win_length: int) -> dict:
+                   n_fft: int, win_length: int, domain: str = "linear") -> dict:
     """Resynthesise the segment without each component set's part and ask the teacher again; also the
-    explanation alone (relevant part kept) for L-MAC's AD and AI."""
+    explanation alone (relevant part kept) for L-MAC's AD and AI. ``domain``: what the mask takes a
+    fraction of (:func:`_gain`)."""
     spec = stft(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), n_fft=n_fft, win_length=win_length)
     if spec.shape[0] != W.shape[0]:
         raise ValueError(f"the spectrogram settings (n_fft {n_fft}) give {spec.shape[0]} bins but the proxy's "
@@ -229,7 +246,7 @@ def _teacher_level(judge: TeacherJudge, x: np.ndarray, W: np.ndarray, H: np.ndar
     kinds = [kind for kind, comp_sets in sets.items() for _ in comp_sets]
     masks = [ex.explanation_mask(W, H, comps) for comp_sets in sets.values() for comps in comp_sets]
     keep = [np.ones_like(masks[0])] + [1.0 - m for m in masks] + [masks[kinds.index("relevant")]]
-    gains = torch.from_numpy(np.stack(keep).astype(np.float32))
+    gains = torch.from_numpy(np.stack([_gain(spec, k, domain) for k in keep]).astype(np.float32))
     length = HOP * (T - 1) + WIN if T else 0
     wavs = istft(spec[None] * gains, length=length, n_fft=n_fft, win_length=win_length).numpy()
     p = judge.probs(wavs)[:, c, :].mean(axis=1)

@@ -48,7 +48,7 @@ rule faithfulness:
     params:
         quints=lambda wildcards: scored_items(wildcards.proxy),
         wavlm=lambda wildcards, input: input.wavlm[0] if DEMO_MODEL else FEATURES["model"],
-        settings=as_json({**FAITH, "tau": config["explain"]["tau"]}),
+        settings=as_json({**FAITH, "tau": config["explain"]["tau"], "mask_domain": config["explain"]["mask_domain"]}),
         seed=config["seed"],
     threads: 1
     resources:
