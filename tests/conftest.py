@@ -58,3 +58,43 @@ def linear_proxy():
         return path
 
     return _save
+
+
+@pytest.fixture
+def one_file_split(tmp_path):
+    """Write a one-file split ``a`` for a hand-built proxy with dictionary W: ``a.wav`` (``audio``), its
+    inference file (H all ones), spectrograms (log1p(W H)), targets (``active`` class indices on every
+    frame, overlap unknown) and manifest, in ``tmp_path``; returns ``tmp_path``."""
+    import h5py
+    import pandas as pd
+
+    def _write(W, audio, active, subtype=None):
+        sf.write(tmp_path / "a.wav", audio, 16000, subtype=subtype)
+        T = (len(audio) - 400) // 320 + 1
+        H = np.ones((T, W.shape[1]), np.float32)
+        targets = np.zeros((T, 4), np.int8)
+        targets[:, list(active)] = 1
+        targets[:, 3] = -1
+        with h5py.File(tmp_path / "inf.h5", "w") as f:
+            f.create_group("a").create_dataset("H", data=H.astype(np.float16))
+        with h5py.File(tmp_path / "spec.h5", "w") as f:
+            f.attrs["n_fft"], f.attrs["win_length"] = 512, 400
+            f.create_dataset("a", data=np.log1p(H @ W.T).astype(np.float16))
+        with h5py.File(tmp_path / "targets.h5", "w") as f:
+            f.create_dataset("a", data=targets)
+        pd.DataFrame({"uri": ["a"], "audio": [str(tmp_path / "a.wav")]}).to_csv(
+            tmp_path / "manifest.tsv", sep="\t", index=False)
+        return tmp_path
+
+    return _write
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny matrices: one torch thread avoids thread start/sync overhead (large on a busy machine)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

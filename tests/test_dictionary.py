@@ -6,7 +6,6 @@ import logging
 import h5py
 import numpy as np
 import pytest
-import torch
 
 from proxyseg.dictionary import active_runs, draw_segments, pretrain_dictionary
 from proxyseg.errors import InputError
@@ -16,12 +15,7 @@ SP, NO, MU, OV = (CLASSES.index(c) for c in ("speech", "noise", "music", "overla
 F = 6  # frequency bins; column 0 of a spectrogram frame holds its (file, frame) id, to trace what was drawn
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def radio_targets(seconds=200, offset=0.0):

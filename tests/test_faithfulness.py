@@ -124,32 +124,15 @@ class BandJudge:
 
 
 @pytest.fixture
-def tone_files(tmp_path, linear_proxy, narrowband_dictionary):
+def tone_files(tmp_path, linear_proxy, narrowband_dictionary, one_file_split):
     """3 s of a 300 Hz tone (speech, for the judge) plus tones at 1.5, 2.5, 3.5, 4.5 and 5.5 kHz; a
     spectrogram-input proxy with narrow-band atoms, atom 0 at 300 Hz; speech rests on atom 0."""
-    import soundfile as sf
-
     centres = [300, 1500, 2500, 3500, 4500, 5500]
     W = narrowband_dictionary(centres)
     linear_proxy(tmp_path / "proxy.pt", W, {0: [(0, 3.0), (slice(1, None), 0.05)]})
     t = np.arange(3 * SAMPLE_RATE) / SAMPLE_RATE
     x = sum(0.1 * np.sin(2 * np.pi * f * t) for f in centres).astype(np.float32)
-    sf.write(tmp_path / "a.wav", x, SAMPLE_RATE)
-    T = (len(x) - 400) // 320 + 1
-    H = np.ones((T, len(centres)), np.float32)
-    targets = np.zeros((T, 4), np.int8)
-    targets[:, 0] = 1
-    targets[:, 3] = -1
-    with h5py.File(tmp_path / "inf.h5", "w") as f:
-        f.create_group("a").create_dataset("H", data=H.astype(np.float16))
-    with h5py.File(tmp_path / "spec.h5", "w") as f:
-        f.attrs["n_fft"], f.attrs["win_length"] = 512, 400
-        f.create_dataset("a", data=np.log1p(H @ W.T).astype(np.float16))
-    with h5py.File(tmp_path / "targets.h5", "w") as f:
-        f.create_dataset("a", data=targets)
-    pd.DataFrame({"uri": ["a"], "audio": [str(tmp_path / "a.wav")]}).to_csv(tmp_path / "manifest.tsv", sep="\t",
-                                                                           index=False)
-    return tmp_path
+    return one_file_split(W, x, active=[0])
 
 
 @pytest.mark.parametrize("domain", ["linear", "log"])

@@ -2,7 +2,6 @@
 
 import json
 
-import h5py
 import numpy as np
 import pandas as pd
 import pytest
@@ -59,7 +58,7 @@ def test_explanation_equal_to_the_stem_scores_best():
 
 
 @pytest.fixture
-def gt_files(tmp_path, linear_proxy, narrowband_dictionary):
+def gt_files(tmp_path, linear_proxy, narrowband_dictionary, one_file_split):
     """3 s: a 300 Hz tone (the speech stem) plus tones at 1.5-5.5 kHz (the noise stem); a spectrogram-input
     proxy with narrow-band atoms whose speech rests on atom 0 and noise on atoms 1-5; music has no weight."""
     centres = [300, 1500, 2500, 3500, 4500, 5500]
@@ -68,27 +67,11 @@ def gt_files(tmp_path, linear_proxy, narrowband_dictionary):
     t = np.arange(3 * SAMPLE_RATE) / SAMPLE_RATE
     speech = (0.1 * np.sin(2 * np.pi * 300 * t)).astype(np.float32)
     noise = sum(0.1 * np.sin(2 * np.pi * f * t) for f in centres[1:]).astype(np.float32)
-    sf.write(tmp_path / "a.wav", speech + noise, SAMPLE_RATE, subtype="FLOAT")
     stems = tmp_path / "stems" / "a"
     stems.mkdir(parents=True)
     for name, x in (("speech", speech), ("noise", noise), ("music", np.zeros_like(speech))):
         sf.write(stems / f"{name}.wav", x, SAMPLE_RATE, subtype="FLOAT")
-    T = (len(t) - 400) // 320 + 1
-    H = np.ones((T, len(centres)), np.float32)
-    targets = np.zeros((T, 4), np.int8)
-    targets[:, 0] = 1
-    targets[:, 1] = 1
-    targets[:, 3] = -1
-    with h5py.File(tmp_path / "inf.h5", "w") as f:
-        f.create_group("a").create_dataset("H", data=H.astype(np.float16))
-    with h5py.File(tmp_path / "spec.h5", "w") as f:
-        f.attrs["n_fft"], f.attrs["win_length"] = 512, 400
-        f.create_dataset("a", data=np.log1p(H @ W.T).astype(np.float16))
-    with h5py.File(tmp_path / "targets.h5", "w") as f:
-        f.create_dataset("a", data=targets)
-    pd.DataFrame({"uri": ["a"], "audio": [str(tmp_path / "a.wav")]}).to_csv(tmp_path / "manifest.tsv", sep="\t",
-                                                                           index=False)
-    return tmp_path
+    return one_file_split(W, speech + noise, active=[0, 1], subtype="FLOAT")
 
 
 def _items(d):

@@ -7,13 +7,7 @@ from proxyseg.nmf import beta_divergence, fit_activations, nmf_cost, normalise_c
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These matrices are tiny: one thread avoids thread start/sync overhead (large on a busy machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _data(F=40, T=120, seed=0):

@@ -81,6 +81,7 @@ __all__ = [
     "dictionary_parts",
     "negative_share",
     "explanation_mask",
+    "mask_gain",
     "masked_audio",
     "class_prototypes",
     "negative_prototypes",
@@ -276,14 +277,23 @@ def masked_audio(samples, mask, n_fft: int = 512, win_length: int = 400, domain:
     m = torch.as_tensor(_np(mask, "mask", 2), dtype=torch.float64)
     if tuple(m.shape) != tuple(spec.shape):
         raise ValueError(f"mask is {tuple(m.shape)} but the STFT of the samples is {tuple(spec.shape)}")
-    if domain == "log":
-        mag = spec.abs().double()
-        part = torch.sqrt(torch.expm1((m * torch.log1p(mag.square())).clamp_min(0.0)))  # |STFT| of M ⊙ X
-        gain = torch.where(mag > 0, part / torch.where(mag > 0, mag, 1.0), 0.0)
-    else:
-        gain = m
+    gain = mask_gain(spec.abs().double(), m, domain)
     y = istft(spec * gain.float(), length=x.shape[0], n_fft=n_fft, win_length=win_length)
     return y.numpy().astype(np.float32)
+
+
+def mask_gain(magnitude, mask, domain: str = "linear"):
+    """Per-bin magnitude gain (torch, float64) that keeps the fraction ``mask`` of each bin: of its
+    magnitude (``"linear"``: the mask itself) or of its log-power ``X = log(1 + |S|²)`` (``"log"``:
+    ``sqrt(exp(M X) - 1) / |S|``, 0 where ``|S| = 0``). ``magnitude`` and ``mask``: tensors of one shape."""
+    import torch
+
+    if domain not in MASK_DOMAINS:
+        raise ValueError(f"mask domain must be one of {MASK_DOMAINS}, got {domain!r}")
+    if domain == "linear":
+        return mask
+    part = torch.sqrt(torch.expm1((mask * torch.log1p(magnitude.square())).clamp_min(0.0)))  # |STFT| of M ⊙ X
+    return torch.where(magnitude > 0, part / torch.where(magnitude > 0, magnitude, 1.0), 0.0)
 
 
 # --------------------------------------------------------------------------------------------- prototypes

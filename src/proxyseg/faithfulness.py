@@ -222,21 +222,11 @@ def faithfulness_rows(checkpoint, items, settings: dict | None = None, seed: int
     return pd.DataFrame(rows)
 
 
-def _gain(spec: torch.Tensor, keep: np.ndarray, domain: str) -> np.ndarray:
-    """Per-bin magnitude gain that keeps the fraction ``keep`` of the segment: of its magnitude
-    (``linear``) or of its log-power ``log(1 + |S|²)`` (``log``, L2I's; as ``explain.masked_audio``)."""
-    if domain == "linear":
-        return keep
-    mag = spec.abs().double().numpy()
-    part = np.sqrt(np.expm1(np.clip(keep * np.log1p(np.square(mag)), 0.0, None)))
-    return np.divide(part, mag, out=np.zeros_like(part), where=mag > 0)
-
-
 def _teacher_level(judge: TeacherJudge, x: np.ndarray, W: np.ndarray, H: np.ndarray, sets, c: int,
                    n_fft: int, win_length: int, domain: str = "linear") -> dict:
     """Resynthesise the segment without each component set's part and ask the teacher again; also the
     explanation alone (relevant part kept) for L-MAC's AD and AI. ``domain``: what the mask takes a
-    fraction of (:func:`_gain`)."""
+    fraction of (:func:`proxyseg.explain.mask_gain`)."""
     spec = stft(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), n_fft=n_fft, win_length=win_length)
     if spec.shape[0] != W.shape[0]:
         raise ValueError(f"the spectrogram settings (n_fft {n_fft}) give {spec.shape[0]} bins but the proxy's "
@@ -246,7 +236,8 @@ def _teacher_level(judge: TeacherJudge, x: np.ndarray, W: np.ndarray, H: np.ndar
     kinds = [kind for kind, comp_sets in sets.items() for _ in comp_sets]
     masks = [ex.explanation_mask(W, H, comps) for comp_sets in sets.values() for comps in comp_sets]
     keep = [np.ones_like(masks[0])] + [1.0 - m for m in masks] + [masks[kinds.index("relevant")]]
-    gains = torch.from_numpy(np.stack([_gain(spec, k, domain) for k in keep]).astype(np.float32))
+    mag = spec.abs().double()
+    gains = torch.stack([ex.mask_gain(mag, torch.from_numpy(k), domain) for k in keep]).float()
     length = HOP * (T - 1) + WIN if T else 0
     wavs = istft(spec[None] * gains, length=length, n_fft=n_fft, win_length=win_length).numpy()
     p = judge.probs(wavs)[:, c, :].mean(axis=1)

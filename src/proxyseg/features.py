@@ -252,7 +252,6 @@ def load_wavlm(model: str, revision: str | None = None, normalize="auto"):
     return net
 
 
-
 @dataclass
 class ChunkPlan:
     """Frames ``[keep_start, keep_end)`` of the file come from the chunk whose samples start at frame ``ctx_start``."""

@@ -42,13 +42,12 @@ import soundfile as sf
 
 from . import explain as ex
 from .errors import InputError
+from .faithfulness import ACTIVE
 from .frames import CLASSES, FRAME_RATE, HOP, SAMPLE_RATE, WIN
 from .io.audio import load_audio
 
 log = logging.getLogger("proxyseg.groundtruth")
 
-#: A component counts as active in a segment when its mean activation exceeds this (as in faithfulness).
-ACTIVE = 1e-3
 
 #: Classes that have a source stem (overlap does not).
 STEM_CLASSES = ("speech", "noise", "music")
@@ -323,7 +322,6 @@ def write_groundtruth(checkpoint, items, out_tsv, settings: dict | None = None, 
                       system: str = "") -> pd.DataFrame:
     """:func:`groundtruth_rows` written to ``out_tsv`` (atomically) with its provenance beside it
     (``<out_tsv without .tsv>.provenance.json``: settings as used, inputs, seed, versions, rows, seconds)."""
-    import json
     import time
 
     from .atomic import atomic_open
@@ -339,7 +337,6 @@ def write_groundtruth(checkpoint, items, out_tsv, settings: dict | None = None, 
                              items=[[str(v) for v in item] for item in items],
                              settings=_check_settings(settings), seed=int(seed), rows=len(rows), scored=scored,
                              seconds=round(seconds, 2))
-    json.loads(record)
     with atomic_open(provenance_path(out_tsv)) as f:
         f.write(record + "\n")
     log.info("%s: %d segments (%d scored) in %.1f s", system or checkpoint, len(rows), scored, seconds)
