@@ -1,4 +1,7 @@
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -98,3 +101,39 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+#: the demo configuration, shrunk to a run of a few minutes (the config.yaml sections it overrides)
+SMALL = {
+    "demo": {"radio": {"files": {"train": 2, "dev": 1, "test": 1}, "duration": 6.0},
+             "meeting": {"files": {"train": 2, "dev": 1, "test": 1}, "duration": 6.0}},
+    "features": {"chunk_seconds": 3.0, "overlap_seconds": 1.0,
+                 "demo_pretrain": {"steps": 2, "batch_size": 2, "crop_seconds": 1.0}},
+    "teacher": {"max_epochs": 2, "batch_size": 4, "crop_seconds": 2.0, "repeats": 1, "steps_per_epoch": 2},
+    "nmf": {"components": 8, "iterations": 5, "segments": {"speech": 4, "music": 4, "noise": 4, "overlap": 0}},
+    "proxy_defaults": {"max_epochs": 1, "steps_per_epoch": 2, "batch_size": 4, "crop_seconds": 2.0, "repeats": 1},
+    "explain": {"splits": ["test"], "prototype_segments": 3, "local_per_class": 1, "segment_seconds": 1.0},
+    "faithfulness": {"max_segments": 5, "draws": 2, "segment_seconds": 1.0},
+    "saliency": {"segments": 2, "segment_seconds": 1.0},
+}
+
+
+
+@pytest.fixture(scope="session")
+def small_run(tmp_path_factory):
+    """The demo workflow with SMALL, run once per session (tests/test_workflow.py, tests/test_crash.py)."""
+    import yaml
+
+    workdir = tmp_path_factory.mktemp("workflow")
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    for key, value in SMALL.items():
+        config.setdefault(key, {}).update(value)
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    run = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory",
+                          str(workdir), "--configfile", str(workdir / "config.yaml"), "--cores", "2"],
+                         capture_output=True, text=True, env=env, timeout=900)
+    assert run.returncode == 0, run.stderr[-4000:]
+    return workdir

@@ -86,10 +86,10 @@ def test_aragon_rejects_malformed_layout(aragon, tmp_path):
 
 
 def test_aragon_listed_file_without_audio(aragon, tmp_path):
-    (tmp_path / "AragonRadio/lists/train.lst").write_text("prog1\nghost\n")
+    (tmp_path / "AragonRadio/lists/train.lst").write_text("prog1\nprog2\nghost\n")
     with pytest.raises(InputError, match="ghost is listed but its audio") as err:
         harmonise("aragon", "train", aragon, tmp_path / "out")
-    assert err.value.path.endswith("lists/train.lst") and err.value.line == 2
+    assert err.value.path.endswith("lists/train.lst") and err.value.line == 3
 
 
 # ------------------------------------------------------------------------------------------- DIHARD III
@@ -198,6 +198,14 @@ def test_dihard_table_errors_name_the_line(dihard, tmp_path):
     with pytest.raises(InputError, match="in_core must be True or False") as err:
         resolve_split("dihard3", dihard, "dev")
     assert err.value.line == 2
+
+
+def test_dihard_table_duplicate_names_both_lines(dihard, tmp_path):
+    table = tmp_path / "LDC2020E12/docs/recordings.tbl"
+    table.write_text(table.read_text() + "DH_DEV_0001\tTrue\tEnglish\tmeeting\tsrc\t5.0\t5.0\t2\t1\n")
+    with pytest.raises(InputError, match=r"URI 'DH_DEV_0001' is on lines 2 and 5") as err:
+        resolve_split("dihard3", dihard, "dev")
+    assert err.value.path == str(table) and err.value.line == 5
 
 
 # ------------------------------------------------------------------------------------------- generic

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 
 import h5py
 import numpy as np
@@ -15,7 +16,9 @@ from proxyseg.proxy.data import INPUTS, ProxyDevCrops, ProxyTrainCrops, scan_pro
 from proxyseg.proxy.infer import SPARSITY_THRESHOLD, infer_proxy, teacher_probs
 from proxyseg.proxy.loss import KD_DIRECTIONS, binary_kl, distillation_loss
 from proxyseg.proxy.model import Proxy, load_proxy
+from proxyseg.proxy import train as proxy_train
 from proxyseg.proxy.train import CURVE_COLUMNS, proxy_settings, train_proxy
+from proxyseg.segmenter.export import export_model
 
 D, F, K = 16, 17, 8
 
@@ -391,6 +394,73 @@ def test_training_rejects_wrong_dictionary_size(tmp_path, pairs):
     np.savez(bad, W=np.ones((F + 3, K), dtype=np.float32))
     with pytest.raises(InputError, match="frequency bins"):
         train_proxy(train, dev, bad, tmp_path / "out", SMALL, seed=0)
+
+
+def test_interrupted_training_leaves_no_output(tmp_path, pairs, monkeypatch):
+    """A job killed after an improving epoch leaves no model.pt that looks finished, no curve, no temporary."""
+    train, dev, npz = pairs
+    evaluate, calls = proxy_train.evaluate, []
+
+    def dies_at_epoch_2(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(proxy_train, "evaluate", dies_at_epoch_2)
+    out = tmp_path / "killed"
+    with pytest.raises(KeyboardInterrupt):
+        train_proxy(train, dev, npz, out, {**SMALL, "max_epochs": 3}, seed=0)
+    assert len(calls) == 2
+    assert not out.exists() or list(out.iterdir()) == []
+
+
+def _strings(value):
+    """Every string in a checkpoint (dict keys and values, lists, tuples), recursively."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _strings(k)
+            yield from _strings(v)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            yield from _strings(v)
+
+
+def test_identical_runs_give_identical_checkpoint_and_export_bytes(tmp_path, monkeypatch):
+    """The same data, settings and seed in another folder give the same model.pt and exported model folder:
+    paths are stored relative to the working directory, time and host only beside them."""
+    outs = []
+    for run in ("a", "b"):
+        folder = tmp_path / run
+        folder.mkdir()
+        monkeypatch.chdir(folder)
+        train = _write_pair(folder, "tr", [300, 240], seed=1)  # absolute paths, under the working directory
+        dev = _write_pair(folder, "dv", [200], seed=2)
+        npz = _write_npz(folder)
+        settings = {**SMALL, "max_epochs": 2, "input": "spectrogram", "dictionary": "learned"}
+        train_proxy([train], [dev], npz, folder / "out", settings, seed=5)
+        export_model(folder / "out" / "model.pt", None, npz, None, dev[1], "", folder / "export")
+        outs.append(folder)
+    a, b = outs
+    data = (a / "out" / "model.pt").read_bytes()
+    assert data == (b / "out" / "model.pt").read_bytes()
+    for name in ("settings.json", "proxy.pt", "dictionary.npz"):
+        assert (a / "export" / name).read_bytes() == (b / "export" / name).read_bytes(), name
+    ckpt = torch.load(a / "out" / "model.pt", weights_only=False)
+    for text in (data, (a / "export" / "settings.json").read_bytes(), (a / "out" / "train.json").read_bytes()):
+        assert str(tmp_path).encode() not in text
+    assert not [s for s in _strings(ckpt) if os.path.isabs(s)]
+    assert not {"created", "host"} & set(ckpt["provenance"])
+    assert ckpt["hparams"]["dictionary_npz"] == "dictionary.npz"
+    assert ckpt["provenance"]["settings"]["dictionary"] == "dictionary.npz"
+    exported = json.loads((a / "export" / "settings.json").read_text())
+    assert not {"created", "host"} & set(exported["provenance"])
+    assert exported["provenance"]["settings"]["proxy"] == os.path.join("out", "model.pt")
+    for record in (json.loads((a / "out" / "train.json").read_text())["provenance"],
+                   json.loads((a / "export" / "provenance.json").read_text())):
+        assert record["created"] and "host" in record
 
 
 # ----------------------------------------------------------------------------------------- inference

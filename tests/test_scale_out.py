@@ -22,7 +22,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
 from slurm.cluster import LocalSlurm, SlurmUnavailable, install, job_gpus, submitted_jobs  # noqa: E402
-from test_workflow import SMALL  # noqa: E402
+from conftest import SMALL  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 PROFILE = REPO / "tests" / "slurm" / "profile"

@@ -109,9 +109,11 @@ def test_parse_thresholds_and_collect(tmp_path):
     _write_tone(tmp_path / "d" / "e" / "two.flac", 1.0, 16000)
     (tmp_path / "d" / "notes.txt").write_text("not audio")
     assert [u for u, _ in collect_audio([tmp_path / "d"])] == ["one", "two"]
+    # a second "one" gets a URI of its own (tests/test_segment_input.py has more)
     _write_tone(tmp_path / "d" / "e" / "one.wav", 1.0, 16000)
-    with pytest.raises(InputError, match="same name"):
-        collect_audio([tmp_path / "d"])
+    assert collect_audio([tmp_path / "d"]) == [("one", tmp_path / "d" / "e" / "one.wav"),
+                                               ("one_2", tmp_path / "d" / "one.wav"),
+                                               ("two", tmp_path / "d" / "e" / "two.flac")]
     with pytest.raises(InputError):
         collect_audio([tmp_path / "missing.wav"])
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 
 import h5py
 import numpy as np
@@ -12,10 +13,12 @@ import torch
 import torch.nn.functional as F
 
 from proxyseg.errors import InputError
+from proxyseg.provenance import portable_path
 from proxyseg.tcn import TCN, GlobalLayerNorm, TemporalBlock, count_parameters
 from proxyseg.teacher.data import DevCrops, TrainCrops, scan_pairs
 from proxyseg.teacher.dump import dump_teacher, sliding_window_average, window_starts
 from proxyseg.teacher.model import LayerFusion, Teacher, load_teacher
+from proxyseg.teacher import train as teacher_train
 from proxyseg.teacher.train import masked_bce, masked_bce_sum, train_teacher
 
 L, D = 2, 16
@@ -347,6 +350,73 @@ def test_weight_averaging_learns_and_saves_the_averaged_weights(trained, tmp_pat
     assert not model.training
     with pytest.raises(InputError, match="invalid teacher settings"):
         train_teacher([train_pair], [dev_pair], tmp_path / "bad", {**SMALL, "ema": 1.0}, seed=7)
+
+
+def test_interrupted_training_leaves_no_output(trained, tmp_path, monkeypatch):
+    """A job killed after an improving epoch leaves no model.pt that looks finished, no curve, no temporary."""
+    _, train_pair, dev_pair, _, _ = trained
+    evaluate, calls = teacher_train.evaluate, []
+
+    def dies_at_epoch_2(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(teacher_train, "evaluate", dies_at_epoch_2)
+    out = tmp_path / "killed"
+    with pytest.raises(KeyboardInterrupt):
+        train_teacher([train_pair], [dev_pair], out, {**SMALL, "max_epochs": 3}, seed=7)
+    assert len(calls) == 2
+    assert not out.exists() or list(out.iterdir()) == []
+
+
+def _strings(value):
+    """Every string in a checkpoint (dict keys and values, lists, tuples), recursively."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _strings(k)
+            yield from _strings(v)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            yield from _strings(v)
+
+
+def test_identical_runs_give_identical_checkpoint_bytes(tmp_path, monkeypatch):
+    """The same data, settings and seed in another folder (and at another time) give the same model.pt:
+    paths are stored relative to the working directory, time and host only in train.json."""
+    outs = []
+    for run in ("a", "b"):
+        folder = tmp_path / run
+        folder.mkdir()
+        monkeypatch.chdir(folder)
+        train_pair = _write_pair(folder, "tr", [300], seed=10)  # absolute paths, under the working directory
+        dev_pair = _write_pair(folder, "dv", [120], seed=11)
+        train_teacher([train_pair], [dev_pair], folder / "out", {**SMALL, "max_epochs": 2}, seed=3)
+        outs.append(folder / "out")
+    data = (outs[0] / "model.pt").read_bytes()
+    assert data == (outs[1] / "model.pt").read_bytes()
+    assert str(tmp_path).encode() not in data
+    ckpt = torch.load(outs[0] / "model.pt", weights_only=True)
+    assert not [s for s in _strings(ckpt) if os.path.isabs(s) or str(tmp_path) in s]
+    assert not {"created", "host"} & set(ckpt["provenance"])
+    assert ckpt["provenance"]["settings"]["train"] == [["tr_features.h5", "tr_targets.h5"]]
+    info = json.loads((outs[0] / "train.json").read_text())
+    assert info["provenance"]["created"] and "host" in info["provenance"]
+    assert info["provenance"]["settings"]["dev"] == [["dv_features.h5", "dv_targets.h5"]]
+    assert str(tmp_path) not in (outs[0] / "train.json").read_text()
+
+
+def test_portable_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert portable_path(tmp_path / "results" / "a.h5") == os.path.join("results", "a.h5")
+    assert portable_path("results/./a.h5") == os.path.join("results", "a.h5")
+    assert portable_path(tmp_path) == "."
+    outside = tmp_path.parent / "corpus" / "b.wav"
+    assert portable_path(outside) == str(outside)  # no better name for it: kept
+    assert portable_path("microsoft/wavlm-large") == "microsoft/wavlm-large"
 
 
 # ------------------------------------------------------------------------------------------- (4) dump

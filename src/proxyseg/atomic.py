@@ -1,9 +1,19 @@
-"""Write-then-rename helpers: a killed job never leaves a file that looks complete."""
+"""Write-then-rename helpers: a killed job never leaves a file that looks complete.
+
+An output is written under a hidden temporary name beside it (``.NAME.tmp-<pid>``, or ``.NAME.tmp-XXXXXXXX``
+for a folder) and renamed onto ``NAME`` when the block succeeds. On an exception, ``KeyboardInterrupt`` or
+SIGTERM (``proxyseg`` turns it into ``SystemExit(143)``, :func:`proxyseg.cli.main`) the temporary is
+removed. A ``kill -9`` leaves it behind: the next job that writes ``NAME`` removes it first.
+
+That assumes one job writes one output at a time, as under Snakemake (which never runs two jobs with the
+same output): a second writer of the same ``NAME`` at the same time would lose its temporary.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -14,20 +24,36 @@ def _tmp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")
 
 
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def remove_stale_temporaries(path: Path) -> None:
+    """Remove what killed writers of ``path`` left: ``.NAME.tmp-<pid or mkdtemp suffix>`` beside it (only
+    those of this very output: ``.NAME.tmp-1.tmp-2``, the temporary of ``NAME.tmp-1``, stays)."""
+    prefix = f".{path.name}.tmp-"
+    stale = re.compile(re.escape(prefix) + r"\w+")
+    with contextlib.suppress(FileNotFoundError), os.scandir(path.parent) as entries:
+        for entry in entries:  # scandir and startswith first: cheap in a folder of many outputs
+            if entry.name.startswith(prefix) and stale.fullmatch(entry.name):
+                _remove(Path(entry.path))
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
     tmp = _tmp_name(path)
     try:
         yield tmp
         os.replace(tmp, path)
     except BaseException:
-        if tmp.is_dir():
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            tmp.unlink(missing_ok=True)
+        _remove(tmp)
         raise
 
 
@@ -44,6 +70,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Build a directory under a temporary name; replace ``path`` with it when the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
     try:
         yield tmp

@@ -547,11 +547,24 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
+    import signal
+    import threading
+
+    def terminate(signum, frame):
+        """Slurm and Snakemake cancel a job with SIGTERM: leave through the ``except BaseException``
+        cleanups (temporary files, :mod:`proxyseg.atomic`) instead of dying on the spot; status 143."""
+        raise SystemExit(128 + signum)
+
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, terminate) if main_thread else None
     try:
         args.func(args)
     except InputError as exc:
         print(f"proxyseg: error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        if previous is not None:  # main() called in-process (tests): put the caller's handler back
+            signal.signal(signal.SIGTERM, previous)
     return 0
 
 

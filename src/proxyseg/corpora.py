@@ -15,17 +15,22 @@ imports it.
 from __future__ import annotations
 
 import glob
+import logging
 import math
 import os
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import InputError
-from .io.rttm import read_list, read_rttm, read_uem
+from .io.rttm import read_list_lines, read_rttm, read_text, read_uem_lines, text_lines
+
+log = logging.getLogger(__name__)
 
 CLASS_NAMES = ("speech", "noise", "music", "overlap")  # == frames.CLASSES (not imported: keeps numpy out)
 LABEL_KINDS = ("classes", "speakers")
+UNLISTED = ("error", "warn")  # what an RTTM URI in no split of the corpus is
 
 #: adapter name -> (label kind or None when chosen in config, one-line description of the layout)
 ADAPTERS = {
@@ -77,7 +82,8 @@ class SplitSource:
     rttm: list[Path]                         # files to read; each may hold several URIs
     uem: list[Path] | None                   # None: whole files are scored
     domains: dict[str, str] | None = None
-    origin: dict[str, tuple[Path, int | None]] = field(default_factory=dict)  # uri -> where it was listed
+    #: uri -> where it was listed, for every URI the split's index names (also those `portion` leaves out)
+    origin: dict[str, tuple[Path, int | None]] = field(default_factory=dict)
     inputs: list[Path] = field(default_factory=list)  # every index/annotation file read
     rttm_owner: dict[Path, str] = field(default_factory=dict)  # one-RTTM-per-recording layouts: file -> URI
 
@@ -135,8 +141,7 @@ def read_table(path: Path, need: tuple[str, ...], what: str) -> list[dict[str, s
     if not path.is_file():
         raise InputError(path, f"{what} not found")
     rows: list[dict[str, str]] = []
-    with open(path, encoding="utf-8", newline="") as handle:
-        lines = [(n, raw.rstrip("\r\n")) for n, raw in enumerate(handle, start=1)]
+    lines = [(n, raw.rstrip("\r\n")) for n, raw in text_lines(path, what)]
     lines = [(n, text) for n, text in lines if text.strip() and not text.lstrip().startswith("#")]
     if not lines:
         raise InputError(path, f"{what} is empty; expected a header line naming the columns {list(need)}")
@@ -157,7 +162,33 @@ def read_table(path: Path, need: tuple[str, ...], what: str) -> list[dict[str, s
 
 def read_domains(path: Path) -> dict[str, str]:
     """URI -> domain from a table with ``uri`` and ``domain`` columns (header line first)."""
-    return {r["uri"]: r["domain"] for r in read_table(path, ("uri", "domain"), "domain table")}
+    rows = read_table(path, ("uri", "domain"), "domain table")
+    _no_duplicates(path, [(r["uri"], int(r["_line"])) for r in rows])
+    return {r["uri"]: r["domain"] for r in rows}
+
+
+def _no_duplicates(path: Path, uris: list[tuple[str, int]]) -> None:
+    """A URI given twice would be harmonised twice (or take the last of two values): name both lines."""
+    first: dict[str, int] = {}
+    for uri, line in uris:
+        if uri in first:
+            raise InputError(path, f"URI {uri!r} is on lines {first[uri]} and {line}; each file must appear once",
+                             line=line)
+        first[uri] = line
+
+
+def uri_problem(uri: str) -> str | None:
+    """Why ``uri`` cannot name output files (``probs/<uri>.h5``, HDF5 datasets, ...), or None if it can."""
+    for sep in ("/", "\\"):
+        if sep in uri:
+            return f"contains '{sep}' (a path, not a file name)"
+    if uri.startswith("."):
+        return "starts with '.' (a hidden file, or a parent folder '..')"
+    if any(c.isspace() for c in uri):
+        return "contains whitespace"
+    if any(unicodedata.category(c) in ("Cc", "Cf") for c in uri):
+        return "contains a control character"
+    return None
 
 
 def _select_portion(corpus, split, uris: list[str], domains: dict[str, str] | None, portion) -> list[str]:
@@ -212,22 +243,20 @@ def _label_map(corpus, spec: dict, labels: str, default: dict[str, str]) -> dict
 
 def _uris_from(corpus, split, base, split_spec, rttm_value, uem_value, audio_value):
     """The split's URIs and where each was listed: list file, else UEM, else RTTM, else the audio folder."""
-    origin: dict[str, tuple[Path, int | None]] = {}
     if split_spec.get("list"):
         path = _path(base, _check_template(corpus, split, "list", split_spec["list"]).format(split=split))
-        uris = read_list(path)
-        if not uris:
+        lines = read_list_lines(path)
+        if not lines:
             raise InputError(path, "list file names no URI; a split needs at least one file")
-        lines = _list_lines(path)
-        return uris, {u: (path, lines.get(u)) for u in uris}, [path]
+        return list(lines), {u: (path, n) for u, n in lines.items()}, [path]
     if uem_value and not _is_template(uem_value):
         path = _path(base, uem_value)
-        uris = list(read_uem(path))
-        return uris, {u: (path, None) for u in uris}, []
+        regions = read_uem_lines(path)
+        return list(regions), {u: (path, spans[0][2]) for u, spans in regions.items()}, []
     if rttm_value and not _is_template(rttm_value):
         path = _path(base, rttm_value)
-        uris = list(read_rttm(path))
-        return uris, {u: (path, None) for u in uris}, []
+        segments = read_rttm(path)
+        return list(segments), {u: (path, segs[0].line) for u, segs in segments.items()}, []
     pattern = str(_path(base, audio_value))
     regex = re.compile("^" + re.escape(pattern).replace(re.escape("{uri}"), "(?P<uri>[^/]+)") + "$")
     found = sorted(m.group("uri") for p in glob.glob(pattern.replace("{uri}", "*"))
@@ -235,16 +264,6 @@ def _uris_from(corpus, split, base, split_spec, rttm_value, uem_value, audio_val
     if not found:
         raise _err(corpus, split, f"no `list` given and no audio file matches {pattern}")
     return found, {u: (Path(pattern.replace("{uri}", u)), None) for u in found}, []
-
-
-def _list_lines(path: Path) -> dict[str, int]:
-    lines = {}
-    with open(path, encoding="utf-8") as handle:
-        for n, raw in enumerate(handle, start=1):
-            text = raw.split("#", 1)[0].strip()
-            if text:
-                lines.setdefault(text, n)
-    return lines
 
 
 # ----------------------------------------------------------------------------------------------- adapters
@@ -331,6 +350,7 @@ def _dihard(corpus, split, spec) -> SplitSource:
                 raise InputError(table_path, f"in_core must be True or False, got {r['in_core']!r}",
                                  line=int(r["_line"]))
         rows = [r for r in rows if r["in_core"] == "True"]
+    _no_duplicates(table_path, [(r["uri"], int(r["_line"])) for r in rows])
     rows.sort(key=lambda r: r["uri"])
     domains = {r["uri"]: r["domain"] for r in rows}
     origin = {r["uri"]: (table_path, int(r["_line"])) for r in rows}
@@ -338,13 +358,12 @@ def _dihard(corpus, split, spec) -> SplitSource:
     inputs = [table_path]
     if split_spec.get("list"):
         list_path = _path(root, split_spec["list"])
-        listed = read_list(list_path)
-        lines = _list_lines(list_path)
-        unknown = [u for u in listed if u not in domains]
+        lines = read_list_lines(list_path)
+        unknown = [u for u in lines if u not in domains]
         if unknown:
             raise InputError(list_path, f"{unknown[0]} is not a {partition}-partition recording of {table_path}",
-                             line=lines.get(unknown[0]))
-        uris = listed
+                             line=lines[unknown[0]])
+        uris = list(lines)
         inputs.append(list_path)
     uris = _select_portion(corpus, split, uris, domains, split_spec.get("portion"))
     if not uris:
@@ -387,7 +406,7 @@ def _pyannote(corpus, split, spec) -> SplitSource:
         raise _err(corpus, split, "database.yml not found; it should define Databases (audio templates with "
                                   "{uri}) and Protocols (subsets with uri/annotation/annotated files)", path=yml)
     try:
-        db = yaml.safe_load(yml.read_text(encoding="utf-8")) or {}
+        db = yaml.safe_load(read_text(yml, "database.yml")) or {}
     except yaml.YAMLError as exc:
         line = getattr(getattr(exc, "problem_mark", None), "line", None)
         raise InputError(yml, f"not valid YAML ({exc})", line=None if line is None else line + 1) from None
@@ -429,8 +448,8 @@ def _pyannote(corpus, split, spec) -> SplitSource:
     label_map = _label_map(corpus, spec, labels, {c: c for c in entry.get("classes", CLASS_NAMES)
                                                   if c in CLASS_NAMES} if labels == "classes" else {})
     list_path = _path(base, files["uri"])
-    uris = read_list(list_path)
-    lines = _list_lines(list_path)
+    lines = read_list_lines(list_path)
+    uris = list(lines)
     domains = None
     inputs = [yml, list_path]
     if files.get("domain"):
@@ -452,22 +471,23 @@ def _pyannote(corpus, split, spec) -> SplitSource:
         corpus=corpus, split=split, adapter="pyannote", labels=labels, label_map=label_map,
         annotated=_annotated(corpus, spec, labels, label_map), uris=uris, audio=audio_paths, rttm=rttm, uem=uem,
         domains={u: domains[u] for u in uris} if domains is not None else None,
-        origin={u: (list_path, lines.get(u)) for u in uris}, inputs=inputs + rttm + (uem or []))
+        origin={u: (list_path, n) for u, n in lines.items()}, inputs=inputs + rttm + (uem or []))
 
 
 def _read_mapping(path: Path) -> dict[str, str]:
     """pyannote.database ``.map`` file: ``uri value`` per line."""
     if not path.is_file():
         raise InputError(path, "mapping file not found (expected `uri value` per line)")
-    out = {}
-    with open(path, encoding="utf-8") as handle:
-        for n, raw in enumerate(handle, start=1):
-            fields = raw.split()
-            if not fields:
-                continue
-            if len(fields) != 2:
-                raise InputError(path, f"expected `uri value`, got {raw.strip()!r}", line=n)
-            out[fields[0]] = fields[1]
+    out, lines = {}, []
+    for n, raw in text_lines(path, "mapping file"):
+        fields = raw.split()
+        if not fields:
+            continue
+        if len(fields) != 2:
+            raise InputError(path, f"expected `uri value`, got {raw.strip()!r}", line=n)
+        out[fields[0]] = fields[1]
+        lines.append((fields[0], n))
+    _no_duplicates(path, lines)
     return out
 
 
@@ -488,7 +508,17 @@ def resolve_split(corpus: str, spec: dict, split: str) -> SplitSource:
         raise _err(corpus, None, f"no split {split!r} in config (has {sorted(splits)})")
     if splits[split] is not None and not isinstance(splits[split], dict):
         raise _err(corpus, split, "a split must be a mapping (list, rttm, uem, root, portion, subset)")
-    return _RESOLVERS[adapter](corpus, split, spec)
+    if (spec.get("unlisted") or "error") not in UNLISTED:
+        raise _err(corpus, None, f"`unlisted` must be error or warn, got {spec['unlisted']!r}")
+    source = _RESOLVERS[adapter](corpus, split, spec)
+    for uri in source.uris:
+        problem = uri_problem(uri)
+        if problem:
+            path, line = source.where(uri)
+            raise InputError(path, f"URI {uri!r} {problem}, but URIs name output files and HDF5 datasets: "
+                                   f"rename the audio file {source.audio[uri]} to a plain name, and the URI "
+                                   "here and in the RTTM/UEM", line=line)
+    return source
 
 
 def check_corpus(corpus: str, spec: dict) -> dict[str, SplitSource]:
@@ -506,8 +536,12 @@ def check_corpus(corpus: str, spec: dict) -> dict[str, SplitSource]:
     return out
 
 
-def read_segments(source: SplitSource) -> tuple[dict[str, list], dict[str, Path]]:
-    """Segments per URI from the split's RTTM files, and the file each URI's segments came from."""
+def read_segments(source: SplitSource, spec: dict | None = None) -> tuple[dict[str, list], dict[str, Path]]:
+    """Segments per URI from the split's RTTM files, and the file each URI's segments came from.
+
+    Checks the RTTM's URIs against the split's (see :func:`_check_segment_uris`); ``spec``, the corpus's
+    entry of the config, gives the other splits, which may share the RTTM.
+    """
     out: dict[str, list] = {}
     where: dict[str, Path] = {}
     for path in source.rttm:
@@ -518,17 +552,65 @@ def read_segments(source: SplitSource) -> tuple[dict[str, list], dict[str, Path]
                                  line=segments[0].line)
             out.setdefault(uri, []).extend(segments)
             where[uri] = path
+    _check_segment_uris(source, spec or {}, out, where)
     return out, where
 
 
-def read_regions(source: SplitSource) -> tuple[dict[str, list[tuple[float, float]]], Path] | tuple[None, None]:
-    """Scored regions per URI from the split's UEM files, and the file to name in errors; (None, None) if none."""
+def _check_segment_uris(source: SplitSource, spec: dict, segments: dict[str, list], where: dict[str, Path]):
+    """An RTTM URI that no split lists, or a listed file without segments, is most likely a typo.
+
+    Ignored, such a URI would leave its file labelled "no event" on every frame (negative, not unknown).
+    Hence: a URI listed only in another spelling is an error; one in no split of the corpus is an error
+    (a warning with ``unlisted: warn``); a listed file without any segment is a warning.
+    """
+    stray = [u for u in segments if u not in source.origin]
+    others: dict[str, tuple[Path, int | None]] = {}
+    for name in (spec.get("splits") or {}) if stray else ():
+        if name != source.split:
+            others.update(resolve_split(source.corpus, spec, name).origin)
+    known = {**others, **source.origin}
+    folded = {u.casefold(): u for u in [*others, *source.origin]}  # this split's spelling wins
+    unlisted = []
+    for uri in stray:
+        if uri in others:
+            continue
+        listed = folded.get(uri.casefold())
+        if listed is not None:
+            path, line = known[listed]
+            raise InputError(where[uri], f"URI {uri!r} is listed as {listed!r} ({path}{f':{line}' if line else ''})"
+                                         "; URIs are case-sensitive: fix the spelling", line=segments[uri][0].line)
+        unlisted.append(uri)
+    if unlisted:
+        first = unlisted[0]
+        more = f" (nor are {unlisted[1:11]}{' ...' if len(unlisted) > 11 else ''})" if len(unlisted) > 1 else ""
+        message = (f"URI {first!r} is in no split of corpus {source.corpus!r}{more}, so its segments are "
+                   "ignored; fix the URI, list the file in a split, or set `unlisted: warn` for the corpus")
+        if (spec.get("unlisted") or "error") == "error":
+            raise InputError(where[first], message, line=segments[first][0].line)
+        log.warning("%s:%s: %s", where[first], segments[first][0].line, message)
+    empty = [u for u in source.uris if u not in segments]
+    if empty:
+        files = sorted({str(p) for p, u in source.rttm_owner.items() if u in empty}) or list(map(str, source.rttm))
+        log.warning("corpus %r, split %r: no segment for %d listed file(s) %s%s in %s; they are labelled without "
+                    "any of the classes %s on every frame (check the URIs' spelling if they have some)",
+                    source.corpus, source.split, len(empty), empty[:10], " ..." if len(empty) > 10 else "",
+                    ", ".join(files[:3]) + (" ..." if len(files) > 3 else ""), sorted(source.annotated))
+
+
+Region = tuple[float, float, Path, int]  # start, end, the UEM file and line that give it
+
+
+def read_regions(source: SplitSource) -> tuple[dict[str, list[Region]], Path] | tuple[None, None]:
+    """Scored regions per URI from the split's UEM files, and the file to name in errors; (None, None) if none.
+
+    Each region keeps its file and line: whether it fits the audio is only known once harmonise reads it.
+    """
     if not source.uem:
         return None, None
-    regions: dict[str, list[tuple[float, float]]] = {}
+    regions: dict[str, list[Region]] = {}
     for path in source.uem:
-        for uri, spans in read_uem(path).items():
-            regions.setdefault(uri, []).extend(spans)
+        for uri, spans in read_uem_lines(path).items():
+            regions.setdefault(uri, []).extend((start, end, path, line) for start, end, line in spans)
     return regions, source.uem[0] if len(source.uem) == 1 else Path(os.path.commonpath(source.uem))
 
 
@@ -538,4 +620,4 @@ def describe() -> str:
 
 
 __all__ = ["ADAPTERS", "ALIASES", "SplitSource", "check_corpus", "read_domains", "read_regions", "read_segments",
-           "read_table", "resolve_split", "describe", "csv"]
+           "read_table", "resolve_split", "describe", "uri_problem"]

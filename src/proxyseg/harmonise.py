@@ -151,7 +151,7 @@ def harmonise(corpus: str, split: str, spec: dict, out_dir: str | os.PathLike) -
     out_dir = Path(out_dir)
     source = resolve_split(corpus, spec, split)
     annotated = source.annotated
-    segments, rttm_of = read_segments(source)
+    segments, rttm_of = read_segments(source, spec)
     uem, uem_path = read_regions(source)
 
     manifest, references, regions, targets = [], [], {}, {}
@@ -163,13 +163,23 @@ def harmonise(corpus: str, split: str, spec: dict, out_dir: str | os.PathLike) -
                                      "or the corpus's `audio`/`root` in config", line=line)
         duration, sample_rate, channels = audio_info(audio)
         n_frames = num_frames(resampled_length(round(duration * sample_rate), sample_rate))
+        if n_frames == 0:  # features and spectrograms would fail later on it, naming no file
+            listed, line = source.where(uri)
+            raise InputError(listed, f"{uri}: its audio {audio} is shorter than one frame ({WIN} samples at "
+                                     f"16 kHz; it has {duration:.4f} s): remove it from the split or fix the "
+                                     "audio", line=line)
         if uem is None:
             scored = [(0.0, duration)]
         elif uri not in uem:
             listed, _ = source.where(uri)
             raise InputError(uem_path, f"no scored region for {uri} (listed in {listed}); add a UEM line for it")
         else:
-            scored = union([(max(0.0, s), min(duration, e)) for s, e in uem[uri]])
+            for start, end, path, line in uem[uri]:
+                if start >= duration:  # clipping would leave nothing: the whole file would drop out unseen
+                    raise InputError(path, f"the region of {uri} starts at {start} s, after the end of its audio "
+                                           f"{audio} ({duration:.3f} s): fix the region, or check that the UEM "
+                                           "and the audio are of the same recording", line=line)
+            scored = union([(max(0.0, s), min(duration, e)) for s, e, _, _ in uem[uri]])
         native = segments.get(uri, [])
         if source.labels == "classes":
             classes = convert_classes(native, source.label_map, annotated, rttm_of.get(uri))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import random
 from datetime import datetime, timezone
@@ -24,6 +25,11 @@ def versions() -> dict[str, str]:
     return out
 
 
+#: Keys of :func:`provenance` that differ between identical runs: kept out of artifacts whose bytes should
+#: only depend on the data, settings and seed (checkpoints), and stored in the JSON record beside them.
+MACHINE_KEYS = ("created", "host")
+
+
 def provenance(**settings) -> dict:
     """A record to store beside an artifact: settings given by the caller plus library versions."""
     return {
@@ -32,6 +38,28 @@ def provenance(**settings) -> dict:
         "versions": versions(),
         "settings": settings,
     }
+
+
+def without_machine(record: dict) -> dict:
+    """``record`` less the creation time and host, for inside an artifact (identical runs, identical bytes)."""
+    return {k: v for k, v in record.items() if k not in MACHINE_KEYS}
+
+
+def portable_path(path):
+    """``path`` relative to the working directory if it lies under it, else as given (falsy: unchanged).
+
+    Workflow stages run from the project folder and get paths like ``results/...``, so relative to it a path
+    reads the same in every checkout and on every machine; relative to the results folder would need every
+    caller to know that folder. A path outside (a shared corpus, a hub cache) has no better name: kept.
+    """
+    if not path:
+        return path
+    text = os.fspath(path)
+    for target, cwd in ((os.path.abspath(text), os.getcwd()), (os.path.realpath(text), os.path.realpath("."))):
+        rel = os.path.relpath(target, cwd)
+        if rel != os.pardir and not rel.startswith(os.pardir + os.sep):
+            return rel
+    return text
 
 
 def provenance_json(**settings) -> str:

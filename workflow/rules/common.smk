@@ -8,10 +8,20 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 sys.path.insert(0, os.path.join(workflow.basedir, "src"))  # corpus layouts are read at parse time
+from proxyseg.configcheck import ConfigError, check_config  # noqa: E402
 from proxyseg.corpora import check_corpus  # noqa: E402
 from proxyseg.errors import InputError  # noqa: E402
 
 
+# Every problem in one line each (key path, reason, nearest valid keys); snakemake's validate below would
+# print only the first one followed by the whole failing part of the schema. It then fills the schema's
+# defaults into config. Both are skipped when a workflow using this one as a module says so.
+try:
+    if not workflow.modifier.skip_validation:
+        check_config(config, os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml"),
+                     configfiles=workflow.configfiles, overrides=getattr(workflow.config_settings, "config", None))
+except ConfigError as _error:
+    raise WorkflowError(str(_error)) from None
 validate(config, schema="../schemas/config.schema.yaml")
 
 R = config["results"].rstrip("/")

@@ -3,11 +3,12 @@ stopping on the dev total loss, best checkpoint kept. The KL is ``KL(teacher || 
 ``kd_direction: teacher_proxy``, the default) or ``KL(proxy || teacher)`` (``proxy_teacher``, the authors'
 code), computed from the logits (:mod:`proxyseg.proxy.loss`).
 
-Outputs in ``out_dir`` (all written under a temporary name and renamed):
-``model.pt`` ({"state_dict", "hparams", "provenance"}, the best epoch so far, rewritten on improvement;
-load it with :func:`proxyseg.proxy.model.load_proxy`), ``curve.tsv`` (rewritten after every epoch:
-epoch, train_loss, dev_loss, dev_kd, dev_nmf, dev_l1, lr, seconds; the dev terms are unweighted),
-``curve.png`` and ``train.json`` (at the end).
+Outputs in ``out_dir``, written only once training has ended (each under a temporary name, then renamed;
+``model.pt`` last), so a killed job leaves no checkpoint that looks finished; the epochs are in the log:
+``curve.tsv`` (epoch, train_loss, dev_loss, dev_kd, dev_nmf, dev_l1, lr, seconds; the dev terms are
+unweighted), ``curve.png``, ``train.json`` and ``model.pt`` ({"state_dict", "hparams", "provenance"}, the
+best epoch; load it with :func:`proxyseg.proxy.model.load_proxy`). The checkpoint has no time, host or
+absolute path (identical runs give identical bytes); ``train.json`` has the full provenance.
 
 Dictionary modes (:data:`proxyseg.proxy.model.DICTIONARY_MODES`): ``fixed`` (default: the pre-learned
 NMF dictionary, frozen, the paper's "pre-learned W"), ``learned`` (trained jointly from the pre-learned
@@ -34,7 +35,7 @@ from tqdm import tqdm
 from proxyseg.atomic import atomic_open, atomic_path
 from proxyseg.errors import InputError
 from proxyseg.frames import CLASSES, FRAME_RATE
-from proxyseg.provenance import provenance, seed_everything
+from proxyseg.provenance import portable_path, provenance, seed_everything, without_machine
 from proxyseg.proxy.data import INPUTS, Pair, ProxyDevCrops, ProxyTrainCrops, default_steps_per_epoch
 from proxyseg.proxy.loss import KD_DIRECTIONS, distillation_loss
 from proxyseg.proxy.model import DICTIONARY_MODES, PSI_DEFAULTS, Proxy
@@ -229,7 +230,7 @@ def train_proxy(train_pairs: Sequence[Pair], dev_pairs: Sequence[Pair], dictiona
                   **{k: s[k] for k in PSI_DEFAULTS}).to(device)
     w_init = model.W.detach().cpu().float().clone()
     hparams = {**model.hparams, "crop_frames": crop_frames, "frame_rate": FRAME_RATE, "classes": list(CLASSES),
-               "input": s["input"], "dictionary": s["dictionary"], "dictionary_npz": str(dictionary_npz),
+               "input": s["input"], "dictionary": s["dictionary"], "dictionary_npz": portable_path(dictionary_npz),
                "settings": s}
     n_params = model.num_parameters()
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=s["lr"])
@@ -238,8 +239,10 @@ def train_proxy(train_pairs: Sequence[Pair], dev_pairs: Sequence[Pair], dictiona
     pin = device.type == "cuda"
     train_loader = make_loader(train_ds, s["batch_size"], s["num_workers"], seed, pin)
     dev_loader = make_loader(dev_ds, s["batch_size"], s["num_workers"], seed, pin)
-    prov = provenance(stage="proxy", seed=seed, settings=s, device=str(device), dictionary=str(dictionary_npz),
-                      train=[list(map(str, p)) for p in train_pairs], dev=[list(map(str, p)) for p in dev_pairs])
+    prov = provenance(stage="proxy", seed=seed, settings=s, device=str(device),
+                      dictionary=portable_path(dictionary_npz),
+                      train=[list(map(portable_path, p)) for p in train_pairs],
+                      dev=[list(map(portable_path, p)) for p in dev_pairs])
     logger.info("proxy (%s input, %s W): %d train files (%d frames), %d dev files (%d crops), C=%d F=%d K=%d, "
                 "%d params, crop %d frames, %d steps x batch %d per epoch, device %s",
                 s["input"], s["dictionary"], len(train_ds.entries), train_ds.total_frames, len(dev_ds.entries),
@@ -284,13 +287,9 @@ def train_proxy(train_pairs: Sequence[Pair], dev_pairs: Sequence[Pair], dictiona
             if improved:
                 best_loss, best_epoch, best_dev = dev["loss"], epoch, dev
                 best_state = {k: v.detach().cpu().clone() for k, v in scored.state_dict().items()}
-                with atomic_path(out_dir / "model.pt") as tmp:
-                    torch.save({"state_dict": best_state, "hparams": hparams,
-                                "provenance": {**prov, "epoch": epoch, "dev_loss": dev["loss"]}}, tmp)
             rows.append({"epoch": epoch, "train_loss": train_loss, "dev_loss": dev["loss"], "dev_kd": dev["kd"],
                          "dev_nmf": dev["nmf"], "dev_l1": dev["l1"], "lr": optimizer.param_groups[0]["lr"],
                          "seconds": time.time() - t0})
-            _write_curve_tsv(out_dir / "curve.tsv", rows)
             logger.info("proxy epoch %d/%d: train %.4f dev %.4f (kd %.4f nmf %.4f l1 %.4f)%s (best %.4f @ %d) "
                         "%.1f s", epoch, s["max_epochs"], train_loss, dev["loss"], dev["kd"], dev["nmf"],
                         dev["l1"], " *" if improved else "", best_loss, best_epoch, rows[-1]["seconds"])
@@ -306,6 +305,7 @@ def train_proxy(train_pairs: Sequence[Pair], dev_pairs: Sequence[Pair], dictiona
         raise RuntimeError("proxy training produced no finite dev loss: check the dev dump and spectrograms")
     best_model = copy.deepcopy(model).cpu()
     best_model.load_state_dict(best_state)
+    _write_curve_tsv(out_dir / "curve.tsv", rows)
     _write_curve_png(out_dir / "curve.png", rows, best_epoch,
                      f"proxy ({s['input']} input, {s['dictionary']} W)")
     record = {
@@ -329,7 +329,7 @@ def train_proxy(train_pairs: Sequence[Pair], dev_pairs: Sequence[Pair], dictiona
         "train_frames": train_ds.total_frames,
         "dev_files": len(dev_ds.entries),
         "dev_crops": len(dev_ds),
-        "dictionary_npz": str(dictionary_npz),
+        "dictionary_npz": portable_path(dictionary_npz),
         "dictionary": _dictionary_stats(best_model, w_init),
         "seconds": time.time() - t_start,
         "provenance": prov,
@@ -337,4 +337,7 @@ def train_proxy(train_pairs: Sequence[Pair], dev_pairs: Sequence[Pair], dictiona
     with atomic_open(out_dir / "train.json") as handle:
         json.dump(record, handle, indent=2, default=str)
         handle.write("\n")
+    with atomic_open(out_dir / "model.pt", "wb") as handle:  # a file object: bytes independent of the file name
+        torch.save({"state_dict": best_state, "hparams": hparams,
+                    "provenance": {**without_machine(prov), "epoch": best_epoch, "dev_loss": best_loss}}, handle)
     return record

@@ -4,6 +4,8 @@ and explanations, with the settings the models were trained with.
 Layout (``settings.json`` says which files are present)::
 
     settings.json     format, proxy input, windows, spectrogram, WavLM layers and chunking, thresholds
+    provenance.json   when and on which host the folder was made (the other files have no time, host or
+                      working-directory path: identical exports give identical bytes)
     proxy.pt          the proxy checkpoint (Psi, Theta, W)
     dictionary.npz    the pre-learned NMF dictionary the proxy started from
     teacher.pt        the teacher checkpoint, whose layer fusion makes the proxy's input S (WavLM input only)
@@ -23,7 +25,7 @@ import torch
 from .. import aggregate as agg
 from ..atomic import atomic_dir
 from ..errors import InputError
-from ..provenance import provenance
+from ..provenance import portable_path, provenance, without_machine
 
 FORMAT = "proxyseg-model/1"
 SETTINGS = "settings.json"
@@ -94,10 +96,12 @@ def export_model(proxy_pt, teacher_pt, dictionary_npz, features_h5, spectrograms
                                  "overlap_seconds": float(feats["overlap_seconds"]),
                                  "untrained": bool(feats.get("untrained", False)),
                                  "do_normalize": bool(feats.get("do_normalize", False))}
-        settings["provenance"] = provenance(stage="export", proxy=str(proxy_pt), teacher=str(teacher_pt),
-                                            dictionary=str(dictionary_npz), wavlm=str(wavlm),
-                                            step_fraction=step_fraction, aggregate=aggregate)
+        record = provenance(stage="export", proxy=portable_path(proxy_pt), teacher=portable_path(teacher_pt),
+                            dictionary=portable_path(dictionary_npz), wavlm=portable_path(wavlm),
+                            step_fraction=step_fraction, aggregate=aggregate)
+        settings["provenance"] = without_machine(record)
         (tmp / SETTINGS).write_text(json.dumps(settings, indent=2, default=str) + "\n")
+        (tmp / "provenance.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
     return settings
 
 

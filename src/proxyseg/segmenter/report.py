@@ -32,7 +32,24 @@ log = logging.getLogger("proxyseg.report")
 
 COLORS = {"speech": "#1f77b4", "noise": "#7f7f7f", "music": "#ff7f0e", "overlap": "#d62728"}
 
-__all__ = ["segment_explanation", "build_report", "build_index", "band_profile"]
+__all__ = ["segment_explanation", "build_report", "build_index", "band_profile", "inside"]
+
+#: Characters of JSON text that HTML could read as markup inside a <script> element (``<!--<script>``
+#: there swallows the page's own script), and the line separators older JavaScript rejects.
+_JSON_IN_HTML = {ord(c): f"\\u{ord(c):04x}" for c in "<>&\u2028\u2029"}
+
+
+def inside(folder, name: str) -> Path:
+    """``folder / name``, refused unless it is a plain child of ``folder``: names derive from file names."""
+    path = Path(folder) / name
+    if not name or name.startswith(".") or Path(os.path.abspath(path)).parent != Path(os.path.abspath(folder)):
+        raise ValueError(f"{name!r} is not a plain file name inside {folder}")
+    return path
+
+
+def _json_for_html(data) -> str:
+    """JSON for a ``<script type="application/json">`` element: no character can end or re-open markup."""
+    return json.dumps(data, separators=(",", ":")).translate(_JSON_IN_HTML)
 
 
 def band_profile(W: np.ndarray, r: np.ndarray, components, freqs: np.ndarray,
@@ -73,7 +90,8 @@ def _save_spectrogram(path: Path, preview: np.ndarray) -> None:
 
 
 def _href(target: Path, start: Path) -> str:
-    return quote(os.path.relpath(Path(target).resolve(), Path(start).resolve()).replace(os.sep, "/"))
+    rel = os.path.relpath(Path(target).resolve(), Path(start).resolve()).replace(os.sep, "/")
+    return quote(rel, errors="surrogateescape")  # a name that is not UTF-8 keeps its bytes
 
 
 def build_report(segmenter, uri: str, audio, probs_h5, segments: list[Segment], thresholds: dict, report_dir,
@@ -85,7 +103,7 @@ def build_report(segmenter, uri: str, audio, probs_h5, segments: list[Segment], 
     ``explain_seconds``): soft mask of the relevant atoms on the magnitude STFT, original phase, ISTFT.
     """
     report_dir = Path(report_dir)
-    assets = report_dir / uri
+    assets = inside(report_dir, uri)
     assets.mkdir(parents=True, exist_ok=True)
     tau = float(segmenter.settings.get("tau", 0.5) if tau is None else tau)
     W = np.maximum(segmenter.W, 0.0)  # the mask needs a non-negative W (learned_random may have negatives)
@@ -136,8 +154,8 @@ def build_report(segmenter, uri: str, audio, probs_h5, segments: list[Segment], 
         "input": segmenter.settings["input"], "model": segmenter.settings.get("name", ""),
         "untrained": bool(segmenter.settings.get("wavlm", {}).get("untrained", False)),
     }
-    page = report_dir / f"{uri}.html"
-    with atomic_open(page, encoding="utf-8") as f:
+    page = inside(report_dir, f"{uri}.html")
+    with atomic_open(page, encoding="utf-8", errors="backslashreplace") as f:
         f.write(_page(uri, _href(reader.path, report_dir), data))
     return page
 
@@ -148,7 +166,7 @@ def build_index(records: list[dict], report_dir) -> Path:
     rows = []
     for r in records:
         name = html.escape(r["uri"])
-        link = f'<a href="{quote(r["uri"])}.html">{name}</a>' if r.get("report") else name
+        link = f'<a href="{html.escape(quote(r["uri"]))}.html">{name}</a>' if r.get("report") else name
         rows.append(f"<tr><td>{link}</td><td>{r['duration']:.1f}</td><td>{r['segments']}</td>"
                     f"<td>{html.escape(str(r['audio']))}</td></tr>")
     body = ("<h1>proxyseg segmentation report</h1>"
@@ -156,7 +174,7 @@ def build_index(records: list[dict], report_dir) -> Path:
             "<table id='files'><thead><tr><th>file</th><th>seconds</th><th>segments</th><th>audio</th></tr></thead>"
             f"<tbody>{''.join(rows)}</tbody></table>")
     path = report_dir / "index.html"
-    with atomic_open(path, encoding="utf-8") as f:
+    with atomic_open(path, encoding="utf-8", errors="backslashreplace") as f:
         f.write(f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>proxyseg report</title>"
                 f"<style>{_CSS}</style></head><body>{body}"
                 "<script>console.log('proxyseg index ready');</script></body></html>")
@@ -292,7 +310,7 @@ console.log('proxyseg report ready: ' + data.segments.length + ' segments');
 
 
 def _page(uri: str, audio_href: str, data: dict) -> str:
-    payload = json.dumps(data, separators=(",", ":")).replace("</", "<\\/")
+    payload = _json_for_html(data)
     counts = {c: sum(1 for s in data["segments"] if s["class"] == c) for c in CLASSES}
     warn = ("<p class='warn'>This model's WavLM is UNTRAINED (the offline demo's random weights): the decisions "
             "show the mechanics, not a usable segmenter.</p>") if data["untrained"] else ""
@@ -306,9 +324,9 @@ def _page(uri: str, audio_href: str, data: dict) -> str:
 <p>Model <b>{html.escape(str(data['model']))}</b> ({html.escape(data['input'])} input), {data['duration']:.1f} s;
 segments: {', '.join(f'{c} {n}' for c, n in counts.items())}. Click a segment in a class track to see the frequency
 bands its decision rests on and to hear them; click the spectrogram to move the player.</p>
-<audio id="player" controls preload="none" src="{audio_href}"></audio>
+<audio id="player" controls preload="none" src="{html.escape(audio_href)}"></audio>
 <div id="view">
-<img id="spectrogram" src="{data['spectrogram']}" alt="spectrogram 0-{data['max_hz']:.0f} Hz, time left to right">
+<img id="spectrogram" src="{html.escape(data['spectrogram'])}" alt="spectrogram 0-{data['max_hz']:.0f} Hz, time left to right">
 <div id="cursor"></div>
 <div id="tracks"></div>
 </div>

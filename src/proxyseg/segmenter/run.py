@@ -1,19 +1,23 @@
 """``proxyseg segment``: a model folder (:mod:`.export`) applied to any audio files or folders.
 
-Per input file ``<uri>`` (the file name without extension) it writes, under the output folder:
+Per input file ``<uri>`` (the file name without extension, with whitespace, control characters, path
+separators and leading dots replaced by ``_``, and ``_2``, ``_3``... when names collide: :func:`collect_audio`)
+it writes, under the output folder:
 
 * ``probs/<uri>.h5``: ``probs`` float32 (T, 4), ``logits`` float32 (T, 4), ``H`` float16 (T, K) on the
   shared 20 ms frame grid, a time-decimated spectrogram ``X_preview`` (for the report) and attributes
   (audio, duration, model folder, provenance);
 * ``rttm/<uri>.rttm``: thresholded decisions (``speech``/``noise``/``music``/``overlap`` segments);
 * ``report/<uri>.html`` and its folder ``report/<uri>/`` (see :mod:`.report`), and ``report/index.html``;
-* ``segments.rttm``: the decisions of every file of the run.
+* ``segments.rttm``: the decisions of every file of the run;
+* ``uris.tsv``: each input file (column ``file``) and its URI (``uri``).
 
 Memory is bounded by the chunk and window sizes, not by the file's length: audio is read piece by piece,
 WavLM runs chunk by chunk, intermediate features go to a temporary HDF5 file on disk, and sliding windows
-emit finished frames as they go (:mod:`.stream`). A file whose ``probs/<uri>.h5`` already exists is not
-recomputed (``overwrite=False``), so an interrupted batch run resumes; its RTTM and report are rebuilt
-with the current thresholds.
+emit finished frames as they go (:mod:`.stream`). A file whose ``probs/<uri>.h5`` already exists (computed
+from that same file) is not recomputed (``overwrite=False``), so an interrupted batch run resumes; its RTTM and report are rebuilt
+with the current thresholds. A bad file (unreadable, empty, too short) is skipped and the others are
+segmented; the run then fails with the list. Audio under the output folders is never read as input.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import math
 import os
 import shutil
 import sys
+import unicodedata
 from pathlib import Path
 from typing import Iterable, Mapping
 
@@ -43,40 +48,87 @@ from ..provenance import provenance_json
 from ..scoring import binarize
 from ..teacher.model import load_teacher, resolve_device
 from .export import load_settings
+from .report import inside
 from .stream import AudioReader, spectrogram_range, stream_window_average
 
 log = logging.getLogger("proxyseg.segment")
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff", ".au", ".sph")
 
+#: Folders written under the output folder; audio in them is never taken as input.
+OUTPUT_DIRS = ("probs", "rttm", "report", ".tmp")
 #: Width (columns) of the spectrogram preview stored for the report.
 PREVIEW_COLUMNS = 2000
 #: Frames of spectrogram computed per piece (60 s).
 SPECTROGRAM_BLOCK = 3000
 
-__all__ = ["collect_audio", "parse_thresholds", "Segmenter", "segment_files"]
+__all__ = ["safe_uri", "collect_audio", "parse_thresholds", "Segmenter", "segment_files"]
 
 
-def collect_audio(paths: Iterable[str | os.PathLike]) -> list[tuple[str, Path]]:
-    """``(uri, path)`` of every audio file named or found (recursively) in the folders named, sorted.
-    Two files with the same name stem would overwrite each other's outputs: that is an ``InputError``."""
-    found: list[Path] = []
-    for p in map(Path, paths):
+def safe_uri(stem: str) -> str:
+    """``stem`` as a URI that RTTM and paths can hold: whitespace and control characters would split or forge
+    RTTM lines, path separators and leading dots would put outputs outside their folders; each becomes ``_``."""
+    uri = "".join("_" if c.isspace() or c in "/\\" or unicodedata.category(c)[0] in "CZ" else c for c in stem)
+    rest = uri.lstrip(".")
+    return "_" * (len(uri) - len(rest)) + rest or "_"
+
+
+def _ours(path: Path, out_dir) -> bool:
+    """Whether ``path`` lies in a folder ``segment`` writes under ``out_dir`` (its explanation WAVs are audio)."""
+    return out_dir is not None and any(path.resolve().is_relative_to(Path(out_dir, d).resolve()) for d in OUTPUT_DIRS)
+
+
+def collect_audio(paths: Iterable[str | os.PathLike], out_dir=None) -> list[tuple[str, Path]]:
+    """``(uri, path)`` of every audio file named or found (recursively) in the folders named, sorted by URI.
+
+    URIs are the file names without extension, made safe (:func:`safe_uri`) and unique: a name that maps to a
+    URI already taken gets ``_2``, ``_3``... (case-insensitively, for case-insensitive file systems). Files in
+    the folders this command writes under ``out_dir`` are never inputs, so a rerun sees the same files."""
+    paths = [Path(p) for p in paths]
+    found: dict[Path, Path] = {}  # resolved -> as named; a file named twice is segmented once
+    for p in paths:
         if p.is_dir():
-            found += sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in AUDIO_SUFFIXES)
+            listed = sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in AUDIO_SUFFIXES)
+            kept = [q for q in listed if not _ours(q, out_dir)]
+            if len(kept) < len(listed):
+                log.info("%s: %d file(s) under the output folder %s not read (this command's outputs)", p,
+                         len(listed) - len(kept), out_dir)
         elif p.is_file():
-            found.append(p)
+            if _ours(p, out_dir):
+                raise InputError(p, f"inside the output folder {out_dir} (in {'/, '.join(OUTPUT_DIRS)}/), which "
+                                 "this command rewrites; copy it elsewhere to segment it")
+            kept = [p]
         else:
             raise InputError(p, "no such file or folder")
-    out: dict[str, Path] = {}
-    for p in found:
-        uri = p.stem.replace(" ", "_")
-        if uri in out and out[uri].resolve() != p.resolve():
-            raise InputError(p, f"same name as {out[uri]}: outputs are named after the file; rename one")
-        out[uri] = p
-    if not out:
-        raise InputError(paths and list(paths)[0], f"no audio file ({', '.join(AUDIO_SUFFIXES)}) found")
-    return sorted(out.items())
+        for q in kept:
+            found.setdefault(q.resolve(), q)
+    if not found:
+        raise InputError(paths[0] if paths else None, f"no audio file ({', '.join(AUDIO_SUFFIXES)}) found")
+    files = list(found.values())
+    bases = [safe_uri(p.stem) for p in files]
+    taken, out = {b.casefold() for b in bases}, {}
+    for p, base in zip(files, bases):
+        uri, n = base, 1
+        while uri.casefold() in out or (n > 1 and uri.casefold() in taken):
+            n += 1
+            uri = f"{base}_{n}"
+        if uri != base:
+            log.warning("%r: URI %r: its name gives the same URI as %r's, %r (see uris.tsv)", str(p), uri,
+                        str(out[base.casefold()][1]), base)
+        elif uri != p.stem:
+            log.info("%r: URI %r (whitespace, control characters, path separators and leading dots become _)",
+                     str(p), uri)
+        out[uri.casefold()] = (uri, p)
+    return sorted(out.values())
+
+
+def _write_uris(files: list[tuple[str, Path]], path: Path) -> None:
+    """``uris.tsv``: file and URI of every input (fields with a tab, newline or quote are quoted, as in CSV)."""
+    def field(text):
+        return f'"{text.replace(chr(34), 2 * chr(34))}"' if any(c in text for c in '\t\n\r"') else text
+
+    with atomic_open(path, encoding="utf-8", errors="surrogateescape", newline="") as f:
+        f.write("file\turi\n" + "".join(f"{field(str(p))}\t{uri}\n" for uri, p in files))
 
 
 def parse_thresholds(values: Iterable[str] | None, default: float = 0.5) -> dict[str, float]:
@@ -229,10 +281,10 @@ class Segmenter:
         (written atomically; the temporary feature file in ``tmp_dir`` is removed afterwards)."""
         reader = AudioReader(audio)
         T = reader.num_frames
-        uri = uri or Path(audio).stem
+        uri = uri or safe_uri(Path(audio).stem)
         if T == 0:
             raise InputError(audio, f"shorter than one frame ({WIN} samples at 16 kHz): nothing to segment")
-        tmp_path = Path(tmp_dir) / f"{uri}.features.h5"
+        tmp_path = inside(tmp_dir, f"{uri}.features.h5")
         tmp_path.parent.mkdir(parents=True, exist_ok=True)
         stages = 3 if self.wavlm is not None else 2
         preview = _Preview(T, self.n_fft // 2 + 1)
@@ -267,40 +319,69 @@ def _segments(uri: str, probs: np.ndarray, thresholds: Mapping[str, float]) -> l
     return [Segment(uri, a, b, name) for name, spans in binarize(probs, dict(thresholds)).items() for a, b in spans]
 
 
+def _reusable(h5_path: Path, audio: Path) -> bool:
+    """Whether ``h5_path`` holds this file's probabilities: a URI made unique may name another file next run."""
+    try:
+        with h5py.File(h5_path, "r") as h5:
+            return h5.attrs.get("audio") == str(audio.resolve())
+    except OSError:  # missing or unreadable: computed again
+        return False
+
+
 def segment_files(model_dir, inputs, out_dir, thresholds: Mapping[str, float] | None = None, device: str = "auto",
                   batch_size: int = 16, overwrite: bool = False, report: bool = True,
                   report_settings: dict | None = None) -> list[dict]:
-    """Segment every audio file of ``inputs`` (files or folders) into ``out_dir`` (module docstring)."""
+    """Segment every audio file of ``inputs`` (files or folders) into ``out_dir`` (module docstring).
+
+    A bad file (unreadable, empty, too short: an ``InputError``) is skipped with a log line and the others are
+    segmented; then an ``InputError`` lists the skipped files. A single file raises its own error at once.
+    Other errors (a full disk, a bug) stop the run. ``out_dir/uris.tsv`` maps every file to its URI.
+    """
     from .report import build_index, build_report
 
-    files = collect_audio(inputs)
     out_dir = Path(out_dir)
+    files = collect_audio(inputs, out_dir)
     segmenter = Segmenter(model_dir, device, batch_size)
     thresholds = dict(thresholds or parse_thresholds(None, segmenter.settings.get("threshold", 0.5)))
     log.info("segmenting %d file(s) with %s (%s input) on %s; thresholds %s", len(files), model_dir,
              segmenter.settings["input"], segmenter.device, thresholds)
-    done, all_segments = [], []
-    for uri, path in tqdm(files, desc="files", unit="file", file=sys.stderr, disable=len(files) < 2):
-        h5_path = out_dir / "probs" / f"{uri}.h5"
-        if overwrite or not h5_path.is_file():
-            segmenter.process(path, h5_path, out_dir / ".tmp", uri)
-        else:
-            log.info("%s: %s exists, not recomputed (overwrite to redo)", uri, h5_path)
-        with h5py.File(h5_path, "r") as h5:
-            probs = h5["probs"][()]
-        segments = _segments(uri, probs, thresholds)
-        with atomic_open(out_dir / "rttm" / f"{uri}.rttm") as f:
-            write_rttm(segments, f)
-        all_segments += segments
-        record = {"uri": uri, "audio": str(path), "probs": str(h5_path), "segments": len(segments),
-                  "duration": float(len(probs) * HOP / SAMPLE_RATE)}
-        if report:
-            record["report"] = str(build_report(segmenter, uri, path, h5_path, segments, thresholds,
-                                                out_dir / "report", **(report_settings or {})))
-        done.append(record)
+    _write_uris(files, out_dir / "uris.tsv")
+    done, all_segments, failed = [], [], []
+    try:
+        for uri, path in tqdm(files, desc="files", unit="file", file=sys.stderr, disable=len(files) < 2):
+            h5_path = inside(out_dir / "probs", f"{uri}.h5")
+            try:
+                if overwrite or not _reusable(h5_path, path):
+                    if h5_path.is_file() and not overwrite:
+                        log.info("%s: %s is not this file's (or is unreadable): recomputed", uri, h5_path)
+                    segmenter.process(path, h5_path, out_dir / ".tmp", uri)
+                else:
+                    log.info("%s: %s exists, not recomputed (overwrite to redo)", uri, h5_path)
+                with h5py.File(h5_path, "r") as h5:
+                    probs = h5["probs"][()]
+                segments = _segments(uri, probs, thresholds)
+                with atomic_open(inside(out_dir / "rttm", f"{uri}.rttm")) as f:
+                    write_rttm(segments, f)
+                record = {"uri": uri, "audio": str(path), "probs": str(h5_path), "segments": len(segments),
+                          "duration": float(len(probs) * HOP / SAMPLE_RATE)}
+                if report:
+                    record["report"] = str(build_report(segmenter, uri, path, h5_path, segments, thresholds,
+                                                        out_dir / "report", **(report_settings or {})))
+            except InputError as exc:
+                if len(files) == 1:
+                    raise
+                log.error("skipped: %s", exc)
+                failed.append(str(exc))
+                continue
+            all_segments += segments
+            done.append(record)
+    finally:  # also when interrupted: no temporary feature folder left behind
+        shutil.rmtree(out_dir / ".tmp", ignore_errors=True)
     with atomic_open(out_dir / "segments.rttm") as f:
         write_rttm(all_segments, f)
     if report:
         build_index(done, out_dir / "report")
-    shutil.rmtree(out_dir / ".tmp", ignore_errors=True)
+    if failed:
+        raise InputError(None, f"{len(failed)} of {len(files)} file(s) not segmented (the others' outputs are "
+                               "written):\n  " + "\n  ".join(failed))
     return done

@@ -1,8 +1,10 @@
 """Teacher training (METHOD section 3): masked BCE, Adam, early stopping on the dev loss, best checkpoint.
 
-Outputs in ``out_dir`` (all written under a temporary name and renamed):
-``model.pt`` ({"state_dict", "hparams", "provenance"}, the best epoch so far, rewritten on improvement),
-``curve.tsv`` (rewritten after every epoch), ``curve.png`` and ``train.json`` (at the end).
+Outputs in ``out_dir``, written only once training has ended (each under a temporary name, then renamed;
+``model.pt`` last), so a killed job leaves no checkpoint that looks finished; the epochs are in the log:
+``curve.tsv``, ``curve.png``, ``train.json`` and ``model.pt`` ({"state_dict", "hparams", "provenance"}, the
+best epoch). The checkpoint's provenance has no time, host or absolute path (identical runs give identical
+bytes); ``train.json`` has the full record.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from tqdm import tqdm
 from proxyseg.atomic import atomic_open, atomic_path
 from proxyseg.errors import InputError
 from proxyseg.frames import CLASSES, FRAME_RATE
-from proxyseg.provenance import provenance, seed_everything
+from proxyseg.provenance import portable_path, provenance, seed_everything, without_machine
 from proxyseg.teacher.data import DevCrops, Pair, TrainCrops, default_steps_per_epoch
 from proxyseg.teacher.model import TCN_DEFAULTS, Teacher, resolve_device
 from proxyseg.training import check_lr_schedule, make_ema, make_loader, make_scheduler
@@ -201,7 +203,8 @@ def train_teacher(train_pairs: Sequence[Pair], dev_pairs: Sequence[Pair], out_di
     train_loader = make_loader(train_ds, s["batch_size"], s["num_workers"], seed, pin)
     dev_loader = make_loader(dev_ds, s["batch_size"], s["num_workers"], seed, pin)
     prov = provenance(stage="teacher", seed=seed, settings=s, device=str(device),
-                      train=[list(map(str, p)) for p in train_pairs], dev=[list(map(str, p)) for p in dev_pairs])
+                      train=[list(map(portable_path, p)) for p in train_pairs],
+                      dev=[list(map(portable_path, p)) for p in dev_pairs])
     logger.info("teacher: %d train files (%d frames), %d dev files, L=%d D=%d, %d params (TCN %d), "
                 "crop %d frames, %d steps x batch %d per epoch, device %s",
                 len(train_ds.entries), train_ds.total_frames, len(dev_ds.entries), train_ds.num_layers,
@@ -246,12 +249,8 @@ def train_teacher(train_pairs: Sequence[Pair], dev_pairs: Sequence[Pair], out_di
             if improved:
                 best_loss, best_epoch = dev_loss, epoch
                 best_state = {k: v.detach().cpu().clone() for k, v in scored.state_dict().items()}
-                with atomic_path(out_dir / "model.pt") as tmp:
-                    torch.save({"state_dict": best_state, "hparams": hparams,
-                                "provenance": {**prov, "epoch": epoch, "dev_loss": dev_loss}}, tmp)
             rows.append({"epoch": epoch, "train_loss": train_loss, "dev_loss": dev_loss,
                          "lr": optimizer.param_groups[0]["lr"], "seconds": time.time() - t0})
-            _write_curve_tsv(out_dir / "curve.tsv", rows)
             logger.info("teacher epoch %d/%d: train %.4f dev %.4f%s (best %.4f @ %d) %.1f s", epoch,
                         s["max_epochs"], train_loss, dev_loss, " *" if improved else "", best_loss, best_epoch,
                         rows[-1]["seconds"])
@@ -268,6 +267,7 @@ def train_teacher(train_pairs: Sequence[Pair], dev_pairs: Sequence[Pair], out_di
                            "(are all of them unknown, -1?)")
     best_model = copy.deepcopy(model).cpu()
     best_model.load_state_dict(best_state)
+    _write_curve_tsv(out_dir / "curve.tsv", rows)
     _write_curve_png(out_dir / "curve.png", rows, best_epoch)
     record = {
         "best_epoch": best_epoch,
@@ -295,4 +295,7 @@ def train_teacher(train_pairs: Sequence[Pair], dev_pairs: Sequence[Pair], out_di
     with atomic_open(out_dir / "train.json") as handle:
         json.dump(record, handle, indent=2, default=str)
         handle.write("\n")
+    with atomic_open(out_dir / "model.pt", "wb") as handle:  # a file object: bytes independent of the file name
+        torch.save({"state_dict": best_state, "hparams": hparams,
+                    "provenance": {**without_machine(prov), "epoch": best_epoch, "dev_loss": best_loss}}, handle)
     return record
