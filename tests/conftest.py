@@ -105,35 +105,85 @@ def one_torch_thread():
 
 REPO = Path(__file__).resolve().parents[1]
 
-#: the demo configuration, shrunk to a run of a few minutes (the config.yaml sections it overrides)
-SMALL = {
-    "demo": {"radio": {"files": {"train": 2, "dev": 1, "test": 1}, "duration": 6.0},
-             "meeting": {"files": {"train": 2, "dev": 1, "test": 1}, "duration": 6.0}},
-    "features": {"chunk_seconds": 3.0, "overlap_seconds": 1.0,
-                 "demo_pretrain": {"steps": 2, "batch_size": 2, "crop_seconds": 1.0}},
-    "teacher": {"max_epochs": 2, "batch_size": 4, "crop_seconds": 2.0, "repeats": 1, "steps_per_epoch": 2},
-    "nmf": {"components": 8, "iterations": 5, "segments": {"speech": 4, "music": 4, "noise": 4, "overlap": 0}},
-    "proxy_defaults": {"max_epochs": 1, "steps_per_epoch": 2, "batch_size": 4, "crop_seconds": 2.0, "repeats": 1},
-    "explain": {"splits": ["test"], "prototype_segments": 3, "local_per_class": 1, "segment_seconds": 1.0},
-    "faithfulness": {"max_segments": 5, "draws": 2, "segment_seconds": 1.0},
-    "saliency": {"segments": 2, "segment_seconds": 1.0},
-}
+#: the quick tour: the demo configuration (config.yaml) shrunk to a run of a few minutes
+TEST_CONFIG = REPO / "config" / "test.yaml"
 
+
+def small_config() -> dict:
+    """config/test.yaml, writing into ``results/`` (where the tests look) instead of the tour's folder."""
+    import yaml
+
+    return {**yaml.safe_load(TEST_CONFIG.read_text()), "results": "results"}
 
 
 @pytest.fixture(scope="session")
 def small_run(tmp_path_factory):
-    """The demo workflow with SMALL, run once per session (tests/test_workflow.py, tests/test_crash.py)."""
+    """The workflow on config/test.yaml, run once per session (tests/test_workflow.py, tests/test_crash.py)."""
     import yaml
 
     workdir = tmp_path_factory.mktemp("workflow")
-    config = yaml.safe_load((REPO / "config.yaml").read_text())
-    for key, value in SMALL.items():
-        config.setdefault(key, {}).update(value)
-    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    (workdir / "config.yaml").write_text(yaml.safe_dump(small_config()))
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     run = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory",
                           str(workdir), "--configfile", str(workdir / "config.yaml"), "--cores", "2"],
                          capture_output=True, text=True, env=env, timeout=900)
     assert run.returncode == 0, run.stderr[-4000:]
     return workdir
+
+
+# ----------------------------------------------------------------------------- opt-in tests
+#: markers of the tests that plain `pytest` leaves out (pyproject.toml declares them); `pytest --all`
+#: (the README's test command, and CI's) runs them too, and so does naming them with -m or a node id
+OPT_IN = {"slurm": "on a local Slurm, installed with apt-get",
+          "browser": "in headless Chromium, installed with apt-get",
+          "slow": "end-to-end workflow runs"}
+ALL = "--all"
+_LEFT_OUT = pytest.StashKey[list]()
+
+
+def pytest_addoption(parser):
+    parser.addoption(ALL, action="store_true",
+                     help="also run the end-to-end (slow), Slurm and Chromium (browser) tests, which plain pytest "
+                          "leaves out: the README's test command and CI")
+
+
+def _named_tests(config) -> list[str]:
+    """Node ids given on the command line (``tests/test_x.py::test_y``), relative to the root folder."""
+    named = []
+    for arg in config.args:
+        path, sep, rest = arg.partition("::")
+        if sep:
+            try:
+                path = Path(os.path.abspath(path)).relative_to(config.rootpath).as_posix()
+            except ValueError:
+                pass
+            named.append(f"{path}::{rest}")
+    return named
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption(ALL) or config.getoption("markexpr"):  # -m: the expression alone decides
+        return
+    named = _named_tests(config)
+    keep, left_out = [], []
+    for item in items:
+        opted = any(item.get_closest_marker(m) for m in OPT_IN)
+        asked = any(item.nodeid == n or item.nodeid.startswith((n + "[", n + "::")) for n in named)
+        (left_out if opted and not asked else keep).append(item)
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = keep
+        config.stash[_LEFT_OUT] = left_out
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    left_out = config.stash.get(_LEFT_OUT, [])
+    if left_out:
+        kinds = {}
+        for item in left_out:  # each test once, under its first marker of OPT_IN
+            kind = next(m for m in OPT_IN if item.get_closest_marker(m))
+            kinds[kind] = kinds.get(kind, 0) + 1
+        said = "; ".join(f"{n} {m} ({OPT_IN[m]})" for m, n in kinds.items())
+        terminalreporter.write_sep("=", f"{len(left_out)} tests not run: {said}", yellow=True)
+        terminalreporter.write_line(f"`python -m pytest {ALL}` runs every test (the README's test command, CI)",
+                                    yellow=True)

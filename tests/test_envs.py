@@ -159,11 +159,20 @@ def test_every_rule_has_a_conda_env_that_exists():
 
 
 def test_ci_runs_the_readmes_test_command():
-    """CI installs exactly as a user does: .ci/run ends with the README's second command, as written."""
-    readme = (REPO / "README.md").read_text()
-    commands = re.findall(r"```bash\n(python3 -m venv \.venv && [^\n]+)\n```", readme)
-    assert len(commands) == 2, commands
-    install = " && ".join(commands[0].split(" && ")[:-1])
-    assert "requirements.lock" in install and commands[1].startswith(install), "both commands install the lock"
+    """CI installs exactly as a user does and runs every test: .ci/run ends with the README's test command,
+    as written, whose pytest runs with --all (plain pytest leaves out the end-to-end, Slurm and Chromium
+    tests: tests/conftest.py); the lint (snakefmt, snakemake --lint) runs before it."""
     ci = (REPO / ".ci/run").read_text().strip().splitlines()
-    assert ci[-1] == commands[1]
+    test = ci[-1]
+    install, _, run_tests = test.rpartition(" && ")
+    assert run_tests == ".venv/bin/python -m pytest --all", test
+    assert install.startswith("python3 -m venv .venv && ") and "-r requirements.lock" in install, install
+    readme = (REPO / "README.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)\n```", readme, flags=re.S)
+    assert test in blocks, f"README.md has no ```bash block holding .ci/run's last line:\n{test}"
+    assert any(b.startswith(install + " && ") for b in blocks if b != test), "the README's run command installs alike"
+    before = ci[:-1]
+    assert install in before, "the lint's tools come from the same install"
+    lint = before[before.index(install) + 1:]
+    assert any(line.startswith(".venv/bin/snakefmt --check ") for line in lint), lint
+    assert any(line.endswith("snakemake --lint") for line in lint), lint

@@ -19,6 +19,7 @@ from proxyseg.proxy.model import Proxy, load_proxy
 from proxyseg.proxy import train as proxy_train
 from proxyseg.proxy.train import CURVE_COLUMNS, proxy_settings, train_proxy
 from proxyseg.segmenter.export import export_model
+from proxyseg.training import RESUME_NAME
 
 D, F, K = 16, 17, 8
 
@@ -396,23 +397,51 @@ def test_training_rejects_wrong_dictionary_size(tmp_path, pairs):
         train_proxy(train, dev, bad, tmp_path / "out", SMALL, seed=0)
 
 
-def test_interrupted_training_leaves_no_output(tmp_path, pairs, monkeypatch):
-    """A job killed after an improving epoch leaves no model.pt that looks finished, no curve, no temporary."""
-    train, dev, npz = pairs
+def _kill_in_epoch(monkeypatch, epoch: int) -> list:
+    """Proxy training raises KeyboardInterrupt (as a killed job stops) in the dev evaluation of ``epoch``;
+    returns the list of evaluation calls."""
     evaluate, calls = proxy_train.evaluate, []
 
-    def dies_at_epoch_2(*args, **kwargs):
+    def dies(*args, **kwargs):
         calls.append(1)
-        if len(calls) == 2:
+        if len(calls) == epoch:
             raise KeyboardInterrupt
         return evaluate(*args, **kwargs)
 
-    monkeypatch.setattr(proxy_train, "evaluate", dies_at_epoch_2)
+    monkeypatch.setattr(proxy_train, "evaluate", dies)
+    return calls
+
+
+def test_interrupted_training_leaves_no_output(tmp_path, pairs, monkeypatch):
+    """A job killed after an improving epoch leaves no model.pt that looks finished, no curve, no temporary:
+    only the hidden state to resume from."""
+    train, dev, npz = pairs
+    calls = _kill_in_epoch(monkeypatch, 2)
     out = tmp_path / "killed"
     with pytest.raises(KeyboardInterrupt):
         train_proxy(train, dev, npz, out, {**SMALL, "max_epochs": 3}, seed=0)
     assert len(calls) == 2
-    assert not out.exists() or list(out.iterdir()) == []
+    assert [p.name for p in out.iterdir()] == [RESUME_NAME]
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_killed_and_resumed_training_ends_as_an_uninterrupted_one(tmp_path, pairs, monkeypatch, caplog):
+    """Killed in epoch 3, run again: it resumes after epoch 2 and ends with the checkpoint (bytes) of a run
+    never interrupted; a learned dictionary, EMA and a cosine schedule included."""
+    train, dev, npz = pairs
+    settings = {**SMALL, "max_epochs": 5, "dictionary": "learned", "ema": 0.5, "lr_schedule": "cosine"}
+    train_proxy(train, dev, npz, tmp_path / "whole", settings, seed=5)
+    _kill_in_epoch(monkeypatch, 3)
+    with pytest.raises(KeyboardInterrupt):
+        train_proxy(train, dev, npz, tmp_path / "killed", settings, seed=5)
+    monkeypatch.undo()
+    with caplog.at_level(logging.INFO, logger="proxyseg.proxy"):
+        rec = train_proxy(train, dev, npz, tmp_path / "killed", settings, seed=5)
+    assert "proxy: resuming after epoch 2" in caplog.text and "proxy epoch 1/" not in caplog.text
+    assert rec["epochs_run"] == 5 and rec["best_dev_loss"] == json.loads((tmp_path / "whole" / "train.json")
+                                                                        .read_text())["best_dev_loss"]
+    assert (tmp_path / "killed" / "model.pt").read_bytes() == (tmp_path / "whole" / "model.pt").read_bytes()
+    assert not (tmp_path / "killed" / RESUME_NAME).exists()
 
 
 def _strings(value):

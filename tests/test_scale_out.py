@@ -1,4 +1,5 @@
-"""The small demo workflow on a real Slurm (single node, set up and torn down here), and its report.
+"""The small demo workflow (config/test.yaml) on a real Slurm (single node, set up and torn down here), and
+its report. The Slurm tests are marked ``slurm``, the whole module ``slow``: `pytest --all` runs them.
 
 The Slurm run goes through snakemake-executor-plugin-slurm with tests/slurm/profile and 2 feature shards
 per split; a local run with 1 shard is the reference: the tables, the features and the teacher checkpoint
@@ -22,7 +23,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
 from slurm.cluster import LocalSlurm, SlurmUnavailable, install, job_gpus, submitted_jobs  # noqa: E402
-from conftest import SMALL  # noqa: E402
+from conftest import small_config  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 PROFILE = REPO / "tests" / "slurm" / "profile"
@@ -38,9 +39,7 @@ pytestmark = pytest.mark.slow
 
 
 def _config(workdir: Path) -> Path:
-    config = yaml.safe_load((REPO / "config.yaml").read_text())
-    for key, value in SMALL.items():
-        config.setdefault(key, {}).update(value)
+    config = small_config()  # config/test.yaml
     config["proxies"] = PROXIES
     config["corpora"] = {CORPUS: config["corpora"][CORPUS]}
     path = workdir / "config.yaml"
@@ -101,6 +100,7 @@ def slurm_run(cluster, tmp_path_factory):
     return workdir, log
 
 
+@pytest.mark.slurm
 def test_every_job_was_submitted_with_sbatch(cluster, slurm_run):
     workdir, log = slurm_run
     stats = re.search(r"Job stats:\n(.*?)\n\n", log, flags=re.S).group(1)
@@ -121,6 +121,7 @@ def test_every_job_was_submitted_with_sbatch(cluster, slurm_run):
         assert ("gpu:1" in gpus[job]) == (rule in gpu_rules), (rule, gpus[job])
 
 
+@pytest.mark.slurm
 def test_slurm_tables_equal_local_tables(local_run, slurm_run):
     workdir, _ = slurm_run
     for name in TABLES:
@@ -131,6 +132,7 @@ def test_slurm_tables_equal_local_tables(local_run, slurm_run):
         (local_run / "results" / "tables" / "segmentation.md").read_text()
 
 
+@pytest.mark.slurm
 def test_shard_count_changes_neither_features_nor_teacher(local_run, slurm_run):
     workdir, _ = slurm_run
     for split in ("train", "dev", "test"):

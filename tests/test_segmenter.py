@@ -275,6 +275,7 @@ def report_dir(pipeline, tmp_path_factory):
     return out / "report"
 
 
+@pytest.mark.browser
 def test_report_in_headless_chromium(pipeline, report_dir, tmp_path):
     import re
     from urllib.parse import unquote

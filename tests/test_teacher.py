@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
+import subprocess
+import sys
 
 import h5py
 import numpy as np
@@ -20,6 +23,7 @@ from proxyseg.teacher.dump import dump_teacher, sliding_window_average, window_s
 from proxyseg.teacher.model import LayerFusion, Teacher, load_teacher
 from proxyseg.teacher import train as teacher_train
 from proxyseg.teacher.train import masked_bce, masked_bce_sum, train_teacher
+from proxyseg.training import RESUME_NAME
 
 L, D = 2, 16
 
@@ -352,23 +356,113 @@ def test_weight_averaging_learns_and_saves_the_averaged_weights(trained, tmp_pat
         train_teacher([train_pair], [dev_pair], tmp_path / "bad", {**SMALL, "ema": 1.0}, seed=7)
 
 
-def test_interrupted_training_leaves_no_output(trained, tmp_path, monkeypatch):
-    """A job killed after an improving epoch leaves no model.pt that looks finished, no curve, no temporary."""
-    _, train_pair, dev_pair, _, _ = trained
+def _kill_in_epoch(monkeypatch, epoch: int) -> list:
+    """Teacher training raises KeyboardInterrupt (as a killed job stops) in the dev evaluation of ``epoch``;
+    returns the list of evaluation calls."""
     evaluate, calls = teacher_train.evaluate, []
 
-    def dies_at_epoch_2(*args, **kwargs):
+    def dies(*args, **kwargs):
         calls.append(1)
-        if len(calls) == 2:
+        if len(calls) == epoch:
             raise KeyboardInterrupt
         return evaluate(*args, **kwargs)
 
-    monkeypatch.setattr(teacher_train, "evaluate", dies_at_epoch_2)
+    monkeypatch.setattr(teacher_train, "evaluate", dies)
+    return calls
+
+
+def test_interrupted_training_leaves_no_output(trained, tmp_path, monkeypatch):
+    """A job killed after an improving epoch leaves no model.pt that looks finished, no curve, no temporary:
+    only the hidden state to resume from."""
+    _, train_pair, dev_pair, _, _ = trained
+    calls = _kill_in_epoch(monkeypatch, 2)
     out = tmp_path / "killed"
     with pytest.raises(KeyboardInterrupt):
         train_teacher([train_pair], [dev_pair], out, {**SMALL, "max_epochs": 3}, seed=7)
     assert len(calls) == 2
-    assert not out.exists() or list(out.iterdir()) == []
+    assert [p.name for p in out.iterdir()] == [RESUME_NAME]
+
+
+#: every piece of training state at work: EMA, a cosine schedule, dropout (the torch RNG), early stopping
+RESUMABLE = {**SMALL, "max_epochs": 12, "patience": 2, "lr": 3e-2, "ema": 0.5, "lr_schedule": "cosine",
+             "dropout": 0.2, "weight_decay": 0.01}
+
+
+def _same_training(a, b):
+    """Two output folders hold the same weights, curve (less the times) and train.json (less times, host and
+    preload_mb), and no resume state."""
+    weights = [torch.load(d / "model.pt", weights_only=True)["state_dict"] for d in (a, b)]
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    curves = [[line.rsplit("\t", 1)[0] for line in (d / "curve.tsv").read_text().splitlines()] for d in (a, b)]
+    assert curves[0] == curves[1]
+    records = [json.loads((d / "train.json").read_text()) for d in (a, b)]
+    for r in records:
+        del r["seconds"], r["provenance"]["created"], r["provenance"]["host"]
+        del r["settings"]["preload_mb"], r["provenance"]["settings"]["settings"]["preload_mb"]
+    assert records[0] == records[1]
+    assert not (a / RESUME_NAME).exists() and not (b / RESUME_NAME).exists()
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_killed_and_resumed_training_ends_as_an_uninterrupted_one(trained, tmp_path, monkeypatch, caplog):
+    """A job killed in epoch 3 (a Slurm time limit) resumes after epoch 2: model, optimizer, schedule, EMA,
+    best epoch, curve and random state; it ends with the checkpoint of a run never interrupted. A setting
+    that only says how the job runs (preload_mb) may change in between."""
+    _, train_pair, dev_pair, _, _ = trained
+    train_teacher([train_pair], [dev_pair], tmp_path / "whole", RESUMABLE, seed=7)
+    _kill_in_epoch(monkeypatch, 3)
+    with pytest.raises(KeyboardInterrupt):
+        train_teacher([train_pair], [dev_pair], tmp_path / "killed", RESUMABLE, seed=7)
+    monkeypatch.undo()
+    torch.manual_seed(99)  # a new process would not have the killed one's random state
+    with caplog.at_level(logging.INFO, logger="proxyseg.teacher"):
+        rec = train_teacher([train_pair], [dev_pair], tmp_path / "killed", {**RESUMABLE, "preload_mb": 0}, seed=7)
+    assert "teacher: resuming after epoch 2" in caplog.text and "teacher epoch 1/" not in caplog.text
+    assert rec["stopped_early"] and rec["epochs_run"] > 3
+    _same_training(tmp_path / "killed", tmp_path / "whole")
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_a_resume_state_of_another_training_is_left_aside(trained, tmp_path, monkeypatch, caplog):
+    """Another seed (or other settings, or changed input files): training starts over."""
+    _, train_pair, dev_pair, _, _ = trained
+    _kill_in_epoch(monkeypatch, 2)
+    with pytest.raises(KeyboardInterrupt):
+        train_teacher([train_pair], [dev_pair], tmp_path, {**SMALL, "max_epochs": 2}, seed=7)
+    monkeypatch.undo()
+    with caplog.at_level(logging.INFO, logger="proxyseg.teacher"):
+        train_teacher([train_pair], [dev_pair], tmp_path, {**SMALL, "max_epochs": 2}, seed=8)
+    assert "(it differs in seed): starting over" in caplog.text and "teacher epoch 1/2" in caplog.text
+    assert (tmp_path / "model.pt").is_file() and not (tmp_path / RESUME_NAME).exists()
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_kill_9_then_rerun_resumes_with_the_same_weights(trained, tmp_path, monkeypatch, caplog):
+    """``proxyseg train-teacher`` killed with SIGKILL after epoch 2, then run again: it resumes and ends with
+    the checkpoint of a run never killed."""
+    _, train_pair, dev_pair, _, _ = trained
+    monkeypatch.chdir(tmp_path)
+    settings = {**RESUMABLE, "max_epochs": 8, "patience": 8}  # the kill comes long before the end
+    cmd = [sys.executable, "-m", "proxyseg.cli", "--threads", "1", "train-teacher", "--train", *map(str, train_pair),
+           "--dev", *map(str, dev_pair), "--out-dir", "killed", "--seed", "7", "--settings", json.dumps(settings)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stderr:
+            if "teacher epoch 2/" in line:
+                proc.send_signal(signal.SIGKILL)
+                break
+        assert proc.wait(timeout=120) == -signal.SIGKILL
+    finally:
+        proc.kill()
+        proc.wait()
+    assert (tmp_path / "killed" / RESUME_NAME).is_file() and not (tmp_path / "killed" / "model.pt").exists()
+    with caplog.at_level(logging.INFO, logger="proxyseg.teacher"):
+        train_teacher([train_pair], [dev_pair], tmp_path / "killed", settings, seed=7)
+    assert "teacher: resuming after epoch" in caplog.text and "teacher epoch 1/" not in caplog.text
+    train_teacher([train_pair], [dev_pair], tmp_path / "whole", settings, seed=7)
+    _same_training(tmp_path / "killed", tmp_path / "whole")
+    assert (tmp_path / "killed" / "model.pt").read_bytes() == (tmp_path / "whole" / "model.pt").read_bytes()
 
 
 def _strings(value):

@@ -1,5 +1,5 @@
-"""A small end-to-end Snakemake run in a temporary folder: the demo workflow, shrunk (``small_run``, in
-conftest.py)."""
+"""A small end-to-end Snakemake run in a temporary folder: the workflow on config/test.yaml, the demo shrunk
+(``small_run``, in conftest.py)."""
 
 import os
 import re
@@ -95,6 +95,28 @@ def test_runtime_settings_do_not_rerun_anything(small_run):
     (small_run / "runtime.yaml").write_text(yaml.safe_dump(config))
     run = snakemake(small_run, "-n", "--configfile", str(small_run / "runtime.yaml"))
     assert re.search(r"^rule train_teacher:", run.stdout + run.stderr, flags=re.M)
+
+
+def declared_paths(workdir: Path) -> set[Path]:
+    """Every output (file or directory() folder), log and benchmark of every job of the workflow in
+    ``workdir``, as Snakemake plans them (a dry run of all jobs)."""
+    run = snakemake(workdir, "-n", "--forceall")
+    assert run.returncode == 0, run.stderr[-2000:]
+    lines = re.findall(r"^ +(?:output|log|benchmark): (.+)$", run.stdout + run.stderr, flags=re.M)
+    return {Path(p) for line in lines for p in line.split(", ")}
+
+
+@pytest.mark.slow
+def test_every_file_under_results_is_declared(small_run):
+    """Every file a job writes is one of its declared outputs, logs or benchmarks, or inside a declared
+    directory(): Snakemake knows it, so it reruns, cleans up and reports it (no hidden contracts)."""
+    declared = declared_paths(small_run)
+    assert len(declared) > 200 and any(p.name == "local" for p in declared), sorted(declared)[:20]
+    written = {p.relative_to(small_run) for p in (small_run / "results").rglob("*") if not p.is_dir()}
+    undeclared = sorted(str(p) for p in written if p not in declared and not set(p.parents) & declared)
+    assert not undeclared, "written by the workflow but not declared by its rule:\n" + "\n".join(undeclared)
+    missing = sorted(str(p) for p in declared if not (small_run / p).exists())
+    assert not missing, "declared but not written:\n" + "\n".join(missing)
 
 
 @pytest.mark.slow

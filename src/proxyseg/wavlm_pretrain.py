@@ -17,7 +17,6 @@ It is a demo stand-in, not WavLM Large: a few hundred steps on minutes of synthe
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any, Sequence
 
 import numpy as np
@@ -26,6 +25,7 @@ import torch
 from .errors import InputError
 from .frames import HOP, SAMPLE_RATE, WIN, num_frames
 from .spectrogram import stft
+from .training.loop import Loop, save_figure, write_curve_tsv
 
 log = logging.getLogger("proxyseg.wavlm_pretrain")
 
@@ -129,8 +129,9 @@ def pretrain_wavlm(net, audio: Sequence[np.ndarray], settings: dict | None = Non
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: 1.0)
     lengths = np.array([len(a) for a in usable], dtype=np.float64)
     frames = num_frames(n)
-    curve, t0 = [], time.time()
-    for step in range(1, s["steps"] + 1):
+    loop = Loop("demo WavLM pre-training", net, optimizer, schedule, clip_norm=5.0, unit="step", log=log)
+
+    def step(number: int) -> dict:
         files = rng.choice(len(usable), s["batch_size"], p=lengths / lengths.sum())
         crops = []
         for k in files:
@@ -145,20 +146,23 @@ def pretrain_wavlm(net, audio: Sequence[np.ndarray], settings: dict | None = Non
         masked = err[mask].mean()
         loss = masked + s["unmasked_weight"] * err[~mask].mean() if s["unmasked_weight"] else masked
         if not torch.isfinite(loss):
-            raise RuntimeError(f"demo WavLM pre-training diverged at step {step} (loss {float(loss)})")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 5.0)
-        optimizer.step()
-        schedule.step()
-        curve.append({"step": step, "masked_loss": float(masked.detach()), "loss": float(loss.detach()),
-                      "lr": optimizer.param_groups[0]["lr"], "seconds": time.time() - t0})
-        if step == 1 or step % 25 == 0 or step == s["steps"]:
-            recent = [r["masked_loss"] for r in curve[-25:]]
+            raise RuntimeError(f"demo WavLM pre-training diverged at step {number} (loss {float(loss)})")
+        loop.optimise(loss)
+        return {"masked_loss": float(masked.detach()), "loss": float(loss.detach())}
+
+    def report(row: dict, improved: bool) -> None:
+        if row["step"] == 1 or row["step"] % 25 == 0 or row["step"] == s["steps"]:
+            recent = [r["masked_loss"] for r in loop.rows[-25:]]
             log.info("pre-training step %d/%d: masked loss %.4f (mean of last %d), %.1f s",
-                     step, s["steps"], sum(recent) / len(recent), len(recent), time.time() - t0)
+                     row["step"], s["steps"], sum(recent) / len(recent), len(recent), loop.elapsed)
+
+    loop.fit(s["steps"], step, report=report)
     net.eval()
-    return curve
+    elapsed = 0.0
+    for row in loop.rows:  # the curve gives the time since the start
+        elapsed += row["seconds"]
+        row["seconds"] = elapsed
+    return loop.rows
 
 
 def write_curve(curve: list[dict], tsv_path, png_path) -> None:
@@ -166,12 +170,7 @@ def write_curve(curve: list[dict], tsv_path, png_path) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from .atomic import atomic_open, atomic_path
-
-    with atomic_open(tsv_path) as handle:
-        handle.write("step\tmasked_loss\tloss\tlr\tseconds\n")
-        for r in curve:
-            handle.write(f"{r['step']}\t{r['masked_loss']:.6f}\t{r['loss']:.6f}\t{r['lr']:.6g}\t{r['seconds']:.2f}\n")
+    write_curve_tsv(tsv_path, curve, ("step", "masked_loss", "loss", "lr", "seconds"))
     fig = Figure(figsize=(6, 4), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
@@ -188,7 +187,5 @@ def write_curve(curve: list[dict], tsv_path, png_path) -> None:
     ax.set_title("demo WavLM: masked log-mel prediction")
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    with atomic_path(png_path) as tmp:
-        fig.savefig(tmp, format="png")
+    save_figure(fig, png_path)
 

@@ -12,14 +12,17 @@ from proxyseg.configcheck import ConfigError, check_config  # noqa: E402
 from proxyseg.corpora import check_corpus  # noqa: E402
 from proxyseg.errors import InputError  # noqa: E402
 
-
 # Every problem in one line each (key path, reason, nearest valid keys); snakemake's validate below would
 # print only the first one followed by the whole failing part of the schema. It then fills the schema's
 # defaults into config. Both are skipped when a workflow using this one as a module says so.
 try:
     if not workflow.modifier.skip_validation:
-        check_config(config, os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml"),
-                     configfiles=workflow.configfiles, overrides=getattr(workflow.config_settings, "config", None))
+        check_config(
+            config,
+            os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml"),
+            configfiles=workflow.configfiles,
+            overrides=getattr(workflow.config_settings, "config", None),
+        )
 except ConfigError as _error:
     raise WorkflowError(str(_error)) from None
 validate(config, schema="../schemas/config.schema.yaml")
@@ -54,38 +57,42 @@ for _name, _corpus in CORPORA.items():
         if not isinstance(_key, str):
             raise ValueError(
                 f"config corpora.{_name}.label_map: key {_key!r} is not a string; YAML reads bare "
-                "no/yes/on/off as booleans, so quote the label (\"no\": noise)"
+                'no/yes/on/off as booleans, so quote the label ("no": noise)'
             )
 
 MIXES = config.get("mixes") or {}
 
 
-def generator_marker(path):
-    """The job that writes ``path`` (a demo or mixing corpus under results/corpora/), or None."""
+def generated_folder(path):
+    """The corpus folder (a directory output: a demo or mixing corpus under results/corpora/) that holds
+    ``path``, or None when no job of this workflow writes it."""
     path = os.path.normpath(str(path))
     for name in [f"demo_{k}" for k in DEMO_KINDS] + list(MIXES):
         folder = os.path.normpath(os.path.join(R, "corpora", name))
         if path == folder or path.startswith(folder + os.sep):
-            return os.path.join(folder, "provenance.json")
+            return folder
     return None
 
 
-def _corpus_marker(spec):
-    """A corpus whose files a job of this workflow writes: that job's marker (its files do not exist yet)."""
+def _generated_corpus(spec):
+    """A corpus whose files a job of this workflow writes: that job's output folder (its files do not
+    exist yet)."""
     paths = [spec.get("root"), spec.get("audio")]
     paths += [v for split in spec["splits"].values() for v in (split or {}).values() if isinstance(v, str)]
-    return next((m for m in map(generator_marker, filter(None, paths)) if m), None)
+    return next((m for m in map(generated_folder, filter(None, paths)) if m), None)
 
 
 for _name, _mix in MIXES.items():
     if not os.path.isdir(_mix["sources"]):
-        raise WorkflowError(f"config mixes.{_name}.sources: folder {_mix['sources']} not found; it should hold "
-                            "speech/, music/ and noise/ subfolders of recordings (one whole-file label per folder)")
+        raise WorkflowError(
+            f"config mixes.{_name}.sources: folder {_mix['sources']} not found; it should hold "
+            "speech/, music/ and noise/ subfolders of recordings (one whole-file label per folder)"
+        )
 
 # Fail fast: every corpus on disk is resolved now, so a missing folder or file stops before any job.
 SOURCES = {}
 for _name, _corpus in CORPORA.items():
-    if _corpus_marker(_corpus):
+    if _generated_corpus(_corpus):
         continue
     try:
         SOURCES[_name] = check_corpus(_name, _corpus)
@@ -205,20 +212,49 @@ def corpus_split_pairs():
     return [(c, s) for c in CORPORA for s in splits(c)]
 
 
-def demo_marker(kind):
-    return f"{R}/corpora/demo_{kind}/provenance.json"
+def demo_folder(kind):
+    return f"{R}/corpora/demo_{kind}"
 
 
 def annotation_inputs(wildcards):
-    """The index and annotation files a split reads; a generated corpus's come from its generation job."""
-    marker = _corpus_marker(CORPORA[wildcards.corpus])
-    if marker:
-        return [marker]
+    """The index and annotation files a split reads; a generated corpus: the folder its job writes."""
+    folder = _generated_corpus(CORPORA[wildcards.corpus])
+    if folder:
+        return [folder]
     return sorted({str(p) for p in SOURCES[wildcards.corpus][wildcards.split].inputs})
+
+
+def audio_inputs(corpus, split):
+    """The audio of a split, which harmonise and every step that reads the split's manifest.tsv read: the
+    folder of a corpus that a job of this workflow generates, or the recordings on disk. A recording that
+    does not exist is left out here, so that harmonise stops on it naming the list and line that name it
+    (Snakemake's own message would name the file only)."""
+    folder = _generated_corpus(CORPORA[corpus])
+    if folder:
+        return [folder]
+    source = SOURCES[corpus][split]
+    return sorted({str(source.audio[u]) for u in source.uris if os.path.isfile(source.audio[u])})
+
+
+def split_audio(pairs):
+    """audio_inputs of several (corpus, split) pairs, each path once."""
+    return sorted({p for c, s in pairs for p in audio_inputs(c, s)})
+
+
+def scored_audio():
+    """audio_inputs of the scored split of every corpus that has one."""
+    return split_audio((c, SCORING["split"]) for c in CORPORA if SCORING["split"] in splits(c))
 
 
 def wavlm_model():
     return f"{R}/models/wavlm-{FEATURES['model']}" if DEMO_MODEL else FEATURES["model"]
+
+
+def wavlm_inputs():
+    """The WavLM as an input of the steps that run it: the demo model's folder (a job writes it) or a local
+    model folder; a hub id names no file here (the rules' params carry it, so changing it reruns them)."""
+    model = wavlm_model()
+    return [model] if DEMO_MODEL or os.path.isdir(model) else []
 
 
 def demo_pretrain_settings():
@@ -235,8 +271,10 @@ def demo_pretrain_audio():
 
 
 def feature_settings():
-    return pick({k: v for k, v in FEATURES.items()
-                 if k not in ("model", "demo_seed", "shards", "demo_pretrain", "demo_wavlm")}, "features")
+    return pick(
+        {k: v for k, v in FEATURES.items() if k not in ("model", "demo_seed", "shards", "demo_pretrain", "demo_wavlm")},
+        "features",
+    )
 
 
 def feature_runtime(wildcards=None):
@@ -326,8 +364,13 @@ def proxy_pairs(split):
 
 def explain_items(proxy, splits):
     """INFERENCE.h5 SPECTROGRAMS.h5 TARGETS.h5 triples of ``proxy`` on ``splits`` of every corpus."""
-    return [p for c in CORPORA for s in splits if s in CORPORA[c]["splits"]
-            for p in (inference(proxy, c, s), spectrograms(c, s), labels(c, s, "targets.h5"))]
+    return [
+        p
+        for c in CORPORA
+        for s in splits
+        if s in CORPORA[c]["splits"]
+        for p in (inference(proxy, c, s), spectrograms(c, s), labels(c, s, "targets.h5"))
+    ]
 
 
 def teacher_pairs(split):
@@ -357,9 +400,18 @@ EXPORT = config["export"]
 def scored_items(proxy):
     """CORPUS INFERENCE.h5 SPECTROGRAMS.h5 TARGETS.h5 MANIFEST.tsv of every corpus on the scored split."""
     s = SCORING["split"]
-    return [p for c in CORPORA if s in CORPORA[c]["splits"]
-            for p in (c, inference(proxy, c, s), spectrograms(c, s), labels(c, s, "targets.h5"),
-                      labels(c, s, "manifest.tsv"))]
+    return [
+        p
+        for c in CORPORA
+        if s in CORPORA[c]["splits"]
+        for p in (
+            c,
+            inference(proxy, c, s),
+            spectrograms(c, s),
+            labels(c, s, "targets.h5"),
+            labels(c, s, "manifest.tsv"),
+        )
+    ]
 
 
 def first_features():
@@ -385,6 +437,12 @@ def groundtruth_items(proxy):
         folder = os.path.normpath(f"{R}/corpora/demo_{kind}")
         for c, spec in CORPORA.items():
             if os.path.normpath(spec.get("root") or "") == folder and "test" in spec["splits"]:
-                out += [c, inference(proxy, c, "test"), spectrograms(c, "test"), labels(c, "test", "targets.h5"),
-                        labels(c, "test", "manifest.tsv"), f"{folder}/stems"]
+                out += [
+                    c,
+                    inference(proxy, c, "test"),
+                    spectrograms(c, "test"),
+                    labels(c, "test", "targets.h5"),
+                    labels(c, "test", "manifest.tsv"),
+                    f"{folder}/stems",
+                ]
     return out

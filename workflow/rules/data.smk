@@ -1,9 +1,11 @@
 rule demo_corpus:
-    """Synthesise one embedded demo corpus (deterministic from demo.seed)."""
+    """Synthesise one embedded demo corpus (deterministic from demo.seed): the whole corpus folder (audio,
+    annotations, lists, the test split's class stems, README.md, provenance.json)."""
+    input:
+        real=[DEMO["real_sources"]] if DEMO["real_sources"] else [],
     output:
-        demo_marker("{kind}"),
+        directory(demo_folder("{kind}")),
     params:
-        out=lambda wildcards, output: os.path.dirname(output[0]),
         settings=lambda wildcards: as_json(DEMO[wildcards.kind]),
         seed=DEMO["seed"],
         real=f"--real-sources {shlex.quote(DEMO['real_sources'])}" if DEMO["real_sources"] else "",
@@ -17,14 +19,15 @@ rule demo_corpus:
     conda:
         "../../envs/proxyseg.yaml"
     shell:
-        "proxyseg demo-corpus --kind {wildcards.kind} --out {params.out} --seed {params.seed} "
+        "proxyseg demo-corpus --kind {wildcards.kind} --out {output} --seed {params.seed} "
         "--settings {params.settings:q} {params.real} > {log} 2>&1"
 
 
 rule harmonise:
     """Map a corpus split to the four classes: reference RTTM, UEM, manifest and frame targets."""
     input:
-        annotation_inputs,
+        annotations=annotation_inputs,
+        audio=lambda wildcards: audio_inputs(wildcards.corpus, wildcards.split),  # durations, checked
     output:
         reference=labels("{corpus}", "{split}", "reference.rttm"),
         uem=labels("{corpus}", "{split}", "uem.uem"),

@@ -144,6 +144,7 @@ rule fidelity_table:
     output:
         tsv=report(f"{R}/tables/fidelity.tsv", caption="../report/fidelity.rst", category="Tables"),
         md=f"{R}/tables/fidelity.md",
+        wide=f"{R}/tables/fidelity_wide.tsv",  # the CLI writes it beside the .md (its name: the .md's + _wide)
     threads: 1
     resources:
         **LIGHT,
@@ -161,12 +162,20 @@ rule explain:
         model=f"{R}/proxies/{{proxy}}/model.pt",
         prototype_triples=lambda wildcards: explain_items(wildcards.proxy, config["explain"]["splits"]),
         local_triples=lambda wildcards: explain_items(wildcards.proxy, [SCORING["split"]]),
+        # the audio of the local explanations: from the manifest.tsv beside each local targets.h5
+        manifests=[labels(c, SCORING["split"], "manifest.tsv") for c in CORPORA if SCORING["split"] in splits(c)],
+        recordings=scored_audio(),
     output:
         prototypes=f"{R}/explanations/{{proxy}}/prototypes.npz",
-        figure=report(f"{R}/explanations/{{proxy}}/prototypes.png", caption="../report/prototypes.rst",
-                      category="Explanations", labels={"figure": "class prototypes", "proxy": "{proxy}"}),
+        figure=report(
+            f"{R}/explanations/{{proxy}}/prototypes.png",
+            caption="../report/prototypes.rst",
+            category="Explanations",
+            labels={"figure": "class prototypes", "proxy": "{proxy}"},
+        ),
         bands=f"{R}/explanations/{{proxy}}/band_mass.tsv",
         summary=f"{R}/explanations/{{proxy}}/explain.json",
+        local=directory(f"{R}/explanations/{{proxy}}/local"),  # <class>_<n>.png, .wav, _residual.wav
     params:
         settings=as_json({k: v for k, v in config["explain"].items() if k != "splits"}),
         seed=config["seed"],
@@ -180,6 +189,7 @@ rule explain:
         f"{R}/logs/explain/{{proxy}}.log",
     conda:
         "../../envs/proxyseg.yaml"
-    shell:
+    shell:  # local/ is made first: it exists even when no segment is explained (local_per_class: 0)
+        "mkdir -p {output.local} && "
         "proxyseg --threads {threads} explain --checkpoint {input.model} --items {input.prototype_triples} --local-items {input.local_triples} "
         "--out-dir {params.out_dir} --seed {params.seed} --settings {params.settings:q} > {log} 2>&1"

@@ -13,6 +13,7 @@ rule demo_wavlm:
     (features.model: demo) or left with random weights (untrained-demo, or demo_pretrain.steps 0)."""
     input:
         audio=demo_pretrain_audio(),
+        recordings=split_audio((c, "train") for c in TRAINING_CORPORA) if demo_pretrain_audio() else [],
     output:
         directory(f"{R}/models/wavlm-{{name}}"),
     params:
@@ -46,7 +47,8 @@ rule extract_features:
     """
     input:
         manifest=labels("{corpus}", "{split}", "manifest.tsv"),
-        model=[wavlm_model()] if DEMO_MODEL else [],
+        recordings=lambda wildcards: audio_inputs(wildcards.corpus, wildcards.split),
+        model=wavlm_inputs(),
     output:
         f"{R}/features/{{corpus}}/{{split}}/shard{{scatteritem}}.h5",
     params:

@@ -1,12 +1,14 @@
 rule mix_corpus:
     """A mixing corpus from folders of speech, music and noise recordings (exact labels, seeded)."""
-    output:
-        f"{R}/corpora/{{mix}}/provenance.json",
-    params:
-        out=lambda wildcards, output: os.path.dirname(output[0]),
+    input:
         sources=lambda wildcards: MIXES[wildcards.mix]["sources"],
+    output:
+        directory(f"{R}/corpora/{{mix}}"),
+    params:
         seed=lambda wildcards: MIXES[wildcards.mix]["seed"],
-        settings=lambda wildcards: as_json({k: v for k, v in MIXES[wildcards.mix].items() if k not in ("sources", "seed")}),
+        settings=lambda wildcards: as_json(
+            {k: v for k, v in MIXES[wildcards.mix].items() if k not in ("sources", "seed")}
+        ),
     resources:
         mem_mb=retry_mem(8000),
         runtime=120,
@@ -18,5 +20,5 @@ rule mix_corpus:
     conda:
         "../../envs/proxyseg.yaml"
     shell:
-        "proxyseg mix-corpus --sources {params.sources:q} --out {params.out} --seed {params.seed} "
+        "proxyseg mix-corpus --sources {input.sources:q} --out {output} --seed {params.seed} "
         "--settings {params.settings:q} > {log} 2>&1"

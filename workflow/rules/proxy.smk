@@ -2,6 +2,7 @@ rule spectrograms:
     """log(1 + |STFT|^2) of every file of a split, on the WavLM frame grid (proxy target and input)."""
     input:
         manifest=labels("{corpus}", "{split}", "manifest.tsv"),
+        recordings=lambda wildcards: audio_inputs(wildcards.corpus, wildcards.split),
     output:
         f"{R}/spectrograms/{{corpus}}/{{split}}.h5",
     params:
@@ -61,8 +62,13 @@ rule train_proxy:
     output:
         model=f"{R}/proxies/{{proxy}}/model.pt",
         curve=f"{R}/proxies/{{proxy}}/curve.tsv",
-        figure=report(f"{R}/proxies/{{proxy}}/curve.png", caption="../report/proxy_curve.rst", category="Training",
-                      subcategory="{proxy}", labels={"figure": "distillation curve", "proxy": "{proxy}"}),
+        figure=report(
+            f"{R}/proxies/{{proxy}}/curve.png",
+            caption="../report/proxy_curve.rst",
+            category="Training",
+            subcategory="{proxy}",
+            labels={"figure": "distillation curve", "proxy": "{proxy}"},
+        ),
         summary=f"{R}/proxies/{{proxy}}/train.json",
     params:
         settings=lambda wildcards: as_json(proxy_settings(wildcards.proxy)),

@@ -1,6 +1,7 @@
 # Explanations users can trust and hear: dictionary variants (ablations), faithfulness, agreement with the
 # teacher's gradient saliency, and the self-contained model folders that `proxyseg segment` applies.
 
+
 wildcard_constraints:
     variant="|".join(NMF_VARIANTS) or "^$",
 
@@ -42,7 +43,8 @@ rule faithfulness:
         data=lambda wildcards: [p for i, p in enumerate(scored_items(wildcards.proxy)) if i % 5],
         teacher=f"{R}/teacher/model.pt",
         features=first_features(),
-        wavlm=[wavlm_model()] if DEMO_MODEL else [],
+        wavlm=wavlm_inputs(),
+        recordings=scored_audio(),
     output:
         f"{R}/scores/faithfulness/{{proxy}}.tsv",
     params:
@@ -91,7 +93,7 @@ rule groundtruth:
     input:
         model=f"{R}/proxies/{{proxy}}/model.pt",
         data=lambda wildcards: [p for i, p in enumerate(groundtruth_items(wildcards.proxy)) if i % 6 not in (0, 5)],
-        corpora=[demo_marker(k) for k in DEMO_KINDS],  # the stems/ folders come with the demo corpora
+        corpora=[demo_folder(k) for k in DEMO_KINDS],  # the audio and its stems/ folder
     output:
         rows=f"{R}/scores/groundtruth/{{proxy}}.tsv",
         provenance=f"{R}/scores/groundtruth/{{proxy}}.provenance.json",
@@ -139,9 +141,14 @@ rule saliency:
     input:
         teacher=f"{R}/teacher/model.pt",
         features=first_features(),
-        model=[wavlm_model()] if DEMO_MODEL else [],
-        pairs=[p for c in CORPORA if SCORING["split"] in CORPORA[c]["splits"]
-               for p in (labels(c, SCORING["split"], "manifest.tsv"), labels(c, SCORING["split"], "targets.h5"))],
+        model=wavlm_inputs(),
+        pairs=[
+            p
+            for c in CORPORA
+            if SCORING["split"] in CORPORA[c]["splits"]
+            for p in (labels(c, SCORING["split"], "manifest.tsv"), labels(c, SCORING["split"], "targets.h5"))
+        ],
+        recordings=scored_audio(),
     output:
         profiles=f"{R}/saliency/teacher.npz",
         figure=f"{R}/saliency/teacher.png",
@@ -196,14 +203,20 @@ rule export_model:
         dictionary=lambda wildcards: dictionary_path(wildcards.proxy),
         features=first_features(),
         spectrograms=spectrograms(TRAINING_CORPORA[0], "train"),
-        model=[wavlm_model()] if DEMO_MODEL else [],
+        model=wavlm_inputs(),
     output:
         directory(f"{R}/export/{{proxy}}"),
     params:
         wavlm=lambda wildcards, input: input.model[0] if DEMO_MODEL else FEATURES["model"],
-        settings=as_json({"step": config["teacher"]["dump_step"], "aggregate": AGGREGATE,
-                          "threshold": SCORING["threshold"],
-                          "tau": config["explain"]["tau"], "copy_wavlm": EXPORT["copy_wavlm"]}),
+        settings=as_json(
+            {
+                "step": config["teacher"]["dump_step"],
+                "aggregate": AGGREGATE,
+                "threshold": SCORING["threshold"],
+                "tau": config["explain"]["tau"],
+                "copy_wavlm": EXPORT["copy_wavlm"],
+            }
+        ),
     resources:
         mem_mb=retry_mem(4000),
         runtime=30,

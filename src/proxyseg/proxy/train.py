@@ -8,7 +8,8 @@ Outputs in ``out_dir``, written only once training has ended (each under a tempo
 ``curve.tsv`` (epoch, train_loss, dev_loss, dev_kd, dev_nmf, dev_l1, lr, seconds; the dev terms are
 unweighted), ``curve.png``, ``train.json`` and ``model.pt`` ({"state_dict", "hparams", "provenance"}, the
 best epoch; load it with :func:`proxyseg.proxy.model.load_proxy`). The checkpoint has no time, host or
-absolute path (identical runs give identical bytes); ``train.json`` has the full provenance.
+absolute path (identical runs give identical bytes); ``train.json`` has the full provenance. A killed job
+run again resumes after its last finished epoch (``out_dir/.resume.pt``, :mod:`proxyseg.training.resume`).
 
 Dictionary modes (:data:`proxyseg.proxy.model.DICTIONARY_MODES`): ``fixed`` (default: the pre-learned
 NMF dictionary, frozen, the paper's "pre-learned W"), ``learned`` (trained jointly from the pre-learned
@@ -18,29 +19,23 @@ W, kept non-negative with unit-norm columns: ``W = normalise_columns(ReLU(W_para
 
 from __future__ import annotations
 
-import copy
-import json
 import logging
 import math
 import os
-import sys
-import time
-from pathlib import Path
+from contextlib import closing
 from typing import Any, Sequence
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
-from proxyseg.atomic import atomic_open, atomic_path
 from proxyseg.errors import InputError
 from proxyseg.frames import CLASSES, FRAME_RATE
-from proxyseg.provenance import portable_path, provenance, seed_everything, without_machine
-from proxyseg.proxy.data import INPUTS, Pair, ProxyDevCrops, ProxyTrainCrops, default_steps_per_epoch
+from proxyseg.provenance import portable_path, provenance
+from proxyseg.proxy.data import INPUTS, Pair, ProxyDevCrops, ProxyTrainCrops
 from proxyseg.proxy.loss import KD_DIRECTIONS, distillation_loss
 from proxyseg.proxy.model import DICTIONARY_MODES, PSI_DEFAULTS, Proxy
-from proxyseg.teacher.model import resolve_device
-from proxyseg.training import check_lr_schedule, make_ema, make_loader, make_scheduler
+from proxyseg.training import (Loop, ResumeFile, begin, check_lr_schedule, data_record, epoch_data, fingerprint,
+                               make_ema, make_scheduler, with_defaults, write_outputs)
 
 logger = logging.getLogger("proxyseg.proxy")
 
@@ -68,11 +63,7 @@ DEFAULT_SETTINGS: dict[str, Any] = {
 
 def proxy_settings(settings: dict | None) -> dict:
     """Defaults filled in, types checked; an unknown key or a bad value is an ``InputError``."""
-    settings = dict(settings or {})
-    unknown = set(settings) - set(DEFAULT_SETTINGS)
-    if unknown:
-        raise InputError(None, f"unknown proxy setting(s) {sorted(unknown)}; known: {sorted(DEFAULT_SETTINGS)}")
-    out = {**DEFAULT_SETTINGS, **{k: v for k, v in settings.items() if v is not None or k == "steps_per_epoch"}}
+    out = with_defaults(settings, DEFAULT_SETTINGS, "proxy")
     try:
         for key in ("batch_size", "max_epochs", "patience", "num_workers", *PSI_DEFAULTS):
             out[key] = int(out[key])
@@ -146,49 +137,6 @@ def evaluate(model: Proxy, loader, device: torch.device, settings: dict) -> dict
 CURVE_COLUMNS = ("epoch", "train_loss", "dev_loss", "dev_kd", "dev_nmf", "dev_l1", "lr", "seconds")
 
 
-def _write_curve_tsv(path: Path, rows: list[dict]):
-    with atomic_open(path) as handle:
-        handle.write("\t".join(CURVE_COLUMNS) + "\n")
-        for r in rows:
-            handle.write(f"{r['epoch']}\t{r['train_loss']:.6f}\t{r['dev_loss']:.6f}\t{r['dev_kd']:.6f}\t"
-                         f"{r['dev_nmf']:.6f}\t{r['dev_l1']:.6f}\t{r['lr']:.6g}\t{r['seconds']:.2f}\n")
-
-
-def _write_curve_png(path: Path, rows: list[dict], best_epoch: int, title: str):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
-
-    fig = Figure(figsize=(10, 4), dpi=100)
-    FigureCanvasAgg(fig)
-    epochs = [r["epoch"] for r in rows]
-    ax = fig.add_subplot(1, 2, 1)
-    ax.plot(epochs, [r["train_loss"] for r in rows], marker=".", label="train")
-    ax.plot(epochs, [r["dev_loss"] for r in rows], marker=".", label="dev")
-    best = next((r for r in rows if r["epoch"] == best_epoch), None)
-    if best is not None:
-        ax.axvline(best_epoch, color="grey", linestyle="--", linewidth=1)
-        ax.plot([best_epoch], [best["dev_loss"]], marker="*", markersize=12, color="C3",
-                label=f"best (epoch {best_epoch})")
-    ax.set_ylabel("total loss")
-    ax.set_title(title)
-    ax2 = fig.add_subplot(1, 2, 2)
-    for key, label in (("dev_kd", "KL (teacher || proxy)"), ("dev_nmf", "MSE(X, WH)"), ("dev_l1", "mean |H|")):
-        values = [r[key] for r in rows]
-        ax2.plot(epochs, values, marker=".", label=label)
-    if all(r[k] > 0 for r in rows for k in ("dev_kd", "dev_nmf", "dev_l1")):
-        ax2.set_yscale("log")
-    ax2.set_title("dev loss terms (unweighted)")
-    for a in (ax, ax2):
-        a.xaxis.set_major_locator(MaxNLocator(integer=True))
-        a.set_xlabel("epoch")
-        a.grid(alpha=0.3)
-        a.legend()
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-
-
 def _dictionary_stats(model: Proxy, w0: torch.Tensor) -> dict:
     w = model.W.detach().cpu().float()
     norms = w.norm(dim=0)
@@ -202,28 +150,15 @@ def train_proxy(train_pairs: Sequence[Pair], dev_pairs: Sequence[Pair], dictiona
     """Distil the teacher into an NMF proxy on (dump.h5, spectrogram.h5) pairs; early stopping on the dev
     total loss. Returns the ``train.json`` record. Same seed and data give the same checkpoint on CPU."""
     s = proxy_settings(settings)
-    if not train_pairs:
-        raise InputError(None, "proxy training needs at least one (teacher dump, spectrogram) training pair")
-    if not dev_pairs:
-        raise InputError(None, "proxy training needs at least one (teacher dump, spectrogram) dev pair "
-                               "(early stopping is on the dev loss)")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    device = resolve_device(s["device"])
-    crop_frames = int(round(s["crop_seconds"] * FRAME_RATE))
-    seed_everything(seed)
-    torch.backends.cudnn.benchmark = False
-
+    out_dir, device, crop_frames = begin("proxy", "(teacher dump, spectrogram)", train_pairs, dev_pairs, out_dir,
+                                         s, seed)
     train_ds = ProxyTrainCrops(train_pairs, crop_frames, s["input"], num_items=1, seed=seed)
     dev_ds = ProxyDevCrops(dev_pairs, crop_frames, s["input"])
     if (dev_ds.in_channels, dev_ds.n_freq) != (train_ds.in_channels, train_ds.n_freq):
         raise InputError(dev_ds.pairs[0][0], f"dev data have (C, F) = {(dev_ds.in_channels, dev_ds.n_freq)} "
                          f"but training data {(train_ds.in_channels, train_ds.n_freq)}")
     w = load_dictionary(dictionary_npz, train_ds.n_freq)
-    for ds in (train_ds, dev_ds):
-        ds.preload(s["preload_mb"])
-    steps = s["steps_per_epoch"] or default_steps_per_epoch(train_ds.total_frames, crop_frames, s["batch_size"])
-    train_ds.num_items = steps * s["batch_size"]
+    steps, train_loader, dev_loader = epoch_data(train_ds, dev_ds, s, crop_frames, seed, device)
 
     w0 = torch.from_numpy(w)
     model = Proxy(train_ds.in_channels, w0, s["dictionary"], seed=seed,
@@ -234,11 +169,8 @@ def train_proxy(train_pairs: Sequence[Pair], dev_pairs: Sequence[Pair], dictiona
                "settings": s}
     n_params = model.num_parameters()
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=s["lr"])
-    scheduler = make_scheduler(optimizer, s["lr_schedule"], s["max_epochs"] * steps)
-    ema = make_ema(model, s["ema"])
-    pin = device.type == "cuda"
-    train_loader = make_loader(train_ds, s["batch_size"], s["num_workers"], seed, pin)
-    dev_loader = make_loader(dev_ds, s["batch_size"], s["num_workers"], seed, pin)
+    loop = Loop("proxy", model, optimizer, make_scheduler(optimizer, s["lr_schedule"], s["max_epochs"] * steps),
+                make_ema(model, s["ema"]), loaders=(train_loader, dev_loader), log=logger)
     prov = provenance(stage="proxy", seed=seed, settings=s, device=str(device),
                       dictionary=portable_path(dictionary_npz),
                       train=[list(map(portable_path, p)) for p in train_pairs],
@@ -249,74 +181,19 @@ def train_proxy(train_pairs: Sequence[Pair], dev_pairs: Sequence[Pair], dictiona
                 len(dev_ds), train_ds.in_channels, w.shape[0], w.shape[1], n_params, crop_frames, steps,
                 s["batch_size"], device)
 
-    rows: list[dict] = []
-    best_loss, best_epoch, best_state, best_dev = math.inf, 0, None, {}
-    t_start = time.time()
-    train_steps = 0
-    train_seconds = 0.0
-    try:
-        for epoch in range(1, s["max_epochs"] + 1):
-            t0 = time.time()
-            train_ds.set_epoch(epoch)
-            model.train()
-            total, count = 0.0, 0
-            bar = tqdm(train_loader, desc=f"proxy epoch {epoch}", file=sys.stderr, leave=False,
-                       dynamic_ncols=True, mininterval=1.0)
-            for inp, logits, x in bar:
-                terms = _terms(model, inp, logits, x, s, device)
-                optimizer.zero_grad(set_to_none=True)
-                terms["loss"].backward()
-                optimizer.step()
-                if scheduler is not None:
-                    scheduler.step()
-                if ema is not None:
-                    ema.update_parameters(model)
-                total += float(terms["loss"].detach()) * inp.shape[0]
-                count += inp.shape[0]
-                train_steps += 1
-                bar.set_postfix(loss=f"{total / max(count, 1):.4f}")
-            bar.close()
-            train_seconds += time.time() - t0
-            train_loss = total / count if count else float("nan")
-            if not math.isfinite(train_loss):
-                raise RuntimeError(f"proxy training diverged at epoch {epoch} (train loss {train_loss}); "
-                                   "try a lower lr")
-            scored = model if ema is None else ema.module
-            dev = evaluate(scored, dev_loader, device, s)
-            improved = dev["loss"] < best_loss
-            if improved:
-                best_loss, best_epoch, best_dev = dev["loss"], epoch, dev
-                best_state = {k: v.detach().cpu().clone() for k, v in scored.state_dict().items()}
-            rows.append({"epoch": epoch, "train_loss": train_loss, "dev_loss": dev["loss"], "dev_kd": dev["kd"],
-                         "dev_nmf": dev["nmf"], "dev_l1": dev["l1"], "lr": optimizer.param_groups[0]["lr"],
-                         "seconds": time.time() - t0})
-            logger.info("proxy epoch %d/%d: train %.4f dev %.4f (kd %.4f nmf %.4f l1 %.4f)%s (best %.4f @ %d) "
-                        "%.1f s", epoch, s["max_epochs"], train_loss, dev["loss"], dev["kd"], dev["nmf"],
-                        dev["l1"], " *" if improved else "", best_loss, best_epoch, rows[-1]["seconds"])
-            if epoch - best_epoch >= s["patience"]:
-                logger.info("proxy: early stop after epoch %d (no dev improvement for %d epochs)",
-                            epoch, s["patience"])
-                break
-    finally:
-        train_ds.close()
-        dev_ds.close()
+    def batch_loss(batch):
+        inp, logits, x = batch
+        loss = _terms(model, inp, logits, x, s, device)["loss"]
+        return loss, float(loss.detach()) * inp.shape[0], inp.shape[0]
 
-    if best_state is None:
-        raise RuntimeError("proxy training produced no finite dev loss: check the dev dump and spectrograms")
-    best_model = copy.deepcopy(model).cpu()
-    best_model.load_state_dict(best_state)
-    _write_curve_tsv(out_dir / "curve.tsv", rows)
-    _write_curve_png(out_dir / "curve.png", rows, best_epoch,
-                     f"proxy ({s['input']} input, {s['dictionary']} W)")
+    inputs = {"train": train_pairs, "dev": dev_pairs, "dictionary": dictionary_npz}
+    resume = ResumeFile(out_dir, fingerprint("proxy", s, seed, inputs, hparams), logger)
+    with closing(train_ds), closing(dev_ds):
+        loop.fit(s["max_epochs"], loop.epochs(train_loader, batch_loss),
+                 lambda scored: evaluate(scored, dev_loader, device, s), s["patience"], resume)
+    best_model = loop.best_model("check the dev dump and spectrograms")
     record = {
-        "best_epoch": best_epoch,
-        "best_dev_loss": best_loss,
-        "best_dev_kd": best_dev["kd"],
-        "best_dev_nmf": best_dev["nmf"],
-        "best_dev_l1": best_dev["l1"],
-        "best_train_loss": next(r["train_loss"] for r in rows if r["epoch"] == best_epoch),
-        "epochs_run": len(rows),
-        "stopped_early": len(rows) < s["max_epochs"],
+        **loop.summary(),
         "settings": s,
         "seed": seed,
         "device": str(device),
@@ -324,20 +201,14 @@ def train_proxy(train_pairs: Sequence[Pair], dev_pairs: Sequence[Pair], dictiona
         "hparams": hparams,
         "crop_frames": crop_frames,
         "steps_per_epoch": steps,
-        "seconds_per_step": train_seconds / max(train_steps, 1),
-        "train_files": len(train_ds.entries),
-        "train_frames": train_ds.total_frames,
-        "dev_files": len(dev_ds.entries),
-        "dev_crops": len(dev_ds),
+        "seconds_per_step": loop.train_seconds / max(loop.steps, 1),
+        **data_record(train_ds, dev_ds),
         "dictionary_npz": portable_path(dictionary_npz),
         "dictionary": _dictionary_stats(best_model, w_init),
-        "seconds": time.time() - t_start,
+        "seconds": loop.elapsed,
         "provenance": prov,
     }
-    with atomic_open(out_dir / "train.json") as handle:
-        json.dump(record, handle, indent=2, default=str)
-        handle.write("\n")
-    with atomic_open(out_dir / "model.pt", "wb") as handle:  # a file object: bytes independent of the file name
-        torch.save({"state_dict": best_state, "hparams": hparams,
-                    "provenance": {**without_machine(prov), "epoch": best_epoch, "dev_loss": best_loss}}, handle)
+    write_outputs(out_dir, loop, record, hparams, prov, CURVE_COLUMNS,
+                  f"proxy ({s['input']} input, {s['dictionary']} W)", "total loss",
+                  {"dev_kd": "KL (teacher || proxy)", "dev_nmf": "MSE(X, WH)", "dev_l1": "mean |H|"})
     return record
