@@ -19,13 +19,14 @@ report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
-include: "workflow/rules/data.smk"
-include: "workflow/rules/mix.smk"
+include: "workflow/rules/corpora.smk"
 include: "workflow/rules/features.smk"
 include: "workflow/rules/teacher.smk"
+include: "workflow/rules/dictionary.smk"
 include: "workflow/rules/proxy.smk"
 include: "workflow/rules/evaluate.smk"
-include: "workflow/rules/trust.smk"
+include: "workflow/rules/explain.smk"
+include: "workflow/rules/segmenter.smk"
 
 
 rule all:

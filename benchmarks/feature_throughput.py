@@ -6,7 +6,7 @@
 A randomly initialised WavLM of the chosen size (weights do not matter for speed) is saved with
 save_pretrained; synthetic files of varied lengths are written as WAV with a manifest. Then, alternating
 and keeping the best of ``--repeats``:
-  * caching: ``proxyseg.features.extract_features`` end to end (model loading, audio decoding, the batch
+  * caching: ``proxyseg.features.wavlm.extract_features`` end to end (model loading, audio decoding, the batch
     plan, the forward passes, float16 conversion, HDF5 writing),
   * bare forward: ``net(wav, output_hidden_states=True)`` alone on exactly the same batches of chunks,
     prepared in memory beforehand.
@@ -29,9 +29,9 @@ import pandas as pd
 import soundfile as sf
 import torch
 
-from proxyseg.features import (DEMO_WAVLM, build_untrained_wavlm, extract_features, load_wavlm, pick_device,
+from proxyseg.features.wavlm import (DEMO_WAVLM, build_untrained_wavlm, extract_features, load_wavlm, pick_device,
                                plan_batches)
-from proxyseg.frames import FRAME_RATE, SAMPLE_RATE, num_frames
+from proxyseg.core.frames import FRAME_RATE, SAMPLE_RATE, num_frames
 
 SIZES = {
     "demo": DEMO_WAVLM,

@@ -16,7 +16,7 @@ Both solvers get the same problem, as far as scikit-learn can state it:
   ``alpha_W = 0``;
 * scikit-learn normalises nothing, so its problem is unbounded below in the scale (shrink H, grow W):
   its solution is compared after moving the column norms of its W into the rows of its H, which leaves
-  W H unchanged, with the same function (``proxyseg.nmf.nmf_cost``, float64) as ours;
+  W H unchanged, with the same function (``proxyseg.dictionary.nmf.nmf_cost``, float64) as ours;
 * ``init='random'`` with the same seed (scikit-learn draws from NumPy, we from torch, so the two starts
   differ but follow the same recipe: |N(0,1)| entries). A second scikit-learn run starts from *our*
   exact initial W and H (``init='custom'``) so that the final costs can also be compared from one start.
@@ -49,8 +49,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from proxyseg.nmf import nmf_cost, sparse_nmf  # noqa: E402
-from proxyseg.spectrogram import log_power_spectrogram  # noqa: E402
+from proxyseg.dictionary.nmf import nmf_cost, sparse_nmf  # noqa: E402
+from proxyseg.dictionary.spectrogram import log_power_spectrogram  # noqa: E402
 
 SR = 16000
 
@@ -158,7 +158,7 @@ def main(argv=None) -> int:
     limiter = threadpool_limits(limits=args.threads)  # NumPy/SciPy BLAS and OpenMP pools  # noqa: F841
 
     if args.audio:
-        from proxyseg.io.audio import load_audio
+        from proxyseg.core.audio import load_audio
 
         audio = np.concatenate([load_audio(path) for path in args.audio])[:int(args.seconds * SR)]
         source = f"{len(args.audio)} file(s) concatenated, first {len(audio) / SR:.1f} s"

@@ -1,5 +1,5 @@
 """One training step (forward, backward, Adam) of the teacher and of a proxy, on CPU: the TCN blocks'
-written-out convolutions (``proxyseg.tcn``) against the same blocks run through ``nn.Conv1d``.
+written-out convolutions (``proxyseg.nn.tcn``) against the same blocks run through ``nn.Conv1d``.
 
     python benchmarks/tcn_step.py                    # the demo's shapes: batch 32 x 4 s, L=5, D=256
     python benchmarks/tcn_step.py --threads 1 --layers 25 --dim 1024
@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from proxyseg.proxy.loss import distillation_loss
 from proxyseg.proxy.model import Proxy
-from proxyseg.tcn import TemporalBlock
+from proxyseg.nn.tcn import TemporalBlock
 from proxyseg.teacher.model import Teacher
 
 WRITTEN_OUT = TemporalBlock.forward

@@ -3,7 +3,7 @@
 # releases): writes requirements.lock (every package, exact versions, sha256 hashes of every wheel and
 # sdist, for every platform: a universal resolution) and the pip section of envs/proxyseg.yaml (the rules'
 # runtime packages at the lock's versions). Needs uv (`pip install uv`) and the package registry.
-# tests/test_envs.py fails when pyproject.toml, the lock and the conda environment disagree.
+# tests/workflow/test_envs.py fails when pyproject.toml, the lock and the conda environment disagree.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 uv="${UV:-uv}"
@@ -14,7 +14,7 @@ backend="$(python3 -c 'import tomllib; print(*tomllib.load(open("pyproject.toml"
 echo "$backend" | "$uv" pip compile pyproject.toml - --all-extras --universal --python-version 3.11 \
     --generate-hashes --no-header --quiet -o requirements.lock.new
 {
-    echo "# The whole environment of proxyseg, locked: refresh with 'bash envs/refresh-lock.sh' (README, Development)."
+    echo "# The whole environment of proxyseg, locked: refresh with 'bash envs/refresh-lock.sh' (docs/development.md)."
     echo "# Install: pip install -r requirements.lock && pip install --no-deps --no-build-isolation -e ."
     cat requirements.lock.new
 } > requirements.lock.tmp

@@ -29,7 +29,7 @@ def write_wav(tmp_path):
 @pytest.fixture
 def narrowband_dictionary():
     """W (257, K) of unit-norm Gaussian bumps (60 Hz wide) at ``centres`` Hz, for hand-built proxies."""
-    from proxyseg.spectrogram import stft_frequencies
+    from proxyseg.dictionary.spectrogram import stft_frequencies
 
     def _make(centres):
         freqs = stft_frequencies(512)
@@ -118,7 +118,7 @@ def small_config() -> dict:
 
 @pytest.fixture(scope="session")
 def small_run(tmp_path_factory):
-    """The workflow on config/test.yaml, run once per session (tests/test_workflow.py, tests/test_crash.py)."""
+    """The workflow on config/test.yaml, run once per session (tests/workflow/test_workflow.py, tests/workflow/test_crash.py)."""
     import yaml
 
     workdir = tmp_path_factory.mktemp("workflow")

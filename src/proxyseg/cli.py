@@ -14,8 +14,8 @@ import os
 import sys
 from pathlib import Path
 
-from . import aggregate as agg
-from .errors import InputError
+from proxyseg.core import aggregate as agg
+from proxyseg.core.errors import InputError
 
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
@@ -42,19 +42,19 @@ def _pairs(values: list[str], what: str) -> list[tuple[str, str]]:
 
 
 def cmd_demo_corpus(a):
-    from .demo.corpus import build_demo_corpus
+    from proxyseg.corpora.demo.corpus import build_demo_corpus
 
     build_demo_corpus(a.kind, Path(a.out), a.settings, a.seed, Path(a.real_sources) if a.real_sources else None)
 
 
 def cmd_mix_corpus(a):
-    from .mixing import build_mix_corpus
+    from proxyseg.corpora.mixing import build_mix_corpus
 
     build_mix_corpus(Path(a.sources), Path(a.out), a.settings, a.seed)
 
 
 def cmd_demo_wavlm(a):
-    from .features import build_demo_wavlm, manifest_audio
+    from proxyseg.features.wavlm import build_demo_wavlm, manifest_audio
 
     settings = dict(a.settings)
     # without --audio and without pretrain settings: the random-weight model (nothing to train on)
@@ -68,20 +68,20 @@ def cmd_demo_wavlm(a):
 
 
 def cmd_harmonise(a):
-    from .harmonise import harmonise
+    from proxyseg.corpora.harmonise import harmonise
 
     harmonise(a.corpus, a.split, a.settings, a.out_dir)
 
 
 def cmd_class_hours(a):
-    from .tables import class_hours_table
+    from proxyseg.core.tables import class_hours_table
 
     class_hours_table(a.inputs, a.out_tsv, a.out_md)
 
 
 def cmd_extract_features(a):
-    from .features import extract_features
-    from .shards import parse_shard
+    from proxyseg.features.wavlm import extract_features
+    from proxyseg.features.shards import parse_shard
 
     s = a.settings
     extract_features(a.manifest, a.out, model=a.model, layers=s.get("layers", "all"), revision=s.get("revision"),
@@ -91,19 +91,19 @@ def cmd_extract_features(a):
 
 
 def cmd_gather_features(a):
-    from .shards import gather_features
+    from proxyseg.features.shards import gather_features
 
     gather_features(a.shards, a.out)
 
 
 def cmd_train_teacher(a):
-    from .teacher.train import train_teacher
+    from proxyseg.teacher.train import train_teacher
 
     train_teacher(_pairs(a.train, "--train"), _pairs(a.dev, "--dev"), a.out_dir, a.settings, a.seed)
 
 
 def cmd_dump_teacher(a):
-    from .teacher.dump import dump_teacher
+    from proxyseg.teacher.dump import dump_teacher
 
     s = a.settings
     dump_teacher(a.checkpoint, a.features, a.out, step_fraction=s.get("dump_step", 0.1),
@@ -112,47 +112,47 @@ def cmd_dump_teacher(a):
 
 
 def cmd_spectrograms(a):
-    from .spectrogram_cache import cache_spectrograms
+    from proxyseg.dictionary.spectrogram_cache import cache_spectrograms
 
     cache_spectrograms(a.manifest, a.out, n_fft=a.settings.get("n_fft", 512),
                        win_length=a.settings.get("win_length", 400))
 
 
 def cmd_pretrain_nmf(a):
-    from .dictionary import pretrain_dictionary
+    from proxyseg.dictionary.build import pretrain_dictionary
 
     pretrain_dictionary(_pairs(a.inputs, "inputs"), a.out_dir, a.settings, a.seed)
 
 
 def cmd_train_proxy(a):
-    from .proxy.train import train_proxy
+    from proxyseg.proxy.train import train_proxy
 
     train_proxy(_pairs(a.train, "--train"), _pairs(a.dev, "--dev"), a.dictionary, a.out_dir, a.settings, a.seed)
 
 
 def cmd_infer(a):
     if a.checkpoint:
-        from .proxy.infer import infer_proxy
+        from proxyseg.proxy.infer import infer_proxy
 
         if not a.spectrograms:
             raise InputError(None, "infer with --checkpoint (a proxy) needs --spectrograms")
         infer_proxy(a.checkpoint, a.dump, a.spectrograms, a.out, step_fraction=a.settings.get("step", 0.1),
                     device=a.settings.get("device", "auto"), aggregate=a.settings.get("aggregate", agg.DEFAULT))
     else:
-        from .proxy.infer import teacher_probs
+        from proxyseg.proxy.infer import teacher_probs
 
         teacher_probs(a.dump, a.out)
 
 
 def cmd_decide(a):
-    from .scoring import decisions_rttm
+    from proxyseg.evaluate.scoring import decisions_rttm
 
     decisions_rttm(a.probs, a.out, threshold=a.threshold)
 
 
 def cmd_score(a):
-    from .scoring import score_split
-    from .tables import write_table
+    from proxyseg.evaluate.scoring import score_split
+    from proxyseg.core.tables import write_table
 
     domains = None
     if a.manifest:
@@ -170,7 +170,7 @@ def cmd_score(a):
 def cmd_segmentation_table(a):
     import pandas as pd
 
-    from .scoring import segmentation_tables
+    from proxyseg.evaluate.scoring import segmentation_tables
 
     rows = pd.concat([pd.read_csv(p, sep="\t") for p in a.inputs], ignore_index=True)
     segmentation_tables(rows, a.out_tsv, a.out_md, a.settings, a.out_settings)
@@ -179,8 +179,8 @@ def cmd_segmentation_table(a):
 def cmd_fidelity(a):
     import pandas as pd
 
-    from .fidelity import fidelity_rows
-    from .tables import write_table
+    from proxyseg.evaluate.fidelity import fidelity_rows
+    from proxyseg.core.tables import write_table
 
     if not (len(a.teacher) == len(a.proxy) == len(a.corpora)):
         raise InputError(None, "fidelity needs as many --teacher, --proxy and --corpora entries")
@@ -192,8 +192,8 @@ def cmd_fidelity(a):
 def cmd_fidelity_table(a):
     import pandas as pd
 
-    from .fidelity import fidelity_wide
-    from .tables import write_table
+    from proxyseg.evaluate.fidelity import fidelity_wide
+    from proxyseg.core.tables import write_table
 
     rows = pd.concat([pd.read_csv(p, sep="\t") for p in a.inputs], ignore_index=True)
     write_table(rows, a.out_tsv)
@@ -201,7 +201,7 @@ def cmd_fidelity_table(a):
 
 
 def cmd_explain(a):
-    from .proxy.explain_stage import explain_proxy
+    from proxyseg.explain.prototypes import explain_proxy
 
     def triples(values, flag):
         if len(values) % 3:
@@ -213,8 +213,8 @@ def cmd_explain(a):
 
 
 def cmd_faithfulness(a):
-    from .faithfulness import TeacherJudge, faithfulness_rows
-    from .tables import write_table
+    from proxyseg.explain.faithfulness import TeacherJudge, faithfulness_rows
+    from proxyseg.core.tables import write_table
 
     if len(a.items) % 5:
         raise InputError(None, "--items takes quintuples CORPUS INFERENCE.h5 SPECTROGRAMS.h5 TARGETS.h5 MANIFEST.tsv")
@@ -231,8 +231,8 @@ def cmd_faithfulness(a):
 def cmd_faithfulness_table(a):
     import pandas as pd
 
-    from .faithfulness import faithfulness_summary, plot_faithfulness
-    from .tables import write_table
+    from proxyseg.explain.faithfulness import faithfulness_summary, plot_faithfulness
+    from proxyseg.core.tables import write_table
 
     summary = faithfulness_summary(pd.concat([pd.read_csv(p, sep="\t") for p in a.inputs], ignore_index=True))
     write_table(summary, a.out_tsv, a.out_md, floatfmt=".4g")
@@ -240,7 +240,7 @@ def cmd_faithfulness_table(a):
 
 
 def cmd_groundtruth(a):
-    from .groundtruth import write_groundtruth
+    from proxyseg.explain.groundtruth import write_groundtruth
 
     if len(a.items) % 6:
         raise InputError(None, "--items takes sextuples CORPUS INFERENCE.h5 SPECTROGRAMS.h5 TARGETS.h5 "
@@ -250,13 +250,13 @@ def cmd_groundtruth(a):
 
 
 def cmd_groundtruth_table(a):
-    from .groundtruth import groundtruth_table
+    from proxyseg.explain.groundtruth import groundtruth_table
 
     groundtruth_table(a.inputs, a.out_tsv, a.out_md, a.out_png)
 
 
 def cmd_saliency(a):
-    from .saliency import teacher_saliency
+    from proxyseg.explain.saliency import teacher_saliency
 
     if len(a.items) % 2:
         raise InputError(None, "--items takes pairs MANIFEST.tsv TARGETS.h5")
@@ -269,8 +269,8 @@ def cmd_saliency(a):
 def cmd_saliency_table(a):
     import pandas as pd
 
-    from .saliency import compare_rows
-    from .tables import write_table
+    from proxyseg.explain.saliency import compare_rows
+    from proxyseg.core.tables import write_table
 
     if len(a.systems) != len(a.prototypes):
         raise InputError(None, "saliency-table needs one --systems name per --prototypes file")
@@ -280,7 +280,7 @@ def cmd_saliency_table(a):
 
 
 def cmd_export(a):
-    from .segmenter.export import export_model
+    from proxyseg.segmenter.export import export_model
 
     s = a.settings
     export_model(a.proxy, a.teacher, a.dictionary, a.features, a.spectrograms, a.wavlm, a.out,
@@ -289,8 +289,8 @@ def cmd_export(a):
 
 
 def cmd_segment(a):
-    from .segmenter.export import load_settings
-    from .segmenter.run import parse_thresholds, segment_files
+    from proxyseg.segmenter.export import load_settings
+    from proxyseg.segmenter.run import parse_thresholds, segment_files
 
     default = load_settings(a.model).get("threshold", 0.5)
     segment_files(a.model, a.audio, a.out, parse_thresholds(a.threshold, default), device=a.device,
@@ -334,7 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sources", required=True, help="folder with speech/, music/ and noise/ subfolders of recordings")
     p.add_argument("--out", required=True, help="corpus folder to create (audio/, rttm/, lists/, sources.tsv)")
     p.add_argument("--seed", type=int, default=0)
-    settings(p, "files per split, duration, SNR ranges, probabilities (see proxyseg.mixing.DEFAULTS)")
+    settings(p, "files per split, duration, SNR ranges, probabilities (see proxyseg.corpora.mixing.DEFAULTS)")
 
     p = stage("demo-wavlm", cmd_demo_wavlm, "Save the offline demo's small WavLM: random weights, or briefly "
               "pre-trained without labels (masked log-mel prediction) on the training audio.")
@@ -349,7 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--corpus", required=True)
     p.add_argument("--split", required=True)
     p.add_argument("--out-dir", required=True)
-    settings(p, "the corpus entry of the config (adapter, root, audio, labels, label_map, splits; docs/FORMATS.md)")
+    settings(p, "the corpus entry of the config (adapter, root, audio, labels, label_map, splits; docs/outputs.md)")
 
     p = stage("class-hours", cmd_class_hours, "Gather per-split class hours into one table.")
     p.add_argument("inputs", nargs="+", help="class_hours.tsv files written by harmonise")
@@ -552,7 +552,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def terminate(signum, frame):
         """Slurm and Snakemake cancel a job with SIGTERM: leave through the ``except BaseException``
-        cleanups (temporary files, :mod:`proxyseg.atomic`) instead of dying on the spot; status 143."""
+        cleanups (temporary files, :mod:`proxyseg.core.atomic`) instead of dying on the spot; status 143."""
         raise SystemExit(128 + signum)
 
     main_thread = threading.current_thread() is threading.main_thread()

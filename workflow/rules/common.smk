@@ -8,9 +8,9 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 sys.path.insert(0, os.path.join(workflow.basedir, "src"))  # corpus layouts are read at parse time
-from proxyseg.configcheck import ConfigError, check_config  # noqa: E402
-from proxyseg.corpora import check_corpus  # noqa: E402
-from proxyseg.errors import InputError  # noqa: E402
+from proxyseg.core.configcheck import ConfigError, check_config  # noqa: E402
+from proxyseg.corpora.adapters import check_corpus  # noqa: E402
+from proxyseg.core.errors import InputError  # noqa: E402
 
 # Every problem in one line each (key path, reason, nearest valid keys); snakemake's validate below would
 # print only the first one followed by the whole failing part of the schema. It then fills the schema's
@@ -156,7 +156,7 @@ CRITICAL_PATH = 10
 def longest_first(wildcards):
     """Priority of a per-split job on the critical path: training splits (the longest jobs) start first,
     so the short dev and test jobs fill the gaps beside them instead of leaving a long job alone at
-    the end (the demo's feature caching on 2 cores: 72 % -> 96 % of the cores busy, README)."""
+    the end (the demo's feature caching on 2 cores: 72 % -> 96 % of the cores busy, docs/EXPERIMENTS.md)."""
     return CRITICAL_PATH + (1 if wildcards.split == "train" else 0)
 
 
@@ -390,7 +390,7 @@ def all_outputs():
     return out
 
 
-# Faithfulness, saliency and model export (workflow/rules/trust.smk)
+# Faithfulness, saliency, ground truth (workflow/rules/explain.smk) and model export (segmenter.smk)
 FAITH = config["faithfulness"]
 GROUNDTRUTH = config["groundtruth"]
 SALIENCY = config["saliency"]

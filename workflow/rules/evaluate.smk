@@ -1,48 +1,5 @@
-rule infer_teacher:
-    """The teacher's frame probabilities, in the layout every system shares."""
-    input:
-        dump=f"{R}/teacher/dump/{{corpus}}/{{split}}.h5",
-    output:
-        inference("teacher", "{corpus}", "{split}"),
-    threads: 1
-    resources:
-        mem_mb=retry_mem(8000),
-        runtime=60,
-        gpu=0,
-    log:
-        f"{R}/logs/infer/teacher/{{corpus}}/{{split}}.log",
-    benchmark:
-        f"{R}/benchmarks/infer/teacher/{{corpus}}/{{split}}.tsv"
-    conda:
-        "../../envs/proxyseg.yaml"
-    shell:
-        "proxyseg infer --dump {input.dump} --out {output} > {log} 2>&1"
-
-
-rule infer_proxy:
-    """Sliding-window proxy inference: probabilities and NMF activations H per file."""
-    input:
-        model=f"{R}/proxies/{{proxy}}/model.pt",
-        dump=f"{R}/teacher/dump/{{corpus}}/{{split}}.h5",
-        spectrograms=spectrograms("{corpus}", "{split}"),
-    output:
-        inference("{proxy}", "{corpus}", "{split}"),
-    params:
-        settings=as_json({"step": config["teacher"]["dump_step"], "aggregate": AGGREGATE}),
-    threads: 1
-    resources:
-        mem_mb=retry_mem(16000),
-        runtime=240,
-        gpu=1,
-    log:
-        f"{R}/logs/infer/{{proxy}}/{{corpus}}/{{split}}.log",
-    benchmark:
-        f"{R}/benchmarks/infer/{{proxy}}/{{corpus}}/{{split}}.tsv"
-    conda:
-        "../../envs/proxyseg.yaml"
-    shell:
-        "proxyseg --threads {threads} infer --checkpoint {input.model} --dump {input.dump} "
-        "--spectrograms {input.spectrograms} --out {output} --settings {params.settings:q} > {log} 2>&1"
+# Stage `evaluate`: decisions, scores against the references, fidelity to the teacher
+# (proxyseg.evaluate).
 
 
 rule decide:
@@ -154,42 +111,3 @@ rule fidelity_table:
         "../../envs/proxyseg.yaml"
     shell:
         "proxyseg fidelity-table {input} --out-tsv {output.tsv} --out-md {output.md} > {log} 2>&1"
-
-
-rule explain:
-    """Local explanations of scored-split segments and global class prototypes of one proxy."""
-    input:
-        model=f"{R}/proxies/{{proxy}}/model.pt",
-        prototype_triples=lambda wildcards: explain_items(wildcards.proxy, config["explain"]["splits"]),
-        local_triples=lambda wildcards: explain_items(wildcards.proxy, [SCORING["split"]]),
-        # the audio of the local explanations: from the manifest.tsv beside each local targets.h5
-        manifests=[labels(c, SCORING["split"], "manifest.tsv") for c in CORPORA if SCORING["split"] in splits(c)],
-        recordings=scored_audio(),
-    output:
-        prototypes=f"{R}/explanations/{{proxy}}/prototypes.npz",
-        figure=report(
-            f"{R}/explanations/{{proxy}}/prototypes.png",
-            caption="../report/prototypes.rst",
-            category="Explanations",
-            labels={"figure": "class prototypes", "proxy": "{proxy}"},
-        ),
-        bands=f"{R}/explanations/{{proxy}}/band_mass.tsv",
-        summary=f"{R}/explanations/{{proxy}}/explain.json",
-        local=directory(f"{R}/explanations/{{proxy}}/local"),  # <class>_<n>.png, .wav, _residual.wav
-    params:
-        settings=as_json({k: v for k, v in config["explain"].items() if k != "splits"}),
-        seed=config["seed"],
-        out_dir=lambda wildcards, output: os.path.dirname(output.prototypes),
-    threads: 1
-    resources:
-        mem_mb=retry_mem(16000),
-        runtime=120,
-        gpu=0,
-    log:
-        f"{R}/logs/explain/{{proxy}}.log",
-    conda:
-        "../../envs/proxyseg.yaml"
-    shell:  # local/ is made first: it exists even when no segment is explained (local_per_class: 0)
-        "mkdir -p {output.local} && "
-        "proxyseg --threads {threads} explain --checkpoint {input.model} --items {input.prototype_triples} --local-items {input.local_triples} "
-        "--out-dir {params.out_dir} --seed {params.seed} --settings {params.settings:q} > {log} 2>&1"

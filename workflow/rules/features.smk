@@ -1,7 +1,7 @@
 # WavLM feature caching, sharded: the files of a corpus split are cut into N shards (`features.shards`,
 # or `--set-scatter features=N` on the command line), one extraction job and one HDF5 file per shard,
 # gathered into `features/<corpus>/<split>.h5`, an index of virtual datasets that every reader uses as
-# one file. The values do not depend on N (tests/test_shards.py).
+# one file. The values do not depend on N (tests/features/test_shards.py).
 
 
 scattergather:

@@ -1,56 +1,4 @@
-rule spectrograms:
-    """log(1 + |STFT|^2) of every file of a split, on the WavLM frame grid (proxy target and input)."""
-    input:
-        manifest=labels("{corpus}", "{split}", "manifest.tsv"),
-        recordings=lambda wildcards: audio_inputs(wildcards.corpus, wildcards.split),
-    output:
-        f"{R}/spectrograms/{{corpus}}/{{split}}.h5",
-    params:
-        settings=as_json(config["spectrogram"]),
-    threads: SIDE_THREADS
-    resources:
-        mem_mb=retry_mem(8000),
-        runtime=120,
-        gpu=0,
-    log:
-        f"{R}/logs/spectrograms/{{corpus}}/{{split}}.log",
-    benchmark:
-        f"{R}/benchmarks/spectrograms/{{corpus}}/{{split}}.tsv"
-    conda:
-        "../../envs/proxyseg.yaml"
-    shell:
-        "proxyseg --threads {threads} spectrograms --manifest {input.manifest} --out {output} "
-        "--settings {params.settings:q} > {log} 2>&1"
-
-
-rule pretrain_nmf:
-    """Sparse NMF dictionary W from class-balanced segments of the training corpora."""
-    input:
-        nmf_inputs(nmf_settings()),
-    output:
-        dictionary=f"{R}/nmf/dictionary.npz",
-        costs=f"{R}/nmf/costs.tsv",
-        figure=report(f"{R}/nmf/atoms.png", caption="../report/nmf_atoms.rst", category="Dictionary"),
-        summary=f"{R}/nmf/dictionary.json",
-    params:
-        settings=as_json(nmf_cli_settings(nmf_settings())),
-        seed=config["seed"],
-        out_dir=lambda wildcards, output: os.path.dirname(output.dictionary),
-    priority: CRITICAL_PATH  # beside the 1-thread feature caching jobs, not in the teacher's way
-    threads: SIDE_THREADS
-    resources:
-        mem_mb=retry_mem(16000),
-        runtime=120,
-        gpu=1,
-    log:
-        f"{R}/logs/pretrain_nmf.log",
-    benchmark:
-        f"{R}/benchmarks/pretrain_nmf.tsv"
-    conda:
-        "../../envs/proxyseg.yaml"
-    shell:
-        "proxyseg --threads {threads} pretrain-nmf {input} --out-dir {params.out_dir} --seed {params.seed} "
-        "--settings {params.settings:q} > {log} 2>&1"
+# Stage `proxy`: distillation of each proxy from the teacher, and its inference (proxyseg.proxy).
 
 
 rule train_proxy:
@@ -91,3 +39,29 @@ rule train_proxy:
         "proxyseg --threads {threads} train-proxy --train {input.train} --dev {input.dev} "
         "--dictionary {input.dictionary} --out-dir {params.out_dir} --seed {params.seed} "
         "--settings {params.settings:q} --runtime {params.runtime:q} > {log} 2>&1"
+
+
+rule infer_proxy:
+    """Sliding-window proxy inference: probabilities and NMF activations H per file."""
+    input:
+        model=f"{R}/proxies/{{proxy}}/model.pt",
+        dump=f"{R}/teacher/dump/{{corpus}}/{{split}}.h5",
+        spectrograms=spectrograms("{corpus}", "{split}"),
+    output:
+        inference("{proxy}", "{corpus}", "{split}"),
+    params:
+        settings=as_json({"step": config["teacher"]["dump_step"], "aggregate": AGGREGATE}),
+    threads: 1
+    resources:
+        mem_mb=retry_mem(16000),
+        runtime=240,
+        gpu=1,
+    log:
+        f"{R}/logs/infer/{{proxy}}/{{corpus}}/{{split}}.log",
+    benchmark:
+        f"{R}/benchmarks/infer/{{proxy}}/{{corpus}}/{{split}}.tsv"
+    conda:
+        "../../envs/proxyseg.yaml"
+    shell:
+        "proxyseg --threads {threads} infer --checkpoint {input.model} --dump {input.dump} "
+        "--spectrograms {input.spectrograms} --out {output} --settings {params.settings:q} > {log} 2>&1"

@@ -55,3 +55,24 @@ rule dump_teacher:
     shell:
         "proxyseg --threads {threads} dump-teacher --checkpoint {input.model} --features {input.features} "
         "--out {output} --settings {params.settings:q} --runtime {params.runtime:q} > {log} 2>&1"
+
+
+rule infer_teacher:
+    """The teacher's frame probabilities, in the layout every system shares."""
+    input:
+        dump=f"{R}/teacher/dump/{{corpus}}/{{split}}.h5",
+    output:
+        inference("teacher", "{corpus}", "{split}"),
+    threads: 1
+    resources:
+        mem_mb=retry_mem(8000),
+        runtime=60,
+        gpu=0,
+    log:
+        f"{R}/logs/infer/teacher/{{corpus}}/{{split}}.log",
+    benchmark:
+        f"{R}/benchmarks/infer/teacher/{{corpus}}/{{split}}.tsv"
+    conda:
+        "../../envs/proxyseg.yaml"
+    shell:
+        "proxyseg infer --dump {input.dump} --out {output} > {log} 2>&1"

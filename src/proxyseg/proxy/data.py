@@ -2,7 +2,7 @@
 
 One pair is ``(dump.h5, spectrogram.h5)`` of one corpus split:
 
-* the teacher dump (``docs/FORMATS.md``): one group per URI with ``logits`` float32 ``(T, 4)`` and
+* the teacher dump (``docs/outputs.md``): one group per URI with ``logits`` float32 ``(T, 4)`` and
   ``features`` float16 ``(T, D)`` (the teacher's fused features S);
 * the spectrogram cache: one float16 dataset ``(T, F)`` per URI, ``X = log(1 + |STFT|^2)`` on the same
   frame grid.
@@ -38,10 +38,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from proxyseg.errors import InputError
-from proxyseg.frames import CLASSES
-from proxyseg.hdf5 import h5_datasets
-from proxyseg.teacher.data import HandleOwner, RandomCrops, _Handles, _open, default_steps_per_epoch
+from proxyseg.core.errors import InputError
+from proxyseg.core.frames import CLASSES
+from proxyseg.core.hdf5 import h5_datasets
+from proxyseg.teacher.data import HandleOwner, RandomCrops, Handles, open_h5, default_steps_per_epoch
 from proxyseg.teacher.dump import window_starts
 
 logger = logging.getLogger("proxyseg.proxy")
@@ -93,7 +93,7 @@ def scan_proxy_pairs(pairs: Iterable[Pair], inp: str = "wavlm") -> tuple[list[Pr
     dim_from = freq_from = ""
     pairs = [(str(d), str(s)) for d, s in pairs]
     for dump_path, spec_path in pairs:
-        with _open(dump_path) as dh, _open(spec_path) as sh:
+        with open_h5(dump_path) as dh, open_h5(spec_path) as sh:
             groups, specs = dump_groups(dh), spectrogram_datasets(sh)
             only_d = sorted(set(groups) - set(specs))
             only_s = sorted(set(specs) - set(groups))
@@ -155,7 +155,7 @@ class _ProxyCropReader(HandleOwner, Dataset):
         self.input = inp
         self.dtype = np.dtype(dtype)
         self.entries, self.dim, self.n_freq = scan_proxy_pairs(self.pairs, inp)
-        self._handles: _Handles | None = None
+        self._handles: Handles | None = None
 
     @property
     def in_channels(self) -> int:

@@ -1,6 +1,6 @@
 """Proxy inference (METHOD §5-6): sliding windows exactly like the teacher's dump (window = the training
 crop, step 10 % of it, last window aligned to the end of the file, short files zero-padded, overlapping
-outputs aggregated per frame as :mod:`proxyseg.aggregate` says; :func:`proxyseg.teacher.dump.sliding_window_average`).
+outputs aggregated per frame as :mod:`proxyseg.core.aggregate` says; :func:`proxyseg.teacher.dump.sliding_window_average`).
 
 Output HDF5 (one group per URI, like the teacher's dump, so scoring treats teacher and proxies alike):
 
@@ -36,11 +36,11 @@ import h5py
 import numpy as np
 import torch
 
-from proxyseg import aggregate as agg
-from proxyseg.atomic import atomic_path
-from proxyseg.errors import InputError
-from proxyseg.frames import CLASSES, FRAME_RATE
-from proxyseg.provenance import provenance_json
+from proxyseg.core import aggregate as agg
+from proxyseg.core.atomic import atomic_path
+from proxyseg.core.errors import InputError
+from proxyseg.core.frames import CLASSES, FRAME_RATE
+from proxyseg.core.provenance import provenance_json
 from proxyseg.proxy.data import dump_groups, spectrogram_datasets
 from proxyseg.proxy.loss import binary_kl
 from proxyseg.proxy.model import load_proxy

@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..frames import CLASSES
-from ..tcn import TCN, count_parameters
+from proxyseg.core.frames import CLASSES
+from proxyseg.nn.tcn import TCN, count_parameters
 
 #: METHOD §5: a smaller TCN than the teacher's (3 blocks x 2 repeats).
 PSI_DEFAULTS = {"bottleneck": 64, "hidden": 128, "kernel": 3, "blocks": 3, "repeats": 2}

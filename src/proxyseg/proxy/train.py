@@ -28,9 +28,9 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from proxyseg.errors import InputError
-from proxyseg.frames import CLASSES, FRAME_RATE
-from proxyseg.provenance import portable_path, provenance
+from proxyseg.core.errors import InputError
+from proxyseg.core.frames import CLASSES, FRAME_RATE
+from proxyseg.core.provenance import portable_path, provenance
 from proxyseg.proxy.data import INPUTS, Pair, ProxyDevCrops, ProxyTrainCrops
 from proxyseg.proxy.loss import KD_DIRECTIONS, distillation_loss
 from proxyseg.proxy.model import DICTIONARY_MODES, PSI_DEFAULTS, Proxy

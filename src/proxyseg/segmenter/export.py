@@ -22,10 +22,10 @@ import h5py
 import numpy as np
 import torch
 
-from .. import aggregate as agg
-from ..atomic import atomic_dir
-from ..errors import InputError
-from ..provenance import portable_path, provenance, without_machine
+from proxyseg.core import aggregate as agg
+from proxyseg.core.atomic import atomic_dir
+from proxyseg.core.errors import InputError
+from proxyseg.core.provenance import portable_path, provenance, without_machine
 
 FORMAT = "proxyseg-model/1"
 SETTINGS = "settings.json"

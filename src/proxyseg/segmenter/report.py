@@ -21,12 +21,12 @@ import h5py
 import numpy as np
 import soundfile as sf
 
-from .. import explain as ex
-from ..atomic import atomic_open, atomic_path
-from ..frames import CLASSES, HOP, SAMPLE_RATE, WIN
-from ..io.rttm import Segment
-from ..spectrogram import stft_frequencies
-from .stream import AudioReader
+from proxyseg.explain import relevance as ex
+from proxyseg.core.atomic import atomic_open, atomic_path
+from proxyseg.core.frames import CLASSES, HOP, SAMPLE_RATE, WIN
+from proxyseg.core.rttm import Segment
+from proxyseg.dictionary.spectrogram import stft_frequencies
+from proxyseg.segmenter.stream import AudioReader
 
 log = logging.getLogger("proxyseg.report")
 

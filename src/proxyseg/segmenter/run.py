@@ -36,20 +36,20 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .. import aggregate as agg
-from ..atomic import atomic_open, atomic_path
-from ..errors import InputError
-from ..features import load_wavlm, plan_chunks
-from ..frames import CLASSES, FRAME_RATE, HOP, SAMPLE_RATE, WIN
-from ..io.rttm import Segment, write_rttm
-from ..proxy.infer import sigmoid
-from ..proxy.model import load_proxy
-from ..provenance import provenance_json
-from ..scoring import binarize
-from ..teacher.model import load_teacher, resolve_device
-from .export import load_settings
-from .report import inside
-from .stream import AudioReader, spectrogram_range, stream_window_average
+from proxyseg.core import aggregate as agg
+from proxyseg.core.atomic import atomic_open, atomic_path
+from proxyseg.core.errors import InputError
+from proxyseg.features.wavlm import load_wavlm, plan_chunks
+from proxyseg.core.frames import CLASSES, FRAME_RATE, HOP, SAMPLE_RATE, WIN
+from proxyseg.core.rttm import Segment, write_rttm
+from proxyseg.proxy.infer import sigmoid
+from proxyseg.proxy.model import load_proxy
+from proxyseg.core.provenance import provenance_json
+from proxyseg.evaluate.scoring import binarize
+from proxyseg.teacher.model import load_teacher, resolve_device
+from proxyseg.segmenter.export import load_settings
+from proxyseg.segmenter.report import inside
+from proxyseg.segmenter.stream import AudioReader, spectrogram_range, stream_window_average
 
 log = logging.getLogger("proxyseg.segment")
 
@@ -337,7 +337,7 @@ def segment_files(model_dir, inputs, out_dir, thresholds: Mapping[str, float] | 
     segmented; then an ``InputError`` lists the skipped files. A single file raises its own error at once.
     Other errors (a full disk, a bug) stop the run. ``out_dir/uris.tsv`` maps every file to its URI.
     """
-    from .report import build_index, build_report
+    from proxyseg.segmenter.report import build_index, build_report
 
     out_dir = Path(out_dir)
     files = collect_audio(inputs, out_dir)

@@ -3,7 +3,7 @@ range, and a sliding-window average that emits finished frames as it goes.
 
 Every function here gives the same numbers as its whole-file counterpart (``load_audio``,
 ``log_power_spectrogram``, :func:`proxyseg.teacher.dump.sliding_window_average`): same windows, same
-order of additions; only the memory held at a time differs (tests/test_segmenter.py checks this).
+order of additions; only the memory held at a time differs (tests/segmenter/test_segmenter.py checks this).
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from ..errors import InputError
-from ..frames import HOP, SAMPLE_RATE, WIN, num_frames
-from ..io.audio import resample
-from ..spectrogram import frame_layout
-from .. import aggregate as agg
-from ..teacher.dump import window_starts
+from proxyseg.core.errors import InputError
+from proxyseg.core.frames import HOP, SAMPLE_RATE, WIN, num_frames
+from proxyseg.core.audio import resample
+from proxyseg.dictionary.spectrogram import frame_layout
+from proxyseg.core import aggregate as agg
+from proxyseg.teacher.dump import window_starts
 
 __all__ = ["AudioReader", "spectrogram_range", "stream_window_average"]
 
@@ -42,7 +42,7 @@ class AudioReader:
         self.sr = int(info.samplerate)
         self.channels = int(info.channels)
         self.native_frames = int(info.frames)
-        #: samples at 16 kHz (docs/FORMATS.md: ``ceil(frames * 16000 / sr)``)
+        #: samples at 16 kHz (docs/outputs.md: ``ceil(frames * 16000 / sr)``)
         self.num_samples = int(math.ceil(self.native_frames * SAMPLE_RATE / self.sr))
         self.num_frames = num_frames(self.num_samples)
         self.duration = self.native_frames / self.sr
@@ -85,7 +85,7 @@ class AudioReader:
 def spectrogram_range(read: Callable[[int, int], np.ndarray], first: int, last: int, n_fft: int = 512,
                       win_length: int = 400) -> np.ndarray:
     """Frames ``[first, last)`` of ``X = log(1 + |STFT|^2)`` as ``(last - first, F)`` float32, reading only
-    the samples they need; equal to the same rows of :func:`proxyseg.spectrogram.log_power_spectrogram`
+    the samples they need; equal to the same rows of :func:`proxyseg.dictionary.spectrogram.log_power_spectrogram`
     of the whole file (``read`` must return zeros outside the file, as :class:`AudioReader` does)."""
     if last <= first:
         return np.zeros((0, n_fft // 2 + 1), dtype=np.float32)
@@ -107,7 +107,7 @@ def stream_window_average(forward: Callable[[torch.Tensor], tuple[torch.Tensor, 
     """Sliding windows over a long input, overlapping outputs aggregated per frame, finished frames handed to
     ``write(first, last, [avg_output_0 (n, C0), ...])`` in order; returns the number of windows.
 
-    Outputs are weighted per window frame as ``aggregate`` says (:mod:`proxyseg.aggregate`); when
+    Outputs are weighted per window frame as ``aggregate`` says (:mod:`proxyseg.core.aggregate`); when
     ``logits_first``, output 0 holds logits and is aggregated as probabilities (or logits) and handed back
     as logits, like :func:`~proxyseg.teacher.dump.sliding_window_average` does.
 

@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from proxyseg.errors import InputError
-from proxyseg.frames import CLASSES, UNKNOWN
-from proxyseg.hdf5 import h5_datasets
+from proxyseg.core.errors import InputError
+from proxyseg.core.frames import CLASSES, UNKNOWN
+from proxyseg.core.hdf5 import h5_datasets
 
 logger = logging.getLogger("proxyseg.teacher")
 
@@ -37,7 +37,7 @@ class FileEntry:
     num_frames: int  # min of the features' and targets' lengths
 
 
-def _open(path: str) -> h5py.File:
+def open_h5(path: str) -> h5py.File:
     try:
         return h5py.File(path, "r", locking=False)
     except OSError as err:
@@ -56,7 +56,7 @@ def scan_pairs(pairs: Iterable[Pair]) -> tuple[list[FileEntry], int, int]:
     shape_from = ""
     for feats_path, targets_path in pairs:
         feats_path, targets_path = str(feats_path), str(targets_path)
-        with _open(feats_path) as fh, _open(targets_path) as th:
+        with open_h5(feats_path) as fh, open_h5(targets_path) as th:
             feats, targets = h5_datasets(fh), h5_datasets(th)
             only_f = sorted(set(feats) - set(targets))
             only_t = sorted(set(targets) - set(feats))
@@ -94,7 +94,7 @@ def scan_pairs(pairs: Iterable[Pair]) -> tuple[list[FileEntry], int, int]:
     return entries, shape[0], shape[1]
 
 
-class _Handles:
+class Handles:
     """Read-only h5py handles, opened on first use in the current process."""
 
     def __init__(self):
@@ -106,7 +106,7 @@ class _Handles:
             self._files, self._pid = {}, os.getpid()
         handle = self._files.get(path)
         if handle is None:
-            handle = self._files[path] = _open(path)
+            handle = self._files[path] = open_h5(path)
         return handle
 
     def close(self):
@@ -137,7 +137,7 @@ class HandleOwner:
         if self._memory is not None:
             return self._memory[path]
         if self._handles is None:
-            self._handles = _Handles()
+            self._handles = Handles()
         return self._handles.get(path)
 
     def preload(self, max_mb: float) -> bool:
@@ -153,7 +153,7 @@ class HandleOwner:
         wanted = self.dataset_names()
         total = 0
         for path, names in wanted.items():
-            with _open(path) as handle:
+            with open_h5(path) as handle:
                 total += sum(int(handle[name].nbytes) for name in names)
         if total > max_mb * 2 ** 20:
             logger.info("streaming crops from HDF5: the data take %.0f MB, over preload_mb = %g",
@@ -161,7 +161,7 @@ class HandleOwner:
             return False
         memory = {}
         for path, names in wanted.items():
-            with _open(path) as handle:
+            with open_h5(path) as handle:
                 memory[path] = {name: handle[name][()] for name in names}
         self._memory = memory
         logger.info("read %.0f MB from %d HDF5 file(s) into memory", total / 2 ** 20, len(wanted))
@@ -187,7 +187,7 @@ class _CropReader(HandleOwner, Dataset):
         self.crop_frames = int(crop_frames)
         self.states_dtype = np.dtype(states_dtype)
         self.entries, self.num_layers, self.dim = scan_pairs(self.pairs)
-        self._handles: _Handles | None = None
+        self._handles: Handles | None = None
 
     @property
     def total_frames(self) -> int:

@@ -1,7 +1,7 @@
 """Teacher inference (METHOD section 3): sliding windows of the training crop length, step 10 % of it,
-overlapping outputs aggregated per frame (:mod:`proxyseg.aggregate`). Writes the teacher's logits and fused features S per file.
+overlapping outputs aggregated per frame (:mod:`proxyseg.core.aggregate`). Writes the teacher's logits and fused features S per file.
 
-Output HDF5 (``docs/FORMATS.md``): one group per URI with ``logits`` float32 (T, 4) and ``features``
+Output HDF5 (``docs/outputs.md``): one group per URI with ``logits`` float32 (T, 4) and ``features``
 float16 (T, D); group attributes ``num_frames``, ``num_windows``; file attributes ``provenance`` and the
 window settings. Written under a temporary name and renamed when complete.
 """
@@ -18,12 +18,12 @@ import h5py
 import numpy as np
 import torch
 
-from proxyseg import aggregate as agg
-from proxyseg.atomic import atomic_path
-from proxyseg.errors import InputError
-from proxyseg.frames import CLASSES, FRAME_RATE
-from proxyseg.provenance import provenance_json
-from proxyseg.hdf5 import h5_datasets
+from proxyseg.core import aggregate as agg
+from proxyseg.core.atomic import atomic_path
+from proxyseg.core.errors import InputError
+from proxyseg.core.frames import CLASSES, FRAME_RATE
+from proxyseg.core.provenance import provenance_json
+from proxyseg.core.hdf5 import h5_datasets
 from proxyseg.teacher.model import Teacher, load_teacher, resolve_device
 
 logger = logging.getLogger("proxyseg.teacher")
@@ -48,7 +48,7 @@ def sliding_window_average(forward: Callable[[torch.Tensor], tuple[torch.Tensor,
                            prepare: Callable[[torch.Tensor], torch.Tensor] | None = None,
                            aggregate: str = agg.DEFAULT) -> tuple[np.ndarray, np.ndarray, int]:
     """Run ``forward`` on windows of ``source`` and average the overlapping outputs per frame
-    (:mod:`proxyseg.aggregate`: the logits as probabilities with Hamming weights by default).
+    (:mod:`proxyseg.core.aggregate`: the logits as probabilities with Hamming weights by default).
 
     ``source``: array-like ``(T, ...)`` sliceable along time (an h5py dataset is read one batch span at
     a time). ``prepare`` maps a float32 block ``(1, n, ...)`` to the model's input layout ``(1, C, n)``
@@ -94,7 +94,7 @@ def dump_teacher(checkpoint: str | os.PathLike, features_h5: str | os.PathLike, 
                  step_fraction: float = 0.1, batch_size: int = 16, device: str = "auto",
                  aggregate: str = agg.DEFAULT) -> dict:
     """Sliding-window teacher inference on every file of ``features_h5``; writes ``out_h5`` atomically.
-    ``logits`` are the aggregate of :mod:`proxyseg.aggregate` (``sigmoid(logits)`` is the probability).
+    ``logits`` are the aggregate of :mod:`proxyseg.core.aggregate` (``sigmoid(logits)`` is the probability).
 
     Returns a summary ``{"files", "frames", "windows", "window", "step"}``.
     """

@@ -8,8 +8,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from proxyseg.frames import CLASSES
-from proxyseg.tcn import TCN, count_parameters
+from proxyseg.core.frames import CLASSES
+from proxyseg.nn.tcn import TCN, count_parameters
 
 #: METHOD section 3: bottleneck 64, hidden 128, kernel 3, 15 blocks = dilations (1, 2, 4) x 5 repeats.
 TCN_DEFAULTS = {"bottleneck": 64, "hidden": 128, "kernel": 3, "blocks": 3, "repeats": 5}
@@ -54,7 +54,7 @@ class Teacher(nn.Module):
     """``forward(states (B, T, L, D)) -> (logits (B, 4, T), S (B, D, T))``.
 
     ``S`` is the fused, instance-normalised representation the proxy reuses; ``logits`` are pre-sigmoid,
-    class order ``proxyseg.frames.CLASSES``.
+    class order ``proxyseg.core.frames.CLASSES``.
     """
 
     def __init__(self, num_layers: int, dim: int, num_classes: int = len(CLASSES), **tcn_hparams: Any):

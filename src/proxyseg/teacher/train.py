@@ -22,9 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from proxyseg.errors import InputError
-from proxyseg.frames import CLASSES, FRAME_RATE
-from proxyseg.provenance import portable_path, provenance
+from proxyseg.core.errors import InputError
+from proxyseg.core.frames import CLASSES, FRAME_RATE
+from proxyseg.core.provenance import portable_path, provenance
 from proxyseg.teacher.data import DevCrops, Pair, TrainCrops
 from proxyseg.teacher.model import TCN_DEFAULTS, Teacher
 from proxyseg.training import (Loop, ResumeFile, begin, check_lr_schedule, data_record, epoch_data, fingerprint,

@@ -17,9 +17,9 @@ import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, Dataset
 
-from proxyseg.errors import InputError
-from proxyseg.frames import FRAME_RATE
-from proxyseg.provenance import seed_everything
+from proxyseg.core.errors import InputError
+from proxyseg.core.frames import FRAME_RATE
+from proxyseg.core.provenance import seed_everything
 from proxyseg.teacher.data import default_steps_per_epoch
 from proxyseg.teacher.model import resolve_device
 from proxyseg.training.loop import Loop, write_curve_png, write_curve_tsv, write_outputs

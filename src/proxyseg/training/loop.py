@@ -23,8 +23,8 @@ from typing import Callable, Sequence
 import torch
 from tqdm import tqdm
 
-from proxyseg.atomic import atomic_open, atomic_path
-from proxyseg.provenance import without_machine
+from proxyseg.core.atomic import atomic_open, atomic_path
+from proxyseg.core.provenance import without_machine
 from proxyseg.training.resume import ResumeFile, rng_state, set_rng_state
 
 

@@ -20,8 +20,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from proxyseg.atomic import atomic_open, remove_stale_temporaries
-from proxyseg.provenance import versions
+from proxyseg.core.atomic import atomic_open, remove_stale_temporaries
+from proxyseg.core.provenance import versions
 
 RESUME_NAME = ".resume.pt"
 

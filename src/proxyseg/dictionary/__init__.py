@@ -1,0 +1,1 @@
+"""Stage `dictionary`: log-power spectrograms and the NMF dictionary they pre-train."""

@@ -1,0 +1,38 @@
+"""Spectrogram cache: X = log(1 + |STFT|^2) of every file of a split, on the WavLM frame grid.
+
+X is the proxy's reconstruction target (and the input of spectrogram-input proxies) and the NMF
+dictionary's training material, so it is computed once per split and read as crops afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+
+import h5py
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from proxyseg.core.atomic import atomic_path
+from proxyseg.core.errors import InputError
+from proxyseg.core.frames import FRAME_RATE, HOP
+from proxyseg.core.audio import load_audio
+from proxyseg.core.provenance import provenance_json
+from proxyseg.dictionary.spectrogram import log_power_spectrogram, stft_frequencies
+
+
+def cache_spectrograms(manifest: str | os.PathLike, out_h5: str | os.PathLike, n_fft: int = 512,
+                       win_length: int = 400) -> None:
+    """One float16 ``(T, F)`` dataset per URI of ``manifest`` (written atomically)."""
+    table = pd.read_csv(manifest, sep="\t")
+    with atomic_path(out_h5) as tmp, h5py.File(tmp, "w") as h5:
+        h5.attrs.update(n_fft=n_fft, win_length=win_length, hop=HOP, frame_rate=FRAME_RATE,
+                        freqs_hz=stft_frequencies(n_fft),
+                        provenance=provenance_json(n_fft=n_fft, win_length=win_length, hop=HOP))
+        for row in tqdm(table.itertuples(), total=len(table), desc="spectrograms", unit="file"):
+            x = log_power_spectrogram(load_audio(row.audio), n_fft=n_fft, win_length=win_length)
+            if x.shape[1] != row.num_frames:
+                raise InputError(row.audio, f"audio gives {x.shape[1]} frames but {manifest} says "
+                                            f"{row.num_frames}; the file changed after harmonisation: rerun it")
+            data = x.T.numpy().astype(np.float16)
+            h5.create_dataset(row.uri, data=data, chunks=(min(len(data), 250) or 1, data.shape[1]))

@@ -1,0 +1,1 @@
+"""Stage `evaluate`: decisions, pyannote.metrics scores, fidelity to the teacher."""

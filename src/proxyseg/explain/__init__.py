@@ -1,0 +1,1 @@
+"""Stage `explain`: relevance maths, prototypes and local explanations, faithfulness, saliency, ground truth."""

@@ -1,0 +1,1 @@
+"""Neural building blocks shared by the teacher and the proxies (the TCN)."""

@@ -1,0 +1,232 @@
+"""Bad input never passes in silence: each mistake stops with the file and line to fix, or warns by name."""
+
+import importlib
+import logging
+import pkgutil
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+import proxyseg
+from proxyseg.corpora.adapters import _read_mapping, check_corpus, read_domains, read_table, resolve_split
+from proxyseg.core.errors import InputError
+from proxyseg.corpora.harmonise import harmonise
+from proxyseg.core.rttm import read_list, read_rttm, read_uem
+
+
+def rttm(uri, onset, dur, name):
+    return f"SPEAKER {uri} 1 {onset:.3f} {dur:.3f} <NA> <NA> {name} <NA> <NA>\n"
+
+
+@pytest.fixture
+def corpus(tmp_path, write_wav):
+    """A generic class-labelled corpus: audio a, b (train) and c (test), one RTTM per split, lists."""
+    root = tmp_path / "c"
+    for i, uri in enumerate("abc"):
+        write_wav(f"c/audio/{uri}.wav", seconds=2.0, seed=i)
+    (root / "train.lst").write_text("a\nb\n")
+    (root / "test.lst").write_text("c\n")
+    (root / "train.rttm").write_text(rttm("a", 0, 1, "speech") + rttm("b", 0.5, 1, "music"))
+    (root / "test.rttm").write_text(rttm("c", 0, 1, "speech"))
+    return {"adapter": "generic", "labels": "classes", "root": str(root), "audio": "audio/{uri}.wav",
+            "splits": {"train": {"list": "train.lst", "rttm": "train.rttm"},
+                       "test": {"list": "test.lst", "rttm": "test.rttm"}}}
+
+
+def run(spec, tmp_path, split="train"):
+    return harmonise("c", split, spec, tmp_path / "out" / split)
+
+
+# ------------------------------------------------------------------ 1. RTTM URIs outside the split
+
+
+def test_rttm_uri_differing_in_case_from_the_list_is_a_typo(corpus, tmp_path):
+    (tmp_path / "c/train.rttm").write_text(rttm("a", 0, 1, "speech") + rttm("B", 0.5, 1, "music"))
+    with pytest.raises(InputError, match=r"'B'.*listed as 'b'.*train.lst:2") as err:
+        run(corpus, tmp_path)
+    assert err.value.path.endswith("train.rttm") and err.value.line == 2
+    corpus["unlisted"] = "warn"  # a typo stays an error
+    with pytest.raises(InputError, match="listed as 'b'"):
+        run(corpus, tmp_path)
+
+
+def test_rttm_uri_typo_stops_the_cli(corpus, tmp_path, capsys):
+    import json
+
+    from proxyseg.cli import main
+
+    (tmp_path / "c/train.rttm").write_text(rttm("a", 0, 1, "speech") + rttm("B", 0.5, 1, "music"))
+    code = main(["harmonise", "--corpus", "c", "--split", "train", "--out-dir", str(tmp_path / "o"),
+                 "--settings", json.dumps(corpus)])
+    err = capsys.readouterr().err
+    assert code == 2 and "train.rttm:2: URI 'B' is listed as 'b'" in err and "Traceback" not in err
+
+
+def test_rttm_uri_in_no_split_is_an_error_or_a_warning(corpus, tmp_path, caplog):
+    (tmp_path / "c/train.rttm").write_text(rttm("a", 0, 1, "speech") + rttm("b", 0, 1, "music")
+                                           + rttm("zz", 0, 1, "speech"))
+    with pytest.raises(InputError, match=r"'zz' is in no split of corpus 'c'.*unlisted: warn") as err:
+        run(corpus, tmp_path)
+    assert err.value.path.endswith("train.rttm") and err.value.line == 3
+    corpus["unlisted"] = "warn"
+    with caplog.at_level(logging.WARNING, logger="proxyseg.corpora.adapters"):
+        run(corpus, tmp_path)
+    assert "zz" in caplog.text and "train.rttm" in caplog.text
+    corpus["unlisted"] = "maybe"
+    with pytest.raises(InputError, match="`unlisted` must be error or warn"):
+        resolve_split("c", corpus, "train")
+
+
+def test_one_rttm_shared_by_the_splits_is_fine(corpus, tmp_path, caplog):
+    """A URI of another split of the corpus (or of the split's list, outside its `portion`) is no error."""
+    (tmp_path / "c/all.rttm").write_text((tmp_path / "c/train.rttm").read_text()
+                                         + (tmp_path / "c/test.rttm").read_text())
+    for split in ("train", "test"):
+        corpus["splits"][split]["rttm"] = "all.rttm"
+    with caplog.at_level(logging.WARNING):
+        run(corpus, tmp_path, "train")
+        run(corpus, tmp_path, "test")
+    corpus["splits"] = {"train": {"list": "train.lst", "rttm": "train.rttm", "portion": [0.0, 0.5]},
+                        "dev": {"list": "train.lst", "rttm": "train.rttm", "portion": [0.5, 1.0]}}
+    with caplog.at_level(logging.WARNING):
+        run(corpus, tmp_path, "train")
+    assert caplog.text == ""
+    (tmp_path / "c/all.rttm").write_text((tmp_path / "c/all.rttm").read_text() + rttm("C", 0, 1, "speech"))
+    corpus["splits"] = {"train": {"list": "train.lst", "rttm": "all.rttm"},
+                        "test": {"list": "test.lst", "rttm": "all.rttm"}}
+    with pytest.raises(InputError, match=r"'C'.*listed as 'c'.*test.lst:1") as err:
+        run(corpus, tmp_path, "train")
+    assert err.value.line == 4
+
+
+def test_listed_file_without_any_segment_warns(corpus, tmp_path, caplog):
+    (tmp_path / "c/train.rttm").write_text(rttm("a", 0, 1, "speech"))
+    with caplog.at_level(logging.WARNING, logger="proxyseg.corpora.adapters"):
+        run(corpus, tmp_path)
+    assert "no segment" in caplog.text and "['b']" in caplog.text and "train.rttm" in caplog.text
+
+
+# ------------------------------------------------------------------ 2. UEM regions past the end of the audio
+
+
+def test_uem_region_after_the_end_of_the_file(corpus, tmp_path):
+    (tmp_path / "c/train.uem").write_text("a 1 0.000 2.000\nb 1 0.000 1.000\nb 1 7.000 9.000\n")
+    corpus["splits"]["train"]["uem"] = "train.uem"
+    with pytest.raises(InputError, match=r"starts at 7.0 s, after the end of .*b.wav \(2.000 s\)") as err:
+        run(corpus, tmp_path)
+    assert err.value.path.endswith("train.uem") and err.value.line == 3
+    (tmp_path / "c/train.uem").write_text("a 1 0.000 2.000\nb 1 1.000 9.000\n")  # partly past the end: clipped
+    run(corpus, tmp_path)
+    assert read_uem(tmp_path / "out/train/uem.uem")["b"] == [(1.0, 2.0)]
+
+
+# ------------------------------------------------------------------ 3. audio shorter than one frame
+
+
+@pytest.mark.parametrize("samples", [0, 300])
+def test_audio_shorter_than_a_frame(corpus, tmp_path, samples):
+    sf.write(tmp_path / "c/audio/b.wav", np.zeros(samples, np.float32), 16000)
+    with pytest.raises(InputError, match=r"b: its audio .*b.wav is shorter than one frame") as err:
+        run(corpus, tmp_path)
+    assert err.value.path.endswith("train.lst") and err.value.line == 2
+
+
+def test_truncated_or_corrupt_audio(corpus, tmp_path):
+    wav = tmp_path / "c/audio/b.wav"
+    wav.write_bytes(wav.read_bytes()[:60])  # header and a few samples
+    with pytest.raises(InputError, match="shorter than one frame"):
+        run(corpus, tmp_path)
+    wav.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
+    with pytest.raises(InputError, match="cannot read audio") as err:
+        run(corpus, tmp_path)
+    assert err.value.path.endswith("b.wav")
+
+
+# ------------------------------------------------------------------ 4. text files that are not UTF-8
+
+LATIN1 = "caf\xe9".encode("latin-1")
+
+
+@pytest.mark.parametrize("reader, text", [
+    (read_rttm, b"SPEAKER a 1 0 1 <NA> <NA> sp <NA> <NA>\nSPEAKER a 1 1 1 <NA> <NA> " + LATIN1 + b" <NA> <NA>\n"),
+    (read_uem, b"a 1 0 1\n" + LATIN1 + b" 1 0 1\n"),
+    (read_list, b"a\n" + LATIN1 + b"\n"),
+    (lambda p: read_table(p, ("uri",), "table"), b"uri\tdomain\n" + LATIN1 + b"\tx\n"),
+    (read_domains, b"uri domain\n" + LATIN1 + b" x\n"),
+    (_read_mapping, b"a x\n" + LATIN1 + b" y\n"),
+])
+def test_text_that_is_not_utf8_names_file_and_line(tmp_path, reader, text):
+    path = tmp_path / "f.txt"
+    path.write_bytes(text)
+    with pytest.raises(InputError, match="not UTF-8") as err:
+        reader(path)
+    assert err.value.path == str(path) and err.value.line == 2
+
+
+def test_list_that_is_not_utf8_stops_at_parse_time(corpus, tmp_path):
+    (tmp_path / "c/test.lst").write_bytes(b"c\n" + LATIN1 + b"\n")
+    with pytest.raises(InputError, match=r"test.lst:2: .*not UTF-8.*save it as UTF-8"):
+        check_corpus("c", corpus)
+
+
+def test_database_yml_that_is_not_utf8(tmp_path):
+    (tmp_path / "database.yml").write_bytes(b"Databases:\n  X: " + LATIN1 + b"/{uri}.wav\n")
+    spec = {"adapter": "pyannote", "database": str(tmp_path / "database.yml"), "protocol": "X.A.B",
+            "splits": {"train": {}}}
+    with pytest.raises(InputError, match="not UTF-8") as err:
+        resolve_split("c", spec, "train")
+    assert err.value.line == 2
+
+
+def test_utf8_byte_order_mark_is_not_part_of_the_first_uri(tmp_path):
+    (tmp_path / "l.lst").write_bytes(b"\xef\xbb\xbfa\nb\n")
+    assert read_list(tmp_path / "l.lst") == ["a", "b"]
+
+
+# ------------------------------------------------------------------ 5. URIs that cannot name files
+
+
+@pytest.mark.parametrize("uri, reason", [
+    ("../../x", "'/'"), ("a\\b", "'\\\\'"), (".hidden", "starts with '.'"), ("..", "starts with '.'"),
+    ("a\x07b", "control"), ("a\u200bb", "control"),
+])
+def test_uri_that_cannot_name_output_files(corpus, tmp_path, uri, reason):
+    (tmp_path / "c/train.lst").write_text(f"a\n{uri}\n")
+    with pytest.raises(InputError, match=reason) as err:
+        check_corpus("c", corpus)  # Snakemake resolves every split at parse time
+    assert err.value.path.endswith("train.lst") and err.value.line == 2
+    assert "rename" in str(err.value)
+
+
+def test_uri_with_a_space_from_the_audio_folder(tmp_path, write_wav):
+    write_wav("g/my file.wav")
+    (tmp_path / "g/r.rttm").write_text("")
+    spec = {"adapter": "generic", "labels": "speakers", "root": str(tmp_path / "g"), "audio": "{uri}.wav",
+            "splits": {"test": {"rttm": "{uri}.rttm"}}}
+    with pytest.raises(InputError, match=r"my file.wav: .*'my file' contains whitespace.*rename"):
+        resolve_split("g", spec, "test")
+
+
+# ------------------------------------------------------------------ 6. duplicates
+
+
+def test_duplicate_uri_names_it_and_both_lines(tmp_path):
+    (tmp_path / "l.lst").write_text("a\nb\n# c\na\n")
+    with pytest.raises(InputError, match=r"'a' is listed on lines 1 and 4") as err:
+        read_list(tmp_path / "l.lst")
+    assert err.value.path == str(tmp_path / "l.lst") and err.value.line == 4
+
+
+# ------------------------------------------------------------------ 14. __all__
+
+
+def test_every_name_in_all_exists():
+    missing = []
+    for info in pkgutil.walk_packages(proxyseg.__path__, "proxyseg."):
+        module = importlib.import_module(info.name)
+        missing += [f"{info.name}.{n}" for n in getattr(module, "__all__", []) if not hasattr(module, n)]
+    assert missing == []
+    namespace = {}
+    exec("from proxyseg.corpora.adapters import *", namespace)
+    assert "resolve_split" in namespace

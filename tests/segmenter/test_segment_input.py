@@ -1,0 +1,212 @@
+"""`proxyseg segment` on hostile or broken inputs: file names that RTTM, HTML or paths cannot hold, bad files
+in a batch, and an output folder inside the input folder."""
+
+import json
+import logging
+import shutil
+import subprocess
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+import torch
+
+from proxyseg.cli import main
+from proxyseg.core.errors import InputError
+from proxyseg.core.rttm import read_rttm
+from proxyseg.proxy.model import Proxy
+from proxyseg.segmenter.export import export_model
+from proxyseg.segmenter.run import collect_audio, parse_thresholds, segment_files
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    """A spectrogram-input model folder (random proxy): seconds to build, no WavLM."""
+    root = tmp_path_factory.mktemp("model")
+    W = np.random.default_rng(0).random((257, 6)).astype(np.float32)
+    W /= np.linalg.norm(W, axis=0, keepdims=True)
+    np.savez(root / "dictionary.npz", W=W)
+    torch.manual_seed(0)
+    proxy = Proxy(257, torch.from_numpy(W), "fixed", blocks=1, repeats=1)
+    hp = {**proxy.hparams, "crop_frames": 40, "input": "spectrogram", "dictionary": "fixed"}
+    torch.save({"state_dict": proxy.state_dict(), "hparams": hp}, root / "proxy.pt")
+    with h5py.File(root / "spec.h5", "w") as h5:
+        h5.attrs.update(n_fft=512, win_length=400)
+    # the teacher, feature cache and WavLM are not read for spectrogram input
+    export_model(root / "proxy.pt", root / "proxy.pt", root / "dictionary.npz", root / "spec.h5", root / "spec.h5",
+                 "none", root / "model")
+    return root / "model"
+
+
+def _tone(path, seconds=1.0, seed=0):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    t = np.arange(int(seconds * 16000)) / 16000
+    x = 0.3 * np.sin(2 * np.pi * (200 + 50 * seed) * t) + 0.02 * np.random.default_rng(seed).normal(size=t.shape)
+    sf.write(str(path), x.astype(np.float32), 16000, format=path.suffix[1:].upper())
+    return path
+
+
+def _run(model, inputs, out, report=False, **kw):
+    return segment_files(model, inputs, out, thresholds=parse_thresholds(["0"]), device="cpu", report=report,
+                         report_settings={"explain_audio": 1, "explain_seconds": 0.5, "tau": 0.0}, **kw)
+
+
+# ------------------------------------------------------------------------------------- 7: URIs and RTTM
+
+#: a name that, unsanitised, makes segments.rttm a valid RTTM with a forged URI (the rest is a comment)
+FORGED = "u\t1\t0\t1\t<NA>\t<NA>\tspeech\t<NA>\t<NA>\nSPEAKER\tforged\t1\t0\t9\t<NA>\t<NA>\tspeech\t<NA>\t<NA>\n;;"
+
+
+@pytest.mark.parametrize("stem,uri", [("a\tb 1 2 SPEAKER x", "a_b_1_2_SPEAKER_x"),
+                                      (FORGED, "u_1_0_1_<NA>_<NA>_speech_<NA>_<NA>_"
+                                               "SPEAKER_forged_1_0_9_<NA>_<NA>_speech_<NA>_<NA>_;;"),
+                                      ("c\u2028d\x1fe\u00a0f\\g", "c_d_e_f_g")])
+def test_file_name_cannot_forge_rttm_lines(model, tmp_path, stem, uri, caplog):
+    audio = _tone(tmp_path / "in" / f"{stem}.wav")
+    _tone(tmp_path / "in" / "plain.wav", seed=1)
+    with caplog.at_level(logging.INFO, logger="proxyseg.segment"):
+        done = _run(model, [tmp_path / "in"], tmp_path / "out")
+    rttm = read_rttm(tmp_path / "out" / "segments.rttm")
+    assert set(rttm) == {uri, "plain"}  # no URI forged by the file name
+    assert sorted(d["uri"] for d in done) == sorted([uri, "plain"])
+    assert rttm[uri] and {s.label for s in rttm[uri]} <= {"speech", "noise", "music", "overlap"}
+    per_file = read_rttm(tmp_path / "out" / "rttm" / f"{uri}.rttm")
+    assert [(s.start, s.end, s.label) for s in per_file[uri]] == [(s.start, s.end, s.label) for s in rttm[uri]]
+    # every file and its URI in uris.tsv (the odd name quoted), a log line for the renamed one
+    table = pd.read_csv(tmp_path / "out" / "uris.tsv", sep="\t", dtype=str)
+    assert list(table.columns) == ["file", "uri"]
+    assert dict(zip(table.uri, table.file)) == {uri: str(audio), "plain": str(tmp_path / "in" / "plain.wav")}
+    assert any(repr(str(audio)) in m and uri in m for m in caplog.messages)
+
+
+def test_names_mapping_to_one_uri_are_made_unique(model, tmp_path, caplog):
+    d = tmp_path / "in"
+    for i, name in enumerate(["a b.wav", "a_b.wav", "a\tb.wav", "a_b_2.wav", "sub/a_b.wav", "A_B.flac"]):
+        _tone(d / name, seed=i)
+    with caplog.at_level(logging.INFO, logger="proxyseg.segment"):
+        found = collect_audio([d])
+    uris = [u for u, _ in found]
+    assert len(set(u.casefold() for u in uris)) == len(uris) == 6
+    assert "a_b_2" in uris and dict(found)["a_b_2"] == d / "a_b_2.wav"  # a name's own URI is kept
+    assert sum("same URI" in m for m in caplog.messages) == 4
+    assert collect_audio([d]) == found  # the same names give the same URIs
+
+
+def test_stored_probabilities_of_another_file_are_not_reused(model, tmp_path):
+    """URIs made unique depend on the other names: ``probs/<uri>.h5`` is reused only for the same file."""
+    d = tmp_path / "in"
+    _tone(d / "one.wav", seconds=1.0)
+    first = _run(model, [d], tmp_path / "out")
+    _tone(d / "a" / "one.wav", seconds=2.0, seed=3)  # now "one" is this file, the first is "one_2"
+    second = {r["uri"]: r for r in _run(model, [d], tmp_path / "out")}
+    assert first[0]["duration"] == second["one_2"]["duration"] < 1.1
+    assert second["one"]["duration"] > 1.9
+
+
+# --------------------------------------------------------------------------------- 8: HTML and paths
+
+NASTY = "<!--<script>x\"'&>"
+
+
+def test_report_escapes_file_names(model, tmp_path):
+    _tone(tmp_path / "in" / f"{NASTY}.wav")
+    _run(model, [tmp_path / "in"], tmp_path / "out", report=True)
+    report = tmp_path / "out" / "report"
+    (page,) = [p for p in report.glob("*.html") if p.name != "index.html"]
+    text = page.read_text()
+    payload = text.split('<script type="application/json" id="report-data">')[1].split("</script>")[0]
+    assert not set("<>&\u2028\u2029") & set(payload)
+    data = json.loads(payload)
+    assert data["uri"] == NASTY
+    assert text.count("<script") == 2 and "<!--" not in text  # the name cannot open or close a script
+    assert "&lt;!--&lt;script&gt;x&quot;&#x27;&amp;&gt;" in text
+    index = (report / "index.html").read_text()
+    assert index.count("<script") == 1 and "<!--" not in index
+    browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if browser:  # the page runs: its script is not swallowed (tests/segmenter/test_segmenter.py installs chromium)
+        run = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu",
+                              f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000",
+                              "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=180)
+        assert 'data-ready="yes"' in run.stdout, run.stderr[-2000:]
+
+
+def test_dot_names_stay_inside_their_folders(model, tmp_path):
+    for i, name in enumerate(["..wav", "...wav", ".hidden.wav", "ok.wav"]):
+        _tone(tmp_path / "in" / name, seed=i)
+    out = tmp_path / "out"
+    done = _run(model, [tmp_path / "in"], out, report=True)
+    uris = {d["uri"] for d in done}
+    assert uris == {"_", "__", "_hidden", "ok"}
+    assert {p.name for p in out.iterdir()} == {"probs", "rttm", "report", "segments.rttm", "uris.tsv"}
+    assert {p.name for p in (out / "report").iterdir()} == {"index.html"} | uris | {f"{u}.html" for u in uris}
+    assert {p.name for p in (out / "probs").iterdir()} == {f"{u}.h5" for u in uris}
+    assert sorted(p.name for p in (out / "report" / "__").iterdir() if p.suffix == ".png") == ["spectrogram.png"]
+
+
+def test_derived_paths_are_plain_children():
+    from proxyseg.segmenter.report import inside
+
+    out = Path("out")
+    for bad in ("", ".", "..", ".x", "a/b", "../x"):
+        with pytest.raises(ValueError):
+            inside(out, bad)
+    assert inside(out, "x.h5") == out / "x.h5"
+
+
+@pytest.mark.parametrize("stem", ["", ".", "..", "...", "/", "a/../..", "\x00"])
+def test_safe_uri_is_one_plain_path_component(stem):
+    from proxyseg.segmenter.run import safe_uri
+
+    uri = safe_uri(stem)
+    assert uri and not uri.startswith(".") and "/" not in uri and "\\" not in uri and uri.isprintable()
+
+
+# ------------------------------------------------------------------------------------ 9: bad files
+
+
+def test_bad_files_are_skipped_and_reported(model, tmp_path, capsys):
+    d = tmp_path / "in"
+    _tone(d / "good1.wav")
+    (d / "empty.wav").write_bytes(b"")
+    (d / "garbage.wav").write_bytes(b"RIFF not really a wave file" * 10)
+    sf.write(str(d / "short.wav"), np.zeros(100, np.float32), 16000)  # < one frame
+    _tone(d / "zz_good2.wav", seed=1)
+    out = tmp_path / "out"
+    args = ["segment", str(d), "--model", str(model), "--out", str(out), "--device", "cpu", "--threshold", "0"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "3 of 5 file(s) not segmented" in err
+    for name, reason in (("empty.wav", "cannot read audio"), ("garbage.wav", "cannot read audio"),
+                         ("short.wav", "shorter than one frame")):
+        assert f"{d / name}: {reason}" in err
+    assert set(read_rttm(out / "segments.rttm")) == {"good1", "zz_good2"}
+    assert {p.name for p in (out / "probs").iterdir()} == {"good1.h5", "zz_good2.h5"}
+    assert (out / "report" / "index.html").read_text().count('.html">') == 2
+    assert not (out / ".tmp").exists()
+    # a bad file given alone: its own error, exit 2, no temporary folder
+    assert main(["segment", str(d / "short.wav")] + args[2:]) == 2
+    assert capsys.readouterr().err.strip() == f"proxyseg: error: {d / 'short.wav'}: shorter than one frame " \
+                                               "(400 samples at 16 kHz): nothing to segment"
+    assert not (out / ".tmp").exists()
+
+
+# ------------------------------------------------------------------------------ 10: --out inside input
+
+
+@pytest.mark.parametrize("where", ["inside", "same", "parent"])
+def test_outputs_are_never_read_as_inputs(model, tmp_path, where):
+    d = tmp_path / "recs"
+    _tone(d / "a.wav")
+    _tone(d / "b" / "b.wav", seed=1)
+    out = {"inside": d / "out", "same": d, "parent": tmp_path}[where]
+    first = _run(model, [d], out, report=True)
+    assert list((out / "report").rglob("*.wav")), "the report wrote explanation WAVs"
+    second = _run(model, [d], out, report=True)
+    assert [r["uri"] for r in first] == [r["uri"] for r in second] == ["a", "b"]
+    assert {p.name for p in (out / "probs").iterdir()} == {"a.h5", "b.h5"}
+    wav = next((out / "report").rglob("*.wav"))
+    with pytest.raises(InputError, match="output folder"):
+        _run(model, [wav], out)
