@@ -118,7 +118,7 @@ def small_config() -> dict:
 
 @pytest.fixture(scope="session")
 def small_run(tmp_path_factory):
-    """The workflow on config/test.yaml, run once per session (tests/workflow/test_workflow.py, tests/workflow/test_crash.py)."""
+    """The workflow on config/test.yaml, run once per session (tests/workflow/: test_workflow, test_crash)."""
     import yaml
 
     workdir = tmp_path_factory.mktemp("workflow")
@@ -187,3 +187,43 @@ def pytest_terminal_summary(terminalreporter, config):
         terminalreporter.write_sep("=", f"{len(left_out)} tests not run: {said}", yellow=True)
         terminalreporter.write_line(f"`python -m pytest {ALL}` runs every test (the README's test command, CI)",
                                     yellow=True)
+
+
+@pytest.fixture
+def kill_in_epoch(monkeypatch):
+    """``kill_in_epoch(module, epoch)``: the training of ``module`` (teacher or proxy ``train``) raises
+    KeyboardInterrupt, as a killed job stops, in the dev evaluation of ``epoch``; returns the list of calls.
+    ``monkeypatch.undo()`` lets the next run finish."""
+
+    def _kill(module, epoch: int) -> list:
+        evaluate, calls = module.evaluate, []
+
+        def dies(*args, **kwargs):
+            calls.append(1)
+            if len(calls) == epoch:
+                raise KeyboardInterrupt
+            return evaluate(*args, **kwargs)
+
+        monkeypatch.setattr(module, "evaluate", dies)
+        return calls
+
+    return _kill
+
+
+@pytest.fixture
+def checkpoint_strings():
+    """``checkpoint_strings(value)``: every string in a loaded checkpoint (keys and values, recursively), to
+    look for machine paths, times and hosts."""
+
+    def _strings(value):
+        if isinstance(value, str):
+            yield value
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                yield from _strings(k)
+                yield from _strings(v)
+        elif isinstance(value, (list, tuple)):
+            for v in value:
+                yield from _strings(v)
+
+    return _strings

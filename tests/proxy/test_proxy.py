@@ -397,26 +397,11 @@ def test_training_rejects_wrong_dictionary_size(tmp_path, pairs):
         train_proxy(train, dev, bad, tmp_path / "out", SMALL, seed=0)
 
 
-def _kill_in_epoch(monkeypatch, epoch: int) -> list:
-    """Proxy training raises KeyboardInterrupt (as a killed job stops) in the dev evaluation of ``epoch``;
-    returns the list of evaluation calls."""
-    evaluate, calls = proxy_train.evaluate, []
-
-    def dies(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == epoch:
-            raise KeyboardInterrupt
-        return evaluate(*args, **kwargs)
-
-    monkeypatch.setattr(proxy_train, "evaluate", dies)
-    return calls
-
-
-def test_interrupted_training_leaves_no_output(tmp_path, pairs, monkeypatch):
+def test_interrupted_training_leaves_no_output(tmp_path, pairs, monkeypatch, kill_in_epoch):
     """A job killed after an improving epoch leaves no model.pt that looks finished, no curve, no temporary:
     only the hidden state to resume from."""
     train, dev, npz = pairs
-    calls = _kill_in_epoch(monkeypatch, 2)
+    calls = kill_in_epoch(proxy_train, 2)
     out = tmp_path / "killed"
     with pytest.raises(KeyboardInterrupt):
         train_proxy(train, dev, npz, out, {**SMALL, "max_epochs": 3}, seed=0)
@@ -425,13 +410,14 @@ def test_interrupted_training_leaves_no_output(tmp_path, pairs, monkeypatch):
 
 
 @pytest.mark.usefixtures("one_torch_thread")
-def test_killed_and_resumed_training_ends_as_an_uninterrupted_one(tmp_path, pairs, monkeypatch, caplog):
+def test_killed_and_resumed_training_ends_as_an_uninterrupted_one(
+        tmp_path, pairs, monkeypatch, caplog, kill_in_epoch):
     """Killed in epoch 3, run again: it resumes after epoch 2 and ends with the checkpoint (bytes) of a run
     never interrupted; a learned dictionary, EMA and a cosine schedule included."""
     train, dev, npz = pairs
     settings = {**SMALL, "max_epochs": 5, "dictionary": "learned", "ema": 0.5, "lr_schedule": "cosine"}
     train_proxy(train, dev, npz, tmp_path / "whole", settings, seed=5)
-    _kill_in_epoch(monkeypatch, 3)
+    kill_in_epoch(proxy_train, 3)
     with pytest.raises(KeyboardInterrupt):
         train_proxy(train, dev, npz, tmp_path / "killed", settings, seed=5)
     monkeypatch.undo()
@@ -444,20 +430,7 @@ def test_killed_and_resumed_training_ends_as_an_uninterrupted_one(tmp_path, pair
     assert not (tmp_path / "killed" / RESUME_NAME).exists()
 
 
-def _strings(value):
-    """Every string in a checkpoint (dict keys and values, lists, tuples), recursively."""
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for k, v in value.items():
-            yield from _strings(k)
-            yield from _strings(v)
-    elif isinstance(value, (list, tuple)):
-        for v in value:
-            yield from _strings(v)
-
-
-def test_identical_runs_give_identical_checkpoint_and_export_bytes(tmp_path, monkeypatch):
+def test_identical_runs_give_identical_checkpoint_and_export_bytes(tmp_path, monkeypatch, checkpoint_strings):
     """The same data, settings and seed in another folder give the same model.pt and exported model folder:
     paths are stored relative to the working directory, time and host only beside them."""
     outs = []
@@ -480,7 +453,7 @@ def test_identical_runs_give_identical_checkpoint_and_export_bytes(tmp_path, mon
     ckpt = torch.load(a / "out" / "model.pt", weights_only=False)
     for text in (data, (a / "export" / "settings.json").read_bytes(), (a / "out" / "train.json").read_bytes()):
         assert str(tmp_path).encode() not in text
-    assert not [s for s in _strings(ckpt) if os.path.isabs(s)]
+    assert not [s for s in checkpoint_strings(ckpt) if os.path.isabs(s)]
     assert not {"created", "host"} & set(ckpt["provenance"])
     assert ckpt["hparams"]["dictionary_npz"] == "dictionary.npz"
     assert ckpt["provenance"]["settings"]["dictionary"] == "dictionary.npz"

@@ -356,26 +356,11 @@ def test_weight_averaging_learns_and_saves_the_averaged_weights(trained, tmp_pat
         train_teacher([train_pair], [dev_pair], tmp_path / "bad", {**SMALL, "ema": 1.0}, seed=7)
 
 
-def _kill_in_epoch(monkeypatch, epoch: int) -> list:
-    """Teacher training raises KeyboardInterrupt (as a killed job stops) in the dev evaluation of ``epoch``;
-    returns the list of evaluation calls."""
-    evaluate, calls = teacher_train.evaluate, []
-
-    def dies(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == epoch:
-            raise KeyboardInterrupt
-        return evaluate(*args, **kwargs)
-
-    monkeypatch.setattr(teacher_train, "evaluate", dies)
-    return calls
-
-
-def test_interrupted_training_leaves_no_output(trained, tmp_path, monkeypatch):
+def test_interrupted_training_leaves_no_output(trained, tmp_path, monkeypatch, kill_in_epoch):
     """A job killed after an improving epoch leaves no model.pt that looks finished, no curve, no temporary:
     only the hidden state to resume from."""
     _, train_pair, dev_pair, _, _ = trained
-    calls = _kill_in_epoch(monkeypatch, 2)
+    calls = kill_in_epoch(teacher_train, 2)
     out = tmp_path / "killed"
     with pytest.raises(KeyboardInterrupt):
         train_teacher([train_pair], [dev_pair], out, {**SMALL, "max_epochs": 3}, seed=7)
@@ -405,13 +390,14 @@ def _same_training(a, b):
 
 
 @pytest.mark.usefixtures("one_torch_thread")
-def test_killed_and_resumed_training_ends_as_an_uninterrupted_one(trained, tmp_path, monkeypatch, caplog):
+def test_killed_and_resumed_training_ends_as_an_uninterrupted_one(
+        trained, tmp_path, monkeypatch, caplog, kill_in_epoch):
     """A job killed in epoch 3 (a Slurm time limit) resumes after epoch 2: model, optimizer, schedule, EMA,
     best epoch, curve and random state; it ends with the checkpoint of a run never interrupted. A setting
     that only says how the job runs (preload_mb) may change in between."""
     _, train_pair, dev_pair, _, _ = trained
     train_teacher([train_pair], [dev_pair], tmp_path / "whole", RESUMABLE, seed=7)
-    _kill_in_epoch(monkeypatch, 3)
+    kill_in_epoch(teacher_train, 3)
     with pytest.raises(KeyboardInterrupt):
         train_teacher([train_pair], [dev_pair], tmp_path / "killed", RESUMABLE, seed=7)
     monkeypatch.undo()
@@ -424,10 +410,10 @@ def test_killed_and_resumed_training_ends_as_an_uninterrupted_one(trained, tmp_p
 
 
 @pytest.mark.usefixtures("one_torch_thread")
-def test_a_resume_state_of_another_training_is_left_aside(trained, tmp_path, monkeypatch, caplog):
+def test_a_resume_state_of_another_training_is_left_aside(trained, tmp_path, monkeypatch, caplog, kill_in_epoch):
     """Another seed (or other settings, or changed input files): training starts over."""
     _, train_pair, dev_pair, _, _ = trained
-    _kill_in_epoch(monkeypatch, 2)
+    kill_in_epoch(teacher_train, 2)
     with pytest.raises(KeyboardInterrupt):
         train_teacher([train_pair], [dev_pair], tmp_path, {**SMALL, "max_epochs": 2}, seed=7)
     monkeypatch.undo()
@@ -465,20 +451,7 @@ def test_kill_9_then_rerun_resumes_with_the_same_weights(trained, tmp_path, monk
     assert (tmp_path / "killed" / "model.pt").read_bytes() == (tmp_path / "whole" / "model.pt").read_bytes()
 
 
-def _strings(value):
-    """Every string in a checkpoint (dict keys and values, lists, tuples), recursively."""
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for k, v in value.items():
-            yield from _strings(k)
-            yield from _strings(v)
-    elif isinstance(value, (list, tuple)):
-        for v in value:
-            yield from _strings(v)
-
-
-def test_identical_runs_give_identical_checkpoint_bytes(tmp_path, monkeypatch):
+def test_identical_runs_give_identical_checkpoint_bytes(tmp_path, monkeypatch, checkpoint_strings):
     """The same data, settings and seed in another folder (and at another time) give the same model.pt:
     paths are stored relative to the working directory, time and host only in train.json."""
     outs = []
@@ -494,7 +467,7 @@ def test_identical_runs_give_identical_checkpoint_bytes(tmp_path, monkeypatch):
     assert data == (outs[1] / "model.pt").read_bytes()
     assert str(tmp_path).encode() not in data
     ckpt = torch.load(outs[0] / "model.pt", weights_only=True)
-    assert not [s for s in _strings(ckpt) if os.path.isabs(s) or str(tmp_path) in s]
+    assert not [s for s in checkpoint_strings(ckpt) if os.path.isabs(s) or str(tmp_path) in s]
     assert not {"created", "host"} & set(ckpt["provenance"])
     assert ckpt["provenance"]["settings"]["train"] == [["tr_features.h5", "tr_targets.h5"]]
     info = json.loads((outs[0] / "train.json").read_text())
