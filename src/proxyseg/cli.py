@@ -1,8 +1,12 @@
 """``proxyseg`` command line: one subcommand per workflow stage; Snakemake rules call these.
 
 Each stage takes its input and output paths as arguments and its settings as one JSON object
-(``--settings '{"lr": 0.001}'`` or ``--settings @file.json``), so a rule reruns exactly when the config
-section it passes changes. Bad input stops with ``proxyseg: error: FILE:LINE: what to do`` and status 2.
+(``--settings '{"lr": 0.001}'`` or ``--settings @file.json``), parsed into the settings object of its
+config section (:mod:`proxyseg.settings`: keys left out take their defaults there), so a rule reruns
+exactly when the config section it passes changes. A stage that also reads another section takes it as
+an option of that section's name (``--inference``, ``--explain``, ``--spectrogram``); ``--runtime`` carries
+the runtime section (device, workers, batch sizes), which never changes a result. Bad input stops with
+``proxyseg: error: FILE:LINE: what to do`` and status 2.
 """
 
 from __future__ import annotations
@@ -14,22 +18,27 @@ import os
 import sys
 from pathlib import Path
 
-from proxyseg.core import aggregate as agg
+from proxyseg import settings as S
 from proxyseg.core.errors import InputError
 
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
-def _settings(text: str) -> dict:
+def _settings(text: str, option: str = "--settings") -> dict:
     if text.startswith("@"):
         text = Path(text[1:]).read_text()
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise InputError(None, f"--settings is not valid JSON ({exc})") from None
+        raise InputError(None, f"{option} is not valid JSON ({exc})") from None
     if not isinstance(value, dict):
-        raise InputError(None, "--settings must be a JSON object")
+        raise InputError(None, f"{option} must be a JSON object")
     return value
+
+
+def _section(cls, option: str):
+    """An argparse type: JSON text (or @FILE) parsed into the settings object ``cls``."""
+    return lambda text: cls.parse(_settings(text, option), f"{option} ({cls.SECTION})")
 
 
 def _pairs(values: list[str], what: str) -> list[tuple[str, str]]:
@@ -58,13 +67,13 @@ def cmd_demo_wavlm(a):
 
     settings = dict(a.settings)
     # without --audio and without pretrain settings: the random-weight model (nothing to train on)
-    pretrain = settings.pop("pretrain", {} if a.audio else {"steps": 0})
-    device = settings.pop("device", "auto")
-    audio = manifest_audio(a.audio) if a.audio and pretrain.get("steps", 1) else None
-    build_demo_wavlm(a.out, a.seed, audio=audio, pretrain=pretrain, overrides=settings.pop("wavlm", {}),
-                     device=device)
+    pretrain = S.DemoPretrain.parse(settings.pop("pretrain", {} if a.audio else {"steps": 0}),
+                                    "--settings pretrain (features.demo_pretrain)")
+    audio = manifest_audio(a.audio) if a.audio and pretrain.steps else None
+    overrides = settings.pop("wavlm", {})
     if settings:
-        raise InputError(None, f"unknown demo-wavlm setting(s) {sorted(settings)}; known: pretrain, wavlm, device")
+        raise InputError(None, f"unknown demo-wavlm setting(s) {sorted(settings)}; known: pretrain, wavlm")
+    build_demo_wavlm(a.out, a.seed, audio=audio, pretrain=pretrain, overrides=overrides, device=a.runtime.device)
 
 
 def cmd_harmonise(a):
@@ -83,11 +92,11 @@ def cmd_extract_features(a):
     from proxyseg.features.wavlm import extract_features
     from proxyseg.features.shards import parse_shard
 
-    s = a.settings
-    extract_features(a.manifest, a.out, model=a.model, layers=s.get("layers", "all"), revision=s.get("revision"),
-                     chunk_seconds=s.get("chunk_seconds", 30.0), overlap_seconds=s.get("overlap_seconds", 2.5),
-                     batch_size=a.batch_size or s.get("batch_size", 4), device=s.get("device", "auto"),
-                     half=s.get("half", False), shard=parse_shard(a.shard), normalize=s.get("normalize", "auto"))
+    s, rt = a.settings, a.runtime
+    extract_features(a.manifest, a.out, model=a.model, layers=s.layers, revision=s.revision,
+                     chunk_seconds=s.chunk_seconds, overlap_seconds=s.overlap_seconds,
+                     batch_size=a.batch_size or rt.feature_batch_size, device=rt.device, half=s.half,
+                     shard=parse_shard(a.shard), normalize=s.normalize)
 
 
 def cmd_gather_features(a):
@@ -99,35 +108,34 @@ def cmd_gather_features(a):
 def cmd_train_teacher(a):
     from proxyseg.teacher.train import train_teacher
 
-    train_teacher(_pairs(a.train, "--train"), _pairs(a.dev, "--dev"), a.out_dir, a.settings, a.seed)
+    train_teacher(_pairs(a.train, "--train"), _pairs(a.dev, "--dev"), a.out_dir, a.settings, a.seed, a.runtime)
 
 
 def cmd_dump_teacher(a):
     from proxyseg.teacher.dump import dump_teacher
 
-    s = a.settings
-    dump_teacher(a.checkpoint, a.features, a.out, step_fraction=s.get("dump_step", 0.1),
-                 batch_size=s.get("dump_batch_size", 16), device=s.get("device", "auto"),
-                 aggregate=s.get("aggregate", agg.DEFAULT))
+    s, rt = a.settings, a.runtime
+    dump_teacher(a.checkpoint, a.features, a.out, step_fraction=s.step, batch_size=rt.inference_batch_size,
+                 device=rt.device, aggregate=s.aggregate)
 
 
 def cmd_spectrograms(a):
     from proxyseg.dictionary.spectrogram_cache import cache_spectrograms
 
-    cache_spectrograms(a.manifest, a.out, n_fft=a.settings.get("n_fft", 512),
-                       win_length=a.settings.get("win_length", 400))
+    cache_spectrograms(a.manifest, a.out, n_fft=a.settings.n_fft, win_length=a.settings.win_length)
 
 
 def cmd_pretrain_nmf(a):
     from proxyseg.dictionary.build import pretrain_dictionary
 
-    pretrain_dictionary(_pairs(a.inputs, "inputs"), a.out_dir, a.settings, a.seed)
+    pretrain_dictionary(_pairs(a.inputs, "inputs"), a.out_dir, a.settings, a.seed, a.runtime)
 
 
 def cmd_train_proxy(a):
     from proxyseg.proxy.train import train_proxy
 
-    train_proxy(_pairs(a.train, "--train"), _pairs(a.dev, "--dev"), a.dictionary, a.out_dir, a.settings, a.seed)
+    train_proxy(_pairs(a.train, "--train"), _pairs(a.dev, "--dev"), a.dictionary, a.out_dir, a.settings, a.seed,
+                a.runtime)
 
 
 def cmd_infer(a):
@@ -136,8 +144,9 @@ def cmd_infer(a):
 
         if not a.spectrograms:
             raise InputError(None, "infer with --checkpoint (a proxy) needs --spectrograms")
-        infer_proxy(a.checkpoint, a.dump, a.spectrograms, a.out, step_fraction=a.settings.get("step", 0.1),
-                    device=a.settings.get("device", "auto"), aggregate=a.settings.get("aggregate", agg.DEFAULT))
+        infer_proxy(a.checkpoint, a.dump, a.spectrograms, a.out, step_fraction=a.settings.step,
+                    device=a.runtime.device, batch_size=a.runtime.inference_batch_size,
+                    aggregate=a.settings.aggregate)
     else:
         from proxyseg.proxy.infer import teacher_probs
 
@@ -220,12 +229,13 @@ def cmd_faithfulness(a):
         raise InputError(None, "--items takes quintuples CORPUS INFERENCE.h5 SPECTROGRAMS.h5 TARGETS.h5 MANIFEST.tsv")
     items = [tuple(a.items[i:i + 5]) for i in range(0, len(a.items), 5)]
     judge = None
-    if a.settings.get("classifier", "both") != "proxy":
+    if a.settings.classifier != "proxy":
         if not (a.teacher and a.wavlm and a.features):
             raise InputError(None, "faithfulness judged by the teacher needs --teacher, --wavlm and --features "
                                    "(or settings classifier: proxy)")
-        judge = TeacherJudge(a.teacher, a.wavlm, a.features)
-    write_table(faithfulness_rows(a.checkpoint, items, a.settings, a.seed, a.system, judge=judge), a.out)
+        judge = TeacherJudge(a.teacher, a.wavlm, a.features, device=a.runtime.device)
+    write_table(faithfulness_rows(a.checkpoint, items, a.settings, a.seed, a.system, judge=judge,
+                                  explain=a.explain), a.out)
 
 
 def cmd_faithfulness_table(a):
@@ -246,7 +256,7 @@ def cmd_groundtruth(a):
         raise InputError(None, "--items takes sextuples CORPUS INFERENCE.h5 SPECTROGRAMS.h5 TARGETS.h5 "
                                "MANIFEST.tsv STEMS_DIR")
     items = [tuple(a.items[i:i + 6]) for i in range(0, len(a.items), 6)]
-    write_groundtruth(a.checkpoint, items, a.out, a.settings, a.seed, a.system)
+    write_groundtruth(a.checkpoint, items, a.out, a.settings, a.seed, a.system, explain=a.explain)
 
 
 def cmd_groundtruth_table(a):
@@ -261,9 +271,7 @@ def cmd_saliency(a):
     if len(a.items) % 2:
         raise InputError(None, "--items takes pairs MANIFEST.tsv TARGETS.h5")
     items = list(zip(a.items[0::2], a.items[1::2]))
-    s = dict(a.settings)
-    spec = s.pop("spectrogram", None)
-    teacher_saliency(a.teacher, a.wavlm, a.features, items, a.out, s, a.seed, spec)
+    teacher_saliency(a.teacher, a.wavlm, a.features, items, a.out, a.settings, a.seed, a.spectrogram, a.runtime)
 
 
 def cmd_saliency_table(a):
@@ -282,17 +290,16 @@ def cmd_saliency_table(a):
 def cmd_export(a):
     from proxyseg.segmenter.export import export_model
 
-    s = a.settings
     export_model(a.proxy, a.teacher, a.dictionary, a.features, a.spectrograms, a.wavlm, a.out,
-                 step_fraction=s.get("step", 0.1), threshold=s.get("threshold", 0.5), tau=s.get("tau", 0.5),
-                 copy_wavlm=s.get("copy_wavlm", True), name=a.name, aggregate=s.get("aggregate", agg.DEFAULT))
+                 step_fraction=a.inference.step, threshold=a.threshold, tau=a.tau, copy_wavlm=a.settings.copy_wavlm,
+                 name=a.name, aggregate=a.inference.aggregate)
 
 
 def cmd_segment(a):
     from proxyseg.segmenter.export import load_settings
     from proxyseg.segmenter.run import parse_thresholds, segment_files
 
-    default = load_settings(a.model).get("threshold", 0.5)
+    default = load_settings(a.model).get("threshold", S.Scoring.threshold)
     segment_files(a.model, a.audio, a.out, parse_thresholds(a.threshold, default), device=a.device,
                   batch_size=a.batch_size, overwrite=a.overwrite, report=not a.no_report,
                   report_settings={"explain_audio": a.explain_audio, "explain_seconds": a.explain_seconds,
@@ -314,13 +321,20 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
-    def settings(p, what, runtime=False):
-        p.add_argument("--settings", type=_settings, default={}, metavar="JSON",
-                       help=f"{what} as a JSON object, or @FILE holding one (default: built-in defaults)")
+    def settings(p, what, cls=None, runtime=False):
+        """``--settings`` (parsed into ``cls``, the stage's config section) and, with ``runtime``, ``--runtime``."""
+        p.add_argument("--settings", type=_section(cls, "--settings") if cls else _settings,
+                       default=cls() if cls else {}, metavar="JSON",
+                       help=f"{what} as a JSON object, or @FILE holding one (keys left out: their defaults)")
         if runtime:  # the workflow passes these apart so that changing them does not rerun the step
-            p.add_argument("--runtime", type=_settings, default={}, metavar="JSON",
-                           help="settings that change how the stage runs, not its results (device, workers, "
-                                "preloading, batch size), merged over --settings")
+            section(p, S.Runtime, "the runtime section: device, workers, preloading, batch sizes (never "
+                                  "changes a result)")
+
+    def section(p, cls, what):
+        """``--<section>``: another config section this stage reads, parsed into ``cls``."""
+        option = f"--{cls.SECTION}"
+        p.add_argument(option, type=_section(cls, option), default=cls(), metavar="JSON",
+                       help=f"{what} as a JSON object or @FILE (keys left out: their defaults)")
 
     p = stage("demo-corpus", cmd_demo_corpus, "Synthesise a demo corpus (radio: class RTTM; meeting: speaker RTTM + UEM).")
     p.add_argument("--kind", choices=["radio", "meeting"], required=True)
@@ -334,7 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sources", required=True, help="folder with speech/, music/ and noise/ subfolders of recordings")
     p.add_argument("--out", required=True, help="corpus folder to create (audio/, rttm/, lists/, sources.tsv)")
     p.add_argument("--seed", type=int, default=0)
-    settings(p, "files per split, duration, SNR ranges, probabilities (see proxyseg.corpora.mixing.DEFAULTS)")
+    settings(p, "files per split, duration, SNR ranges, probabilities (mixes.<name> less sources: proxyseg.settings.Mix)")
 
     p = stage("demo-wavlm", cmd_demo_wavlm, "Save the offline demo's small WavLM: random weights, or briefly "
               "pre-trained without labels (masked log-mel prediction) on the training audio.")
@@ -342,8 +356,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--audio", nargs="*", default=[], metavar="MANIFEST.tsv",
                    help="harmonised manifests of the training splits: the audio to pre-train on")
-    settings(p, '{"pretrain": {"steps": N, ...} (steps 0 = random weights), "wavlm": {WavLMConfig overrides}, '
-                '"device": "auto"}', runtime=True)
+    settings(p, '{"pretrain": {"steps": N, ...} (features.demo_pretrain; steps 0 = random weights), '
+                '"wavlm": {WavLMConfig overrides}}', runtime=True)
 
     p = stage("harmonise", cmd_harmonise, "Harmonise one corpus split to the four classes: RTTM, UEM, manifest, frame targets.")
     p.add_argument("--corpus", required=True)
@@ -363,8 +377,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard", default="1-of-1", metavar="I-of-N",
                    help="cache only shard I of N of the manifest's files (default: all of them)")
     p.add_argument("--batch-size", type=int, default=None, metavar="B",
-                   help="chunks per forward pass (overrides the settings; Snakemake shrinks it on retries)")
-    settings(p, "the features section of the config", runtime=True)
+                   help="chunks per forward pass (default: runtime feature_batch_size; Snakemake shrinks it on retries)")
+    settings(p, "the features section of the config", S.Features, runtime=True)
 
     p = stage("gather-features", cmd_gather_features,
               "Gather feature shards into one index HDF5 (virtual datasets) that readers use as one file.")
@@ -376,23 +390,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dev", nargs="+", required=True, metavar="H5", help="pairs FEATURES.h5 TARGETS.h5")
     p.add_argument("--out-dir", required=True)
     p.add_argument("--seed", type=int, default=0)
-    settings(p, "the teacher section of the config", runtime=True)
+    settings(p, "the teacher section of the config", S.Teacher, runtime=True)
 
     p = stage("dump-teacher", cmd_dump_teacher, "Sliding-window teacher inference: logits and fused features S per file.")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--features", required=True)
     p.add_argument("--out", required=True)
-    settings(p, "the teacher section of the config", runtime=True)
+    settings(p, "the inference section of the config (window step, aggregation)", S.Inference, runtime=True)
     p = stage("spectrograms", cmd_spectrograms, "Cache log(1 + |STFT|^2) of every file of a manifest (HDF5, WavLM frame grid).")
     p.add_argument("--manifest", required=True, help="manifest.tsv written by harmonise")
     p.add_argument("--out", required=True, help="HDF5 file to write")
-    settings(p, "the spectrogram section of the config (n_fft, win_length)")
+    settings(p, "the spectrogram section of the config (n_fft, win_length)", S.Spectrogram)
 
     p = stage("pretrain-nmf", cmd_pretrain_nmf, "Learn the sparse NMF dictionary W from class-balanced training segments.")
     p.add_argument("inputs", nargs="+", metavar="H5", help="pairs SPECTROGRAMS.h5 TARGETS.h5 of training splits")
     p.add_argument("--out-dir", required=True)
     p.add_argument("--seed", type=int, default=0)
-    settings(p, "the nmf section of the config")
+    settings(p, "the nmf section of the config", S.NMF, runtime=True)
 
     p = stage("train-proxy", cmd_train_proxy, "Distil the teacher into an NMF proxy (alpha KL + beta MSE + gamma L1).")
     p.add_argument("--train", nargs="+", required=True, metavar="H5", help="pairs DUMP.h5 SPECTROGRAMS.h5")
@@ -400,24 +414,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dictionary", required=True, help="dictionary.npz written by pretrain-nmf")
     p.add_argument("--out-dir", required=True)
     p.add_argument("--seed", type=int, default=0)
-    settings(p, "the proxy's settings (proxy_defaults merged with its entry in proxies)", runtime=True)
+    settings(p, "the proxy's settings (proxy_defaults merged with its entry in proxies)", S.Proxy, runtime=True)
 
     p = stage("infer", cmd_infer, "Frame probabilities of the teacher (from its dump) or of a proxy (--checkpoint).")
     p.add_argument("--dump", required=True, help="teacher dump HDF5 of the split")
     p.add_argument("--checkpoint", help="proxy model.pt; omit for the teacher")
     p.add_argument("--spectrograms", help="spectrogram cache of the split (proxies only)")
     p.add_argument("--out", required=True)
-    settings(p, "step (window step fraction), device")
+    settings(p, "the inference section of the config (window step, aggregation)", S.Inference, runtime=True)
 
     p = stage("decide", cmd_decide, "Threshold frame probabilities into an RTTM of class segments.")
     p.add_argument("--probs", required=True)
     p.add_argument("--out", required=True)
-    p.add_argument("--threshold", type=float, default=0.5)
+    p.add_argument("--threshold", type=float, default=S.Scoring.threshold)
 
     p = stage("score", cmd_score, "pyannote.metrics detection precision/recall/F1 per annotated class inside the UEM.")
     for name in ("system", "corpus", "reference", "uem", "annotated", "hypothesis", "out"):
         p.add_argument(f"--{name}", required=True)
-    p.add_argument("--collar", type=float, default=0.0, help="pyannote collar (total width around boundaries, s)")
+    p.add_argument("--collar", type=float, default=S.Scoring.collar, help="pyannote collar (total width around boundaries, s)")
     p.add_argument("--manifest", help="manifest.tsv of the split: with a domain column, per-domain rows are added")
 
     p = stage("segmentation-table", cmd_segmentation_table, "Gather scores into the long TSV and the paper-shaped table.")
@@ -432,7 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher", nargs="+", required=True, help="teacher probability HDF5 per corpus")
     p.add_argument("--proxy", nargs="+", required=True, help="proxy probability HDF5 per corpus")
     p.add_argument("--corpora", nargs="+", required=True)
-    p.add_argument("--threshold", type=float, default=0.5)
+    p.add_argument("--threshold", type=float, default=S.Scoring.threshold)
     p.add_argument("--out", required=True)
 
     p = stage("fidelity-table", cmd_fidelity_table, "Gather per-proxy fidelity rows into one table.")
@@ -448,7 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="triples of the locally explained segments (default: --items)")
     p.add_argument("--out-dir", required=True)
     p.add_argument("--seed", type=int, default=0)
-    settings(p, "the explain section of the config")
+    settings(p, "the explain section of the config", S.Explain)
 
     p = stage("faithfulness", cmd_faithfulness, "Remove the relevant (vs random, least relevant) components and classify again.")
     p.add_argument("--checkpoint", required=True)
@@ -460,7 +474,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--system", required=True, help="proxy name written in the rows")
     p.add_argument("--out", required=True, help="TSV of per-segment drops")
     p.add_argument("--seed", type=int, default=0)
-    settings(p, "tau, segment_seconds, max_segments, draws, input_level, classifier, teacher_segments, mask_domain")
+    settings(p, "the faithfulness section of the config", S.Faithfulness, runtime=True)
+    section(p, S.Explain, "the explain section (tau and mask_domain make the tested explanations)")
 
     p = stage("faithfulness-table", cmd_faithfulness_table, "Mean probability drops and ratios per proxy and class.")
     p.add_argument("inputs", nargs="+", help="per-proxy TSVs written by faithfulness")
@@ -478,8 +493,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="TSV of per-segment scores (its provenance: OUT.provenance.json "
                                                 "beside it, .tsv replaced)")
     p.add_argument("--seed", type=int, default=0)
-    settings(p, "tau, segment_seconds, max_segments, energy_share, draws, n_fft, win_length "
-                "(n_fft/win_length default: the spectrogram cache's)")
+    settings(p, "the groundtruth section of the config", S.Groundtruth)
+    section(p, S.Explain, "the explain section (tau makes the scored explanations)")
 
     p = stage("groundtruth-table", cmd_groundtruth_table, "Mean ground-truth scores of explanations per proxy and class.")
     p.add_argument("inputs", nargs="+", help="per-proxy TSVs written by groundtruth")
@@ -494,13 +509,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--items", nargs="+", required=True, metavar="F", help="pairs MANIFEST.tsv TARGETS.h5")
     p.add_argument("--out", required=True, help=".npz of class profiles (a .png is written beside it)")
     p.add_argument("--seed", type=int, default=0)
-    settings(p, "segments, segment_seconds, device, spectrogram {n_fft, win_length}")
+    settings(p, "the saliency section of the config", S.Saliency, runtime=True)
+    section(p, S.Spectrogram, "the spectrogram section (the STFT of the saliency)")
 
     p = stage("saliency-table", cmd_saliency_table, "Rank correlation of teacher saliency and proxy prototypes over frequency bands.")
     p.add_argument("--saliency", required=True, help=".npz written by saliency")
     p.add_argument("--prototypes", nargs="+", required=True, help="prototypes.npz of each proxy")
     p.add_argument("--systems", nargs="+", required=True, help="proxy names, in the order of --prototypes")
-    p.add_argument("--bands", type=int, default=16, help="number of log-spaced frequency bands")
+    p.add_argument("--bands", type=int, default=S.Saliency.bands, help="number of log-spaced frequency bands")
     p.add_argument("--out-tsv", required=True)
     p.add_argument("--out-md", required=True)
 
@@ -512,7 +528,12 @@ def build_parser() -> argparse.ArgumentParser:
                        ("wavlm", "WavLM folder or hub id"), ("out", "model folder to write")):
         p.add_argument(f"--{name}", required=True, help=text)
     p.add_argument("--name", help="model name shown in reports (default: the folder name)")
-    settings(p, "step (window step fraction), threshold, tau, copy_wavlm")
+    settings(p, "the export section of the config", S.Export)
+    section(p, S.Inference, "the inference section (window step, aggregation) the model applies")
+    p.add_argument("--threshold", type=float, default=S.Scoring.threshold,
+                   help="the model's default decision threshold (scoring.threshold)")
+    p.add_argument("--tau", type=float, default=S.Explain.tau,
+                   help="the model's relevance threshold (explain.tau)")
 
     p = stage("segment", cmd_segment, "Segment audio files or folders with an exported model: RTTM, frame probabilities (HDF5), HTML report.")
     p.add_argument("audio", nargs="+", help="audio files and/or folders (searched recursively)")
@@ -521,8 +542,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", action="append", metavar="[CLASS=]P",
                    help="decision threshold: a number for every class or CLASS=NUMBER (repeatable; "
                         "default: the model's, 0.5)")
-    p.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda, cuda:N")
-    p.add_argument("--batch-size", type=int, default=16, help="windows per forward pass")
+    p.add_argument("--device", default=S.Runtime.device, help="auto (GPU when present), cpu, cuda, cuda:N")
+    p.add_argument("--batch-size", type=int, default=S.Runtime.inference_batch_size, help="windows per forward pass")
     p.add_argument("--overwrite", action="store_true", help="recompute files whose probabilities exist")
     p.add_argument("--no-report", action="store_true", help="skip the HTML report")
     p.add_argument("--explain-audio", type=int, default=5, metavar="N",
@@ -541,8 +562,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if getattr(args, "runtime", None):
-        args.settings = {**args.settings, **args.runtime}
     if args.threads:
         import torch
 

@@ -9,7 +9,8 @@ import pytest
 import soundfile as sf
 
 import proxyseg
-from proxyseg.corpora.adapters import _read_mapping, check_corpus, read_domains, read_table, resolve_split
+from proxyseg.corpora.adapters import check_corpus, read_domains, read_table, resolve_split
+from proxyseg.corpora.adapters.pyannote import _read_mapping
 from proxyseg.core.errors import InputError
 from proxyseg.corpora.harmonise import harmonise
 from proxyseg.core.rttm import read_list, read_rttm, read_uem

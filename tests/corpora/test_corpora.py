@@ -155,14 +155,19 @@ def test_dihard_full_partition_and_portion(dihard, tmp_path):
     assert train == ["DH_DEV_0001"] and dev == ["DH_DEV_0002", "DH_DEV_0003"]
 
 
-def test_dihard_per_domain_scores(dihard, tmp_path):
+def score_dihard(dihard, tmp_path):
+    """Harmonise the DIHARD fixture into ``tmp_path/out`` and score speech in DH_DEV_0001 and DH_DEV_0003 per domain."""
     out = tmp_path / "out"
     harmonise("dihard3", "dev", dihard, out)
     hyp = tmp_path / "hyp.rttm"
     hyp.write_text(rttm("DH_DEV_0001", 0.0, 2.5, "speech") + rttm("DH_DEV_0003", 0.5, 2.0, "speech"))
     manifest = pd.read_csv(out / "manifest.tsv", sep="\t")
-    rows = score_split(out / "reference.rttm", out / "uem.uem", out / "annotated.json", hyp,
+    return score_split(out / "reference.rttm", out / "uem.uem", out / "annotated.json", hyp,
                        domains=dict(zip(manifest.uri, manifest.domain)))
+
+
+def test_dihard_per_domain_scores(dihard, tmp_path):
+    rows = score_dihard(dihard, tmp_path)
     speech = rows[rows["class"] == "speech"].set_index("domain")
     assert set(speech.index) == {"", "clinical", "meeting"}
     assert speech.loc["meeting", "recall"] == pytest.approx(1.0)
@@ -342,13 +347,7 @@ def test_pyannote_rejects_unknown_protocol_and_subset(protocol, tmp_path):
 def test_per_domain_rows_beside_the_corpus_total(dihard, tmp_path):
     from proxyseg.evaluate.scoring import segmentation_tables
 
-    out = tmp_path / "out"
-    harmonise("dihard3", "dev", dihard, out)
-    hyp = tmp_path / "hyp.rttm"
-    hyp.write_text(rttm("DH_DEV_0001", 0.0, 2.5, "speech") + rttm("DH_DEV_0003", 0.5, 2.0, "speech"))
-    manifest = pd.read_csv(out / "manifest.tsv", sep="\t")
-    rows = score_split(out / "reference.rttm", out / "uem.uem", out / "annotated.json", hyp,
-                       domains=dict(zip(manifest.uri, manifest.domain)))
+    rows = score_dihard(dihard, tmp_path)
     rows.insert(0, "corpus", "dihard3")
     rows.insert(0, "system", "teacher")
     segmentation_tables(rows, tmp_path / "s.tsv", tmp_path / "s.md", {"threshold": 0.5, "collar": 0.0},

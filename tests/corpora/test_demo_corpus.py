@@ -21,14 +21,18 @@ EXT = {"radio": ".wav", "meeting": ".flac"}
 REAL = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "real" / "sources"
 
 
-@pytest.fixture(scope="module")
-def corpora(tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("demo")
+def build_radio_and_meeting(root: Path, settings: dict, seed: int) -> dict[str, Path]:
+    """A radio and a meeting demo corpus, ``root/demo_<kind>``."""
     out = {}
     for kind in ("radio", "meeting"):
         out[kind] = root / f"demo_{kind}"
-        build_demo_corpus(kind, out[kind], SMALL, seed=7)
+        build_demo_corpus(kind, out[kind], settings, seed=seed)
     return out
+
+
+@pytest.fixture(scope="module")
+def corpora(tmp_path_factory) -> dict[str, Path]:
+    return build_radio_and_meeting(tmp_path_factory.mktemp("demo"), SMALL, seed=7)
 
 
 def _files(root: Path) -> dict[str, bytes]:
@@ -300,12 +304,7 @@ STEM_TOLERANCE = 5e-5  # 16-bit quantisation of the audio file (the corpus READM
 
 @pytest.fixture(scope="module")
 def stem_corpora(tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("stems")
-    out = {}
-    for kind in ("radio", "meeting"):
-        out[kind] = root / f"demo_{kind}"
-        build_demo_corpus(kind, out[kind], STEMS_SETTINGS, seed=11)
-    return out
+    return build_radio_and_meeting(tmp_path_factory.mktemp("stems"), STEMS_SETTINGS, seed=11)
 
 
 @pytest.mark.parametrize("kind", ["radio", "meeting"])

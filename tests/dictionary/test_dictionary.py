@@ -176,7 +176,7 @@ def test_nothing_to_draw_and_bad_bounds(tmp_path):
 
 def test_pretrain_dictionary_records_what_was_drawn(radio, tmp_path):
     pairs, _ = radio
-    settings = {"components": 4, "iterations": 3, "device": "cpu", "min_seconds": 0.5,
+    settings = {"components": 4, "iterations": 3, "min_seconds": 0.5,
                 "segments": {"speech": 3, "noise": 4, "music": 2, "overlap": 0}}
     record = pretrain_dictionary(pairs, tmp_path / "out", settings, seed=0)
     assert record["segments_drawn"] == {"speech": 3, "noise": 4, "music": 2}

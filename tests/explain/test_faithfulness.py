@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from proxyseg.cli import main
+from proxyseg.core.errors import InputError
 from proxyseg.explain.faithfulness import (KINDS, TeacherJudge, faithfulness_rows, faithfulness_summary,
                                    probability_drops, removal_sets, residual_spectrogram)
 from proxyseg.core.frames import CLASSES, SAMPLE_RATE
@@ -139,8 +140,9 @@ def tone_files(tmp_path, linear_proxy, narrowband_dictionary, one_file_split):
 def test_teacher_judges_the_audio_without_the_relevant_components(tone_files, domain):
     items = [("demo", tone_files / "inf.h5", tone_files / "spec.h5", tone_files / "targets.h5",
               tone_files / "manifest.tsv")]
-    settings = {"draws": 4, "segment_seconds": 1.0, "teacher_segments": 1, "mask_domain": domain}
-    rows = faithfulness_rows(tone_files / "proxy.pt", items, settings, seed=0, system="p", judge=BandJudge())
+    settings, explain = {"draws": 4, "segment_seconds": 1.0, "teacher_segments": 1}, {"mask_domain": domain}
+    rows = faithfulness_rows(tone_files / "proxy.pt", items, settings, seed=0, system="p", judge=BandJudge(),
+                             explain=explain)
     speech = rows[rows["class"] == "speech"]
     judged = speech.dropna(subset=["teacher_base"])
     assert len(judged) == 1 and len(speech) == 2  # the teacher hears only the first teacher_segments
@@ -156,14 +158,14 @@ def test_teacher_judges_the_audio_without_the_relevant_components(tone_files, do
     assert s["teacher_ratio_random"] > 2  # (inf here: removing random atoms raised the judge's probability)
     assert "drop_relevant" in s  # the proxy's internal check is still there (classifier both)
     teacher_only = faithfulness_rows(tone_files / "proxy.pt", items, {**settings, "classifier": "teacher"},
-                                     seed=0, system="p", judge=BandJudge())
+                                     seed=0, system="p", judge=BandJudge(), explain=explain)
     assert "teacher_drop_relevant" in teacher_only and "drop_relevant" not in teacher_only
     with pytest.raises(ValueError, match="needs the teacher"):
         faithfulness_rows(tone_files / "proxy.pt", items, settings, seed=0, system="p")
-    with pytest.raises(ValueError, match="classifier"):
+    with pytest.raises(InputError, match="classifier"):
         faithfulness_rows(tone_files / "proxy.pt", items, {"classifier": "oracle"}, judge=BandJudge())
-    with pytest.raises(ValueError, match="mask_domain"):
-        faithfulness_rows(tone_files / "proxy.pt", items, {"mask_domain": "db"}, judge=BandJudge())
+    with pytest.raises(InputError, match="mask_domain"):
+        faithfulness_rows(tone_files / "proxy.pt", items, {}, judge=BandJudge(), explain={"mask_domain": "db"})
 
 
 def test_teacher_judge_runs_wavlm_and_the_teacher(tmp_path):

@@ -154,8 +154,7 @@ def test_gather_rejects_overlapping_or_mismatched_shards(split, tiny_wavlm, tmp_
 
 
 def test_teacher_checkpoint_does_not_depend_on_the_shard_count(split, caches, tmp_path):
-    settings = {"max_epochs": 2, "steps_per_epoch": 2, "batch_size": 4, "crop_seconds": 0.5, "repeats": 1,
-                "device": "cpu"}
+    settings = {"max_epochs": 2, "steps_per_epoch": 2, "batch_size": 4, "crop_seconds": 0.5, "repeats": 1}
     states = []
     for count in (1, 3):
         pair = [(caches[count], split / "targets.h5")]

@@ -61,7 +61,7 @@ def test_pretraining_lowers_the_masked_loss_and_is_reproducible(tmp_path):
 
 
 def test_bad_settings_and_missing_audio_are_clear_errors(tmp_path):
-    with pytest.raises(InputError, match="unknown demo_pretrain"):
+    with pytest.raises(InputError, match=r"features\.demo_pretrain: unknown setting\(s\) 'stepz' \(did you mean steps\?\)"):
         pretrain_settings({"stepz": 3})
     with pytest.raises(InputError, match="needs training audio"):
         build_demo_wavlm(tmp_path / "m", seed=0, audio=[], pretrain={"steps": 2}, overrides=TINY)

@@ -67,7 +67,7 @@ def _write_pair(tmp_path, name, lengths, seed, unknown_class=None, targets_delta
 
 
 SMALL = {"crop_seconds": 1.0, "batch_size": 8, "lr": 3e-3, "max_epochs": 6, "patience": 10,
-         "steps_per_epoch": 6, "num_workers": 0, "device": "cpu",
+         "steps_per_epoch": 6,
          "bottleneck": 16, "hidden": 32, "kernel": 3, "blocks": 2, "repeats": 1}
 
 
@@ -297,7 +297,7 @@ def test_training_is_deterministic(trained):
 def test_streaming_training_matches_preloaded_training(trained):
     tmp, train_pair, dev_pair, out1, _ = trained
     out = tmp / "streamed"
-    train_teacher([train_pair], [dev_pair], out, {**SMALL, "preload_mb": 0}, seed=7)
+    train_teacher([train_pair], [dev_pair], out, SMALL, seed=7, runtime={"preload_mb": 0})
     a = torch.load(out1 / "model.pt", weights_only=True)["state_dict"]
     b = torch.load(out / "model.pt", weights_only=True)["state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -317,7 +317,7 @@ def test_regularised_training_learns_and_rejects_bad_values(trained, tmp_path):
     dev = [float(line.split("\t")[2]) for line in (tmp_path / "reg" / "curve.tsv").read_text().splitlines()[1:]]
     assert min(dev) < 0.8 * dev[0], dev
     assert rec["settings"]["dropout"] == 0.2
-    with pytest.raises(InputError, match="invalid teacher settings"):
+    with pytest.raises(InputError, match=r"teacher\.dropout: 1.0 must be < 1"):
         train_teacher([train_pair], [dev_pair], tmp_path / "bad", {**SMALL, "dropout": 1.0}, seed=7)
 
 
@@ -352,7 +352,7 @@ def test_weight_averaging_learns_and_saves_the_averaged_weights(trained, tmp_pat
     assert any(not torch.equal(averaged[k], plain[k]) for k in plain)  # same seed, other weights
     model, _ = load_teacher(tmp_path / "ema" / "model.pt", "cpu")
     assert not model.training
-    with pytest.raises(InputError, match="invalid teacher settings"):
+    with pytest.raises(InputError, match=r"teacher\.ema: 1.0 must be < 1"):
         train_teacher([train_pair], [dev_pair], tmp_path / "bad", {**SMALL, "ema": 1.0}, seed=7)
 
 
@@ -384,7 +384,7 @@ def _same_training(a, b):
     records = [json.loads((d / "train.json").read_text()) for d in (a, b)]
     for r in records:
         del r["seconds"], r["provenance"]["created"], r["provenance"]["host"]
-        del r["settings"]["preload_mb"], r["provenance"]["settings"]["settings"]["preload_mb"]
+        del r["runtime"]["preload_mb"]
     assert records[0] == records[1]
     assert not (a / RESUME_NAME).exists() and not (b / RESUME_NAME).exists()
 
@@ -403,7 +403,8 @@ def test_killed_and_resumed_training_ends_as_an_uninterrupted_one(
     monkeypatch.undo()
     torch.manual_seed(99)  # a new process would not have the killed one's random state
     with caplog.at_level(logging.INFO, logger="proxyseg.teacher"):
-        rec = train_teacher([train_pair], [dev_pair], tmp_path / "killed", {**RESUMABLE, "preload_mb": 0}, seed=7)
+        rec = train_teacher([train_pair], [dev_pair], tmp_path / "killed", RESUMABLE, seed=7,
+                            runtime={"preload_mb": 0})
     assert "teacher: resuming after epoch 2" in caplog.text and "teacher epoch 1/" not in caplog.text
     assert rec["stopped_early"] and rec["epochs_run"] > 3
     _same_training(tmp_path / "killed", tmp_path / "whole")

@@ -11,6 +11,7 @@ import pytest
 import torch
 from torch.utils.data import Dataset
 
+from proxyseg import settings as S
 from proxyseg.training import Loop, ResumeFile, fingerprint, make_ema, make_loader, make_scheduler
 from proxyseg.training.resume import RESUME_NAME, rng_state, set_rng_state
 
@@ -65,7 +66,7 @@ def _fit(out_dir, die_after=None, lr=0.05):
             raise Stop
         return epoch(n)
 
-    settings = {"lr": lr, "device": "cpu"}
+    settings = {"lr": lr}
     resume = ResumeFile(out_dir, fingerprint("toy", settings, 0, {}, {}), log)
     return loop.fit(8, unit, evaluate, patience=3, resume=resume)
 
@@ -98,14 +99,15 @@ def test_a_resume_state_of_other_settings_is_not_used(tmp_path, caplog):
     assert len(loop.rows) >= 3 and loop.rows[0]["lr"] < 0.01
 
 
-def test_fingerprint_ignores_runtime_settings_and_sees_changed_inputs(tmp_path):
+def test_fingerprint_sees_settings_seed_and_changed_inputs(tmp_path):
+    """Runtime settings never reach it (they are not training settings: proxyseg.settings.Runtime)."""
     data = tmp_path / "a.h5"
     data.write_bytes(b"1234")
-    base = fingerprint("teacher", {"lr": 1.0, "device": "cpu", "num_workers": 0, "preload_mb": 10}, 3,
-                       {"train": [(data, data)]}, {"hidden": 8, "settings": {"device": "cpu"}})
-    same = fingerprint("teacher", {"lr": 1.0, "device": "cuda", "num_workers": 4, "preload_mb": 0}, 3,
-                       {"train": [(data, data)]}, {"hidden": 8, "settings": {"device": "cuda"}})
-    assert base == same
+    base = fingerprint("teacher", {"lr": 1.0}, 3, {"train": [(data, data)]}, {"hidden": 8, "settings": {"x": 1}})
+    same = fingerprint("teacher", S.Teacher.parse({"lr": 1.0}).as_dict(), 3, {"train": [(data, data)]},
+                       {"hidden": 8, "settings": {"x": 2}})  # the model's copy of the settings is not counted
+    assert same == fingerprint("teacher", S.Teacher.parse({"lr": 1.0}), 3, {"train": [(data, data)]}, {"hidden": 8})
+    assert base == fingerprint("teacher", {"lr": 1.0}, 3, {"train": [(data, data)]}, {"hidden": 8})
     assert fingerprint("teacher", {"lr": 2.0}, 3, {"train": [(data, data)]}, {"hidden": 8}) != base
     assert fingerprint("teacher", {"lr": 1.0}, 4, {"train": [(data, data)]}, {"hidden": 8}) != base
     os.utime(data, ns=(1, 1))  # same size, other time: taken for other content

@@ -82,10 +82,8 @@ def test_runtime_settings_do_not_rerun_anything(small_run):
     # Device, DataLoader workers, preloading and batch sizes of inference say how a step runs, not what
     # it computes: changing them must not retrain the teacher or the proxies.
     config = yaml.safe_load((small_run / "config.yaml").read_text())
-    config["teacher"].update(num_workers=1, preload_mb=0, device="cpu", dump_batch_size=3)
-    config["proxy_defaults"].update(num_workers=1, preload_mb=0, device="cpu")
-    config["proxies"]["spec_fixedW"]["preload_mb"] = 1
-    config["features"].update(device="cpu", batch_size=2)
+    config["runtime"] = {"device": "cpu", "num_workers": 1, "preload_mb": 0, "feature_batch_size": 2,
+                         "inference_batch_size": 3}
     (small_run / "runtime.yaml").write_text(yaml.safe_dump(config))
     run = snakemake(small_run, "-n", "--configfile", str(small_run / "runtime.yaml"))
     assert run.returncode == 0, run.stderr[-2000:]

@@ -8,6 +8,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 sys.path.insert(0, os.path.join(workflow.basedir, "src"))  # corpus layouts are read at parse time
+from proxyseg import plan  # noqa: E402
 from proxyseg.core.configcheck import ConfigError, check_config  # noqa: E402
 from proxyseg.corpora.adapters import check_corpus  # noqa: E402
 from proxyseg.core.errors import InputError  # noqa: E402
@@ -26,20 +27,15 @@ try:
 except ConfigError as _error:
     raise WorkflowError(str(_error)) from None
 validate(config, schema="../schemas/config.schema.yaml")
+# Every settings section complete, through its class in proxyseg.settings (the one home of its defaults):
+# rules, report captions and stages see the same values.
+try:
+    config.update(plan.fill(config))
+except InputError as _error:
+    raise WorkflowError(str(_error)) from None
 
 R = config["results"].rstrip("/")
-
-
-def _with_results(value):
-    """Corpus paths may say {results} for the results folder (where the demo corpora are generated)."""
-    if isinstance(value, str):
-        return value.replace("{results}", R)
-    if isinstance(value, dict):
-        return {k: _with_results(v) for k, v in value.items()}
-    return value
-
-
-CORPORA = {name: _with_results(spec) for name, spec in config["corpora"].items()}
+CORPORA = {name: plan.with_results(spec, R) for name, spec in config["corpora"].items()}
 DEMO = config["demo"]
 DEMO_KINDS = ["radio", "meeting"] if DEMO["enabled"] else []
 TRAINING_CORPORA = config["training_corpora"] or list(CORPORA)
@@ -50,28 +46,18 @@ DEMO_MODEL = FEATURES["model"] in ("demo", "untrained-demo")
 PROXIES = config["proxies"]
 SYSTEMS = ["teacher", *PROXIES]
 SCORING = config["scoring"]
-AGGREGATE = config["inference"]["aggregate"]
-
-for _name, _corpus in CORPORA.items():
-    for _key in _corpus.get("label_map", {}):
-        if not isinstance(_key, str):
-            raise ValueError(
-                f"config corpora.{_name}.label_map: key {_key!r} is not a string; YAML reads bare "
-                'no/yes/on/off as booleans, so quote the label ("no": noise)'
-            )
-
+INFERENCE = config["inference"]
 MIXES = config.get("mixes") or {}
+try:
+    plan.check_corpora(CORPORA, TRAINING_CORPORA)
+except InputError as _error:
+    raise WorkflowError(str(_error)) from None
 
 
 def generated_folder(path):
-    """The corpus folder (a directory output: a demo or mixing corpus under results/corpora/) that holds
+    """The corpus folder (a demo or mixing corpus under results/corpora/, a directory output) that holds
     ``path``, or None when no job of this workflow writes it."""
-    path = os.path.normpath(str(path))
-    for name in [f"demo_{k}" for k in DEMO_KINDS] + list(MIXES):
-        folder = os.path.normpath(os.path.join(R, "corpora", name))
-        if path == folder or path.startswith(folder + os.sep):
-            return folder
-    return None
+    return plan.generated_folder(path, R, [f"demo_{k}" for k in DEMO_KINDS] + list(MIXES))
 
 
 def _generated_corpus(spec):
@@ -98,17 +84,6 @@ for _name, _corpus in CORPORA.items():
         SOURCES[_name] = check_corpus(_name, _corpus)
     except InputError as _err:
         raise WorkflowError(f"config corpora.{_name}: {_err}") from None
-
-for _name in TRAINING_CORPORA:
-    if _name not in CORPORA:
-        raise ValueError(f"config training_corpora: {_name!r} is not a corpus (have {sorted(CORPORA)})")
-    for _split in ("train", "dev"):
-        if _split not in CORPORA[_name]["splits"]:
-            raise ValueError(f"config corpora.{_name}.splits: a training corpus needs a {_split!r} split")
-
-
-if "teacher" in PROXIES:
-    raise ValueError("config proxies: 'teacher' is reserved for the teacher; rename that proxy")
 
 
 wildcard_constraints:
@@ -175,26 +150,12 @@ def as_json(value):
     return json.dumps(value, sort_keys=True)
 
 
-#: Settings that choose where and how fast a step runs, not what it computes: the device, DataLoader
-#: workers, in-memory preloading, inference batch sizes. Changing them does not redo finished work.
-RUNTIME_KEYS = {
-    "features": ("device", "batch_size"),
-    "teacher": ("device", "num_workers", "preload_mb", "dump_batch_size"),
-    "proxy": ("device", "num_workers", "preload_mb"),
-}
-
-
-def pick(settings, section, runtime=False):
-    """The settings that decide results (``runtime`` False) or only how the step runs (True)."""
-    return {k: v for k, v in settings.items() if (k in RUNTIME_KEYS[section]) == runtime}
-
-
-def runtime_param(settings_of):
-    """A rule param with the runtime settings of ``settings_of(wildcards)`` as JSON (`--runtime`).
+def runtime_param():
+    """The runtime section (device, workers, preloading, batch sizes) as JSON for `--runtime`.
 
     Snakemake leaves params computed from a job's resources out of its params rerun trigger (they say how
     a job runs), so this one reaches the command line without making finished outputs out of date."""
-    return lambda wildcards, resources: as_json(settings_of(wildcards))
+    return lambda wildcards, resources: as_json(config["runtime"])
 
 
 def corpus_settings(corpus, split):
@@ -257,39 +218,16 @@ def wavlm_inputs():
     return [model] if DEMO_MODEL or os.path.isdir(model) else []
 
 
-def demo_pretrain_settings():
-    """features.demo_pretrain, with no steps for the untrained-demo model."""
-    steps = FEATURES["demo_pretrain"]["steps"] if FEATURES["model"] == "demo" else 0
-    return {**FEATURES["demo_pretrain"], "steps": steps}
-
-
 def demo_pretrain_audio():
     """Manifests of the training corpora's train splits: the audio the demo WavLM is pre-trained on."""
-    if not demo_pretrain_settings()["steps"]:
+    if not plan.demo_pretrain(FEATURES)["steps"]:
         return []
     return [labels(c, "train", "manifest.tsv") for c in TRAINING_CORPORA]
 
 
 def feature_settings():
-    return pick(
-        {k: v for k, v in FEATURES.items() if k not in ("model", "demo_seed", "shards", "demo_pretrain", "demo_wavlm")},
-        "features",
-    )
-
-
-def feature_runtime(wildcards=None):
-    return {"device": FEATURES["device"]}  # batch_size: --batch-size, from the job's resources
-
-
-TEACHER_DUMP_KEYS = ("dump_step", "dump_batch_size", "device")
-
-
-def teacher_train_settings(runtime=False):
-    return pick({k: v for k, v in config["teacher"].items() if not k.startswith("dump_")}, "teacher", runtime)
-
-
-def teacher_dump_settings(runtime=False):
-    return pick({k: v for k, v in config["teacher"].items() if k in TEACHER_DUMP_KEYS}, "teacher", runtime)
+    """The features settings that decide the cached values (changing another one re-extracts nothing)."""
+    return {k: FEATURES[k] for k in plan.S.Features.EXTRACTION}
 
 
 def labels(corpus, split, name):
@@ -308,39 +246,21 @@ def inference(system, corpus, split):
     return f"{R}/inference/{system}/{corpus}/{split}.h5"
 
 
-def proxy_settings(name, runtime=False):
-    """proxy_defaults overridden by the proxy's own entry: a proxy reruns only when its settings change.
-    (Its `nmf` overrides choose its dictionary, see dictionary_path, and are not training settings.)
-    ``runtime``: only the settings of RUNTIME_KEYS["proxy"], which never rerun it."""
-    merged = {k: v for k, v in {**config["proxy_defaults"], **PROXIES[name]}.items() if k != "nmf"}
-    return pick(merged, "proxy", runtime)
-
-
 # NMF dictionary per proxy: the global `nmf` section, or a variant when a proxy overrides nmf keys
-# (ablations of K, sparsity mu, or the corpora the dictionary is learned from). Proxies with the same
-# overrides share one variant, named after the first of them.
+# (ablations of K, sparsity mu, or the corpora the dictionary is learned from; plan.nmf_variants).
 def nmf_settings(proxy=None):
-    """Merged nmf settings of a proxy (``corpora``: the corpora whose train split feeds the dictionary)."""
-    merged = {**config["nmf"], **(PROXIES[proxy].get("nmf", {}) if proxy else {})}
-    merged["corpora"] = merged.get("corpora") or TRAINING_CORPORA
-    return merged
+    return plan.nmf_settings(config, TRAINING_CORPORA, proxy)
 
 
-NMF_VARIANTS = {}
-for _name in sorted(PROXIES):
-    if PROXIES[_name].get("nmf") and nmf_settings(_name) != nmf_settings():
-        _same = [v for v, st in NMF_VARIANTS.items() if st == nmf_settings(_name)]
-        if not _same:
-            NMF_VARIANTS[_name] = nmf_settings(_name)
-for _variant, _st in NMF_VARIANTS.items():
-    for _c in _st["corpora"]:
-        if _c not in CORPORA or "train" not in CORPORA[_c]["splits"]:
-            raise ValueError(f"config nmf corpora: {_c!r} is not a corpus with a train split (proxy {_variant})")
+try:
+    NMF_VARIANTS = plan.nmf_variants(config, TRAINING_CORPORA, CORPORA)
+except InputError as _error:
+    raise WorkflowError(str(_error)) from None
 
 
 def nmf_variant(proxy):
     """The dictionary variant of a proxy ('' for the global dictionary)."""
-    return next((v for v, st in NMF_VARIANTS.items() if st == nmf_settings(proxy)), "")
+    return plan.nmf_variant(NMF_VARIANTS, nmf_settings(proxy))
 
 
 def dictionary_path(proxy):
@@ -351,10 +271,6 @@ def dictionary_path(proxy):
 def nmf_inputs(settings):
     """SPECTROGRAMS.h5 TARGETS.h5 pairs of the train splits the dictionary is learned from."""
     return [p for c in settings["corpora"] for p in (spectrograms(c, "train"), labels(c, "train", "targets.h5"))]
-
-
-def nmf_cli_settings(settings):
-    return {k: v for k, v in settings.items() if k != "corpora"}
 
 
 def proxy_pairs(split):

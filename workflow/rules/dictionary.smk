@@ -37,7 +37,8 @@ rule pretrain_nmf:
         figure=report(f"{R}/nmf/atoms.png", caption="../report/nmf_atoms.rst", category="Dictionary"),
         summary=f"{R}/nmf/dictionary.json",
     params:
-        settings=as_json(nmf_cli_settings(nmf_settings())),
+        settings=as_json(nmf_settings()),
+        runtime=runtime_param(),
         seed=config["seed"],
         out_dir=lambda wildcards, output: os.path.dirname(output.dictionary),
     priority: CRITICAL_PATH  # beside the 1-thread feature caching jobs, not in the teacher's way
@@ -54,7 +55,7 @@ rule pretrain_nmf:
         "../../envs/proxyseg.yaml"
     shell:
         "proxyseg --threads {threads} pretrain-nmf {input} --out-dir {params.out_dir} --seed {params.seed} "
-        "--settings {params.settings:q} > {log} 2>&1"
+        "--settings {params.settings:q} --runtime {params.runtime:q} > {log} 2>&1"
 
 
 # Dictionary variants: proxies that override nmf settings (K, mu, corpora) get their own dictionary.
@@ -74,7 +75,8 @@ rule pretrain_nmf_variant:
         figure=f"{R}/nmf/variants/{{variant}}/atoms.png",
         summary=f"{R}/nmf/variants/{{variant}}/dictionary.json",
     params:
-        settings=lambda wildcards: as_json(nmf_cli_settings(NMF_VARIANTS[wildcards.variant])),
+        settings=lambda wildcards: as_json(NMF_VARIANTS[wildcards.variant]),
+        runtime=runtime_param(),
         seed=config["seed"],
         out_dir=lambda wildcards, output: os.path.dirname(output.dictionary),
     threads: SIDE_THREADS
@@ -90,4 +92,4 @@ rule pretrain_nmf_variant:
         "../../envs/proxyseg.yaml"
     shell:
         "proxyseg --threads {threads} pretrain-nmf {input} --out-dir {params.out_dir} --seed {params.seed} "
-        "--settings {params.settings:q} > {log} 2>&1"
+        "--settings {params.settings:q} --runtime {params.runtime:q} > {log} 2>&1"

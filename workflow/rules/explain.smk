@@ -56,7 +56,9 @@ rule faithfulness:
     params:
         quints=lambda wildcards: scored_items(wildcards.proxy),
         wavlm=lambda wildcards, input: input.wavlm[0] if DEMO_MODEL else FEATURES["model"],
-        settings=as_json({**FAITH, "tau": config["explain"]["tau"], "mask_domain": config["explain"]["mask_domain"]}),
+        settings=as_json(FAITH),
+        explain=as_json({"tau": config["explain"]["tau"], "mask_domain": config["explain"]["mask_domain"]}),
+        runtime=runtime_param(),
         seed=config["seed"],
     threads: 1
     resources:
@@ -72,7 +74,8 @@ rule faithfulness:
     shell:
         "proxyseg --threads {threads} faithfulness --checkpoint {input.model} --items {params.quints} "
         "--teacher {input.teacher} --wavlm {params.wavlm:q} --features {input.features} "
-        "--system {wildcards.proxy} --seed {params.seed} --out {output} --settings {params.settings:q} > {log} 2>&1"
+        "--system {wildcards.proxy} --seed {params.seed} --out {output} --settings {params.settings:q} "
+        "--explain {params.explain:q} --runtime {params.runtime:q} > {log} 2>&1"
 
 
 rule faithfulness_table:
@@ -105,7 +108,8 @@ rule groundtruth:
         provenance=f"{R}/scores/groundtruth/{{proxy}}.provenance.json",
     params:
         sextuples=lambda wildcards: groundtruth_items(wildcards.proxy),
-        settings=as_json({**GROUNDTRUTH, "tau": config["explain"]["tau"]}),
+        settings=as_json(GROUNDTRUTH),
+        explain=as_json({"tau": config["explain"]["tau"]}),
         seed=config["seed"],
     threads: 1
     resources:
@@ -120,7 +124,8 @@ rule groundtruth:
         "../../envs/proxyseg.yaml"
     shell:
         "proxyseg --threads {threads} groundtruth --checkpoint {input.model} --items {params.sextuples} "
-        "--system {wildcards.proxy} --seed {params.seed} --out {output.rows} --settings {params.settings:q} > {log} 2>&1"
+        "--system {wildcards.proxy} --seed {params.seed} --out {output.rows} --settings {params.settings:q} "
+        "--explain {params.explain:q} > {log} 2>&1"
 
 
 rule groundtruth_table:
@@ -160,7 +165,9 @@ rule saliency:
         figure=f"{R}/saliency/teacher.png",
     params:
         wavlm=lambda wildcards, input: input.model[0] if DEMO_MODEL else FEATURES["model"],
-        settings=as_json({**{k: v for k, v in SALIENCY.items() if k != "bands"}, "spectrogram": config["spectrogram"]}),
+        settings=as_json({k: v for k, v in SALIENCY.items() if k != "bands"}),  # bands: the saliency table's
+        spectrogram=as_json(config["spectrogram"]),
+        runtime=runtime_param(),
         seed=config["seed"],
     threads: 1
     resources:
@@ -176,7 +183,7 @@ rule saliency:
     shell:
         "proxyseg --threads {threads} saliency --teacher {input.teacher} --wavlm {params.wavlm:q} "
         "--features {input.features} --items {input.pairs} --out {output.profiles} --seed {params.seed} "
-        "--settings {params.settings:q} > {log} 2>&1"
+        "--settings {params.settings:q} --spectrogram {params.spectrogram:q} --runtime {params.runtime:q} > {log} 2>&1"
 
 
 rule saliency_table:

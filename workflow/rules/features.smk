@@ -18,8 +18,8 @@ rule demo_wavlm:
         directory(f"{R}/models/wavlm-{{name}}"),
     params:
         seed=FEATURES["demo_seed"],
-        settings=as_json({"pretrain": demo_pretrain_settings(), "wavlm": FEATURES["demo_wavlm"]}),
-        runtime=runtime_param(feature_runtime),
+        settings=as_json({"pretrain": plan.demo_pretrain(FEATURES), "wavlm": FEATURES["demo_wavlm"]}),
+        runtime=runtime_param(),
     wildcard_constraints:
         name="demo|untrained-demo",
     priority: CRITICAL_PATH + 1  # everything waits for it: ahead of the NMF and other side jobs when both cores are free
@@ -54,7 +54,7 @@ rule extract_features:
     params:
         model=lambda wildcards, input: input.model[0] if DEMO_MODEL else FEATURES["model"],
         settings=as_json(feature_settings()),
-        runtime=runtime_param(feature_runtime),
+        runtime=runtime_param(),
     wildcard_constraints:
         scatteritem=r"\d+-of-\d+",
     priority: longest_first
@@ -63,7 +63,7 @@ rule extract_features:
         mem_mb=retry_mem(16000),
         runtime=480,
         gpu=1,
-        batch_size=retry_halved(FEATURES["batch_size"]),
+        batch_size=retry_halved(config["runtime"]["feature_batch_size"]),
     log:
         f"{R}/logs/extract_features/{{corpus}}/{{split}}/shard{{scatteritem}}.log",
     benchmark:

@@ -19,8 +19,8 @@ rule train_proxy:
         ),
         summary=f"{R}/proxies/{{proxy}}/train.json",
     params:
-        settings=lambda wildcards: as_json(proxy_settings(wildcards.proxy)),
-        runtime=runtime_param(lambda wildcards: proxy_settings(wildcards.proxy, runtime=True)),
+        settings=lambda wildcards: as_json(plan.proxy_settings(config, wildcards.proxy)),
+        runtime=runtime_param(),
         seed=config["seed"],
         out_dir=lambda wildcards, output: os.path.dirname(output.model),
     priority: CRITICAL_PATH
@@ -50,7 +50,8 @@ rule infer_proxy:
     output:
         inference("{proxy}", "{corpus}", "{split}"),
     params:
-        settings=as_json({"step": config["teacher"]["dump_step"], "aggregate": AGGREGATE}),
+        settings=as_json(INFERENCE),
+        runtime=runtime_param(),
     threads: 1
     resources:
         mem_mb=retry_mem(16000),
@@ -64,4 +65,5 @@ rule infer_proxy:
         "../../envs/proxyseg.yaml"
     shell:
         "proxyseg --threads {threads} infer --checkpoint {input.model} --dump {input.dump} "
-        "--spectrograms {input.spectrograms} --out {output} --settings {params.settings:q} > {log} 2>&1"
+        "--spectrograms {input.spectrograms} --out {output} --settings {params.settings:q} "
+        "--runtime {params.runtime:q} > {log} 2>&1"

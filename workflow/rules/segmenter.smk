@@ -15,15 +15,10 @@ rule export_model:
         directory(f"{R}/export/{{proxy}}"),
     params:
         wavlm=lambda wildcards, input: input.model[0] if DEMO_MODEL else FEATURES["model"],
-        settings=as_json(
-            {
-                "step": config["teacher"]["dump_step"],
-                "aggregate": AGGREGATE,
-                "threshold": SCORING["threshold"],
-                "tau": config["explain"]["tau"],
-                "copy_wavlm": EXPORT["copy_wavlm"],
-            }
-        ),
+        settings=as_json({"copy_wavlm": EXPORT["copy_wavlm"]}),
+        inference=as_json(INFERENCE),
+        threshold=SCORING["threshold"],
+        tau=config["explain"]["tau"],
     resources:
         mem_mb=retry_mem(4000),
         runtime=30,
@@ -35,4 +30,5 @@ rule export_model:
     shell:
         "proxyseg export --proxy {input.proxy} --teacher {input.teacher} --dictionary {input.dictionary} "
         "--features {input.features} --spectrograms {input.spectrograms} --wavlm {params.wavlm:q} "
-        "--name {wildcards.proxy} --out {output} --settings {params.settings:q} > {log} 2>&1"
+        "--name {wildcards.proxy} --out {output} --settings {params.settings:q} --inference {params.inference:q} "
+        "--threshold {params.threshold} --tau {params.tau} > {log} 2>&1"

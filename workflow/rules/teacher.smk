@@ -9,8 +9,8 @@ rule train_teacher:
         figure=report(f"{R}/teacher/curve.png", caption="../report/teacher_curve.rst", category="Training"),
         summary=f"{R}/teacher/train.json",
     params:
-        settings=as_json(teacher_train_settings()),
-        runtime=runtime_param(lambda wildcards: teacher_train_settings(runtime=True)),
+        settings=as_json(config["teacher"]),
+        runtime=runtime_param(),
         seed=config["seed"],
         out_dir=lambda wildcards, output: os.path.dirname(output.model),
     threads: 4
@@ -38,8 +38,8 @@ rule dump_teacher:
     output:
         f"{R}/teacher/dump/{{corpus}}/{{split}}.h5",
     params:
-        settings=as_json({**teacher_dump_settings(), "aggregate": AGGREGATE}),
-        runtime=runtime_param(lambda wildcards: teacher_dump_settings(runtime=True)),
+        settings=as_json(INFERENCE),
+        runtime=runtime_param(),
     priority: longest_first
     threads: SIDE_THREADS
     resources:

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import numpy as np
 
-AGGREGATES = ("prob_hamming", "prob_mean", "logits_mean")
-DEFAULT = "prob_hamming"
+from proxyseg.settings import AGGREGATES, Inference
+
+DEFAULT = Inference.aggregate  # the inference settings' default
 #: |logit| of a probability clipped to [1e-9, 1 - 1e-9]
 MAX_LOGIT = float(np.log((1 - 1e-9) / 1e-9))
 

@@ -19,6 +19,8 @@ from typing import Any
 
 import yaml
 
+from proxyseg.settings import MOVED
+
 __all__ = ["ConfigError", "check_config", "config_problems", "load_schema"]
 
 MAX_PROBLEMS = 10
@@ -55,7 +57,7 @@ class ConfigError(ValueError):
         lines = [head + ":"] + [f"  {p}" for p in self.problems]
         if total > len(self.problems):
             lines.append(f"  ... and {total - len(self.problems)} more")
-        lines.append("Every setting and its default: workflow/schemas/config.schema.yaml.")
+        lines.append("Every setting and its default: docs/configuration.md (defaults: src/proxyseg/settings.py).")
         super().__init__("\n".join(lines))
 
 
@@ -134,8 +136,13 @@ def _unknown_keys(error, root_schema: Mapping) -> list[tuple[list, str]]:
     instance = error.instance if isinstance(error.instance, Mapping) else {}
     extras = [k for k in instance if k not in props and not any(re.search(p, str(k)) for p in patterns)]
     out = []
+    section = [("proxy_defaults" if p == "proxies" else p) for p in list(error.absolute_path)[:1]]
     for key in extras:
         reason = f"unknown key {key!r}"
+        moved = MOVED.get(".".join([*section, str(key)]))
+        if moved:
+            out.append(([*error.absolute_path, key], f"{reason}: it moved to {moved}"))
+            continue
         names = [p for p in props if isinstance(p, str)]
         close = difflib.get_close_matches(str(key), names, n=3, cutoff=0.6)
         if not close:

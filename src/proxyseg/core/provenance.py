@@ -30,13 +30,24 @@ def versions() -> dict[str, str]:
 MACHINE_KEYS = ("created", "host")
 
 
+def plain(value):
+    """``value`` with settings objects (:mod:`proxyseg.core.settings`) as plain dicts, at any depth."""
+    if hasattr(value, "as_dict"):
+        return value.as_dict()
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(plain(v) for v in value)
+    return value
+
+
 def provenance(**settings) -> dict:
     """A record to store beside an artifact: settings given by the caller plus library versions."""
     return {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "host": platform.node(),
         "versions": versions(),
-        "settings": settings,
+        "settings": plain(settings),
     }
 
 

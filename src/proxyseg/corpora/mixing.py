@@ -16,8 +16,6 @@ overlap 1-10 dB).
 
 from __future__ import annotations
 
-import math
-import numbers
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,68 +26,19 @@ from proxyseg.core.atomic import atomic_dir
 from proxyseg.core.errors import InputError
 from proxyseg.core.audio import audio_info, load_audio
 from proxyseg.core.provenance import provenance_json
+from proxyseg.settings import Mix
+from proxyseg.corpora.harmonise import overlap_regions
 
 SR = 16000
 MS = SR // 1000                     # samples per millisecond: every position is a multiple of this
 REF = 0.05                          # RMS of speech at its nominal level
 SOURCE_CLASSES = ("speech", "music", "noise")
 AUDIO_EXT = {".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff"}
-SPLITS_DEFAULT = {"train": 20, "dev": 4, "test": 4}
-
-DEFAULTS: dict = {
-    "files": SPLITS_DEFAULT,
-    "duration": [20.0, 40.0],        # seconds per file (uniform)
-    "speech_probability": 0.8,       # a file has speech
-    "music_probability": 0.5,        # a file has a music bed
-    "noise_probability": 0.5,        # a file has a noise bed
-    "overlap_probability": 0.3,      # a speech excerpt is overlapped by a second one
-    "speech_seconds": [1.5, 8.0],    # length of a speech excerpt (before trimming)
-    "gap_seconds": [0.2, 2.0],       # pause between speech excerpts
-    "bed_fraction": [0.3, 1.0],      # share of the file a music or noise bed covers
-    "music_snr": [1.0, 20.0],        # dB, speech over music
-    "noise_snr": [5.0, 20.0],        # dB, speech over noise
-    "overlap_snr": [1.0, 10.0],      # dB, speech over the overlapping second speech
-    "trim_db": 40.0,                 # trim speech excerpts' margins this far below their loudest 10 ms; null: no trim
-}
-_RANGES = ("duration", "speech_seconds", "gap_seconds", "bed_fraction", "music_snr", "noise_snr", "overlap_snr")
-_PROBS = ("speech_probability", "music_probability", "noise_probability", "overlap_probability")
 
 
-def validate_settings(settings: dict) -> dict:
-    """Defaults filled in; a bad key or value is an InputError naming it."""
-    unknown = set(settings) - set(DEFAULTS)
-    if unknown:
-        raise InputError(None, f"mix-corpus settings: unknown key(s) {sorted(unknown)}; known: {sorted(DEFAULTS)}")
-    s = {**DEFAULTS, **settings}
-    files = s["files"]
-    if not isinstance(files, dict) or not files or not all(
-            isinstance(k, str) and k and isinstance(v, int) and not isinstance(v, bool) and v >= 1
-            for k, v in files.items()):
-        raise InputError(None, f"mix-corpus settings: `files` must map split names to file counts >= 1, got {files!r}")
-    for key in _RANGES:
-        v = s[key]
-        if isinstance(v, numbers.Real) and not isinstance(v, bool):
-            v = [float(v), float(v)]
-        if (not isinstance(v, (list, tuple)) or len(v) != 2
-                or not all(isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x) for x in v)
-                or v[0] > v[1]):
-            raise InputError(None, f"mix-corpus settings: `{key}` must be [low, high] with low <= high, got {v!r}")
-        s[key] = [float(v[0]), float(v[1])]
-    for key in ("duration", "speech_seconds", "bed_fraction"):
-        if s[key][0] <= 0:
-            raise InputError(None, f"mix-corpus settings: `{key}` must be positive, got {s[key]}")
-    if s["bed_fraction"][1] > 1:
-        raise InputError(None, f"mix-corpus settings: `bed_fraction` is a share of the file, at most 1, got {s['bed_fraction']}")
-    if s["gap_seconds"][0] < 0:
-        raise InputError(None, f"mix-corpus settings: `gap_seconds` must be >= 0, got {s['gap_seconds']}")
-    for key in _PROBS:
-        v = s[key]
-        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not 0 <= v <= 1:
-            raise InputError(None, f"mix-corpus settings: `{key}` must be a probability in [0, 1], got {v!r}")
-    if s["trim_db"] is not None and (isinstance(s["trim_db"], bool) or not isinstance(s["trim_db"], numbers.Real)
-                                     or s["trim_db"] <= 0):
-        raise InputError(None, f"mix-corpus settings: `trim_db` must be a positive number of dB or null, got {s['trim_db']!r}")
-    return s
+def validate_settings(settings: Mix | dict | None) -> Mix:
+    """Defaults filled in; a bad key or value is an InputError naming it (:class:`proxyseg.settings.Mix`)."""
+    return Mix.parse(settings, "mix-corpus settings")
 
 
 # ------------------------------------------------------------------------------------------------ sources
@@ -253,26 +202,17 @@ def _intervals(placed: list[dict], cls: str) -> list[tuple[int, int]]:
     return [(a, b) for a, b in merged]
 
 
-def _overlap(placed: list[dict]) -> list[tuple[int, int]]:
-    """Samples covered by two or more speech excerpts at once."""
-    events = sorted([(p["start"], 1) for p in placed if p["class"] == "speech"]
-                    + [(p["end"], -1) for p in placed if p["class"] == "speech"], key=lambda e: (e[0], e[1]))
-    out, active, opened = [], 0, 0
-    for t, d in events:
-        if active < 2 <= active + d:
-            opened = t
-        elif active >= 2 > active + d and t > opened:
-            out.append((opened, t))
-        active += d
-    return out
-
-
 def labels_of(placed: list[dict]) -> list[tuple[str, int, int]]:
-    """(class, start sample, end sample) of speech, music, noise and overlap, each class's extents merged."""
+    """(class, start sample, end sample) of speech, music, noise and overlap, each class's extents merged.
+
+    Overlap: samples covered by two or more speech excerpts at once, each excerpt its own "speaker" (so two
+    excerpts of one recording overlap too).
+    """
     out = []
     for cls in ("speech", "music", "noise"):
         out += [(cls, a, b) for a, b in _intervals(placed, cls)]
-    out += [("overlap", a, b) for a, b in _overlap(placed)]
+    excerpts = {i: [(p["start"], p["end"])] for i, p in enumerate(placed) if p["class"] == "speech"}
+    out += [("overlap", a, b) for a, b in overlap_regions(excerpts)]
     return sorted(out, key=lambda r: (r[1], r[2], r[0]))
 
 

@@ -30,12 +30,10 @@ from proxyseg.core.errors import InputError
 from proxyseg.core.frames import CLASSES, FRAME_RATE, UNKNOWN
 from proxyseg.dictionary.nmf import sparse_nmf
 from proxyseg.core.provenance import provenance_json, seed_everything
+from proxyseg.settings import NMF, Runtime
 
 log = logging.getLogger("proxyseg.dictionary.build")
 
-DEFAULTS = {"components": 128, "beta": 2.0, "mu": 1.0, "iterations": 200, "device": "auto",
-            "segments": {"speech": 200, "music": 500, "noise": 500, "overlap": 0},
-            "min_seconds": 1.0, "max_seconds": 4.0}
 
 
 def active_runs(active: np.ndarray) -> np.ndarray:
@@ -125,12 +123,12 @@ def draw_segments(pairs, counts: dict[str, int], min_seconds: float, max_seconds
             t.close()
 
 
-def pretrain_dictionary(pairs, out_dir: str | os.PathLike, settings: dict, seed: int) -> dict:
-    """Learn W and write ``dictionary.npz``, ``costs.tsv``, ``atoms.png`` and ``dictionary.json``."""
-    unknown = set(settings) - set(DEFAULTS)
-    if unknown:
-        raise InputError(None, f"unknown nmf setting(s) {sorted(unknown)}; known: {sorted(DEFAULTS)}")
-    s = {**DEFAULTS, **settings}
+def pretrain_dictionary(pairs, out_dir: str | os.PathLike, settings: NMF | dict | None, seed: int,
+                        runtime: Runtime | dict | None = None) -> dict:
+    """Learn W and write ``dictionary.npz``, ``costs.tsv``, ``atoms.png`` and ``dictionary.json``
+    (``settings.corpora`` is the workflow's: the pairs are the corpora's)."""
+    s = NMF.parse(settings)
+    rt = Runtime.parse(runtime)
     out_dir = Path(out_dir)
     seed_everything(seed)
     rng = np.random.default_rng(seed)
@@ -144,8 +142,8 @@ def pretrain_dictionary(pairs, out_dir: str | os.PathLike, settings: dict, seed:
     with h5py.File(pairs[0][0], "r") as h5:
         freqs = np.asarray(h5.attrs["freqs_hz"])
         n_fft, win_length = int(h5.attrs["n_fft"]), int(h5.attrs["win_length"])
-    device = "cuda" if s["device"] == "auto" and torch.cuda.is_available() else (
-        "cpu" if s["device"] == "auto" else s["device"])
+    device = "cuda" if rt.device == "auto" and torch.cuda.is_available() else (
+        "cpu" if rt.device == "auto" else rt.device)
     log.info("NMF on %d frames x %d bins (segments %s), K=%d, beta=%s, mu=%s, %d iterations on %s",
              X.shape[1], X.shape[0], drawn, s["components"], s["beta"], s["mu"], s["iterations"], device)
     result = sparse_nmf(X, s["components"], beta=s["beta"], mu=s["mu"], iterations=s["iterations"], seed=seed,

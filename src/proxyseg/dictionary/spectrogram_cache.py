@@ -18,11 +18,12 @@ from proxyseg.core.errors import InputError
 from proxyseg.core.frames import FRAME_RATE, HOP
 from proxyseg.core.audio import load_audio
 from proxyseg.core.provenance import provenance_json
+from proxyseg.settings import Spectrogram
 from proxyseg.dictionary.spectrogram import log_power_spectrogram, stft_frequencies
 
 
-def cache_spectrograms(manifest: str | os.PathLike, out_h5: str | os.PathLike, n_fft: int = 512,
-                       win_length: int = 400) -> None:
+def cache_spectrograms(manifest: str | os.PathLike, out_h5: str | os.PathLike, n_fft: int = Spectrogram.n_fft,
+                       win_length: int = Spectrogram.win_length) -> None:
     """One float16 ``(T, F)`` dataset per URI of ``manifest`` (written atomically)."""
     table = pd.read_csv(manifest, sep="\t")
     with atomic_path(out_h5) as tmp, h5py.File(tmp, "w") as h5:

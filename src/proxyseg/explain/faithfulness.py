@@ -52,20 +52,18 @@ from proxyseg.core.frames import CLASSES, FRAME_RATE, HOP, SAMPLE_RATE, WIN
 from proxyseg.core.audio import load_audio
 from proxyseg.proxy.model import load_proxy
 from proxyseg.dictionary.spectrogram import istft, stft
+from proxyseg.settings import CLASSIFIERS, Explain, Faithfulness
 
 log = logging.getLogger("proxyseg.explain.faithfulness")
 
 #: A component counts as active in a segment when its mean activation exceeds this.
 ACTIVE = 1e-3
 
-DEFAULTS = {"tau": 0.5, "segment_seconds": 2.0, "max_segments": 200, "draws": 5, "input_level": True,
-            "classifier": "both", "teacher_segments": 40, "mask_domain": "linear"}
 
-CLASSIFIERS = ("teacher", "proxy", "both")
 
 KINDS = ("relevant", "random", "random_active", "least")
 
-__all__ = ["ACTIVE", "CLASSIFIERS", "DEFAULTS", "KINDS", "TeacherJudge", "removal_sets", "probability_drops", "residual_spectrogram",
+__all__ = ["ACTIVE", "CLASSIFIERS", "KINDS", "TeacherJudge", "removal_sets", "probability_drops", "residual_spectrogram",
            "faithfulness_rows", "faithfulness_summary", "plot_faithfulness"]
 
 
@@ -143,29 +141,19 @@ class TeacherJudge:
         return torch.sigmoid(logits).double().cpu().numpy()
 
 
-def _check_settings(settings: dict | None) -> dict:
-    s = {**DEFAULTS, **(settings or {})}
-    unknown = set(s) - set(DEFAULTS)
-    if unknown:
-        raise ValueError(f"unknown faithfulness setting(s) {sorted(unknown)}; known: {sorted(DEFAULTS)}")
-    if s["classifier"] not in CLASSIFIERS:
-        raise ValueError(f"faithfulness classifier must be one of {', '.join(CLASSIFIERS)}, got {s['classifier']!r}")
-    if s["mask_domain"] not in ex.MASK_DOMAINS:
-        raise ValueError(f"faithfulness mask_domain must be one of {', '.join(ex.MASK_DOMAINS)}, "
-                         f"got {s['mask_domain']!r}")
-    return s
-
-
 @torch.no_grad()
-def faithfulness_rows(checkpoint, items, settings: dict | None = None, seed: int = 0, system: str = "",
-                      judge: TeacherJudge | None = None) -> pd.DataFrame:
+def faithfulness_rows(checkpoint, items, settings: Faithfulness | dict | None = None, seed: int = 0,
+                      system: str = "", judge: TeacherJudge | None = None,
+                      explain: Explain | dict | None = None) -> pd.DataFrame:
     """One row per (corpus, class, segment): drops of every kind, H-level and (spectrogram input)
     input-level (the proxy's internal check) and, with a ``judge``, teacher-level.
 
     ``items``: ``(corpus, inference.h5, spectrograms.h5, targets.h5, manifest.tsv)`` of the split to test
     (the manifest gives the audio the teacher hears; quadruples without it are accepted when no judge).
+    ``explain``: the explain settings, whose ``tau`` and ``mask_domain`` make the explanations tested.
     """
-    s = _check_settings(settings)
+    s = Faithfulness.parse(settings)
+    e = Explain.parse(explain)
     by_proxy = s["classifier"] in ("proxy", "both")
     if s["classifier"] in ("teacher", "both") and judge is None:
         raise ValueError(f"faithfulness classifier {s['classifier']!r} needs the teacher (judge)")
@@ -200,22 +188,22 @@ def faithfulness_rows(checkpoint, items, settings: dict | None = None, seed: int
                         continue
                     r = ex.local_relevance(H, theta)[:, c]
                     row = {"system": system, "corpus": corpus, "class": name, "uri": uri,
-                           "start": start / FRAME_RATE, "n_relevant": int((r > s["tau"]).sum())}
+                           "start": start / FRAME_RATE, "n_relevant": int((r > e.tau).sum())}
                     if row["n_relevant"] == 0:
                         rows.append({**row, "no_relevant": True})
                         continue
-                    sets = removal_sets(r, H.mean(axis=1), s["tau"], rng, int(s["draws"]))
+                    sets = removal_sets(r, H.mean(axis=1), e.tau, rng, int(s["draws"]))
                     row["no_relevant"] = False
                     if by_proxy:
                         drops = probability_drops(H, theta, bias, c, sets)
                         row.update({"base": drops["base"], **{f"drop_{k}": drops[k] for k in KINDS}})
                     if input_level:
                         row.update(_input_level(model, sp[uri][start:start + frames].astype(np.float32).T,
-                                                Wpos, theta, c, s["tau"], rng, int(s["draws"])))
+                                                Wpos, theta, c, e.tau, rng, int(s["draws"])))
                     if judge is not None and judged < int(s["teacher_segments"]):
                         t0 = start / FRAME_RATE
                         x = load_audio(audio[uri], t0, t0 + (frames - 1) / FRAME_RATE + WIN / SAMPLE_RATE)
-                        row.update(_teacher_level(judge, x, Wpos, H, sets, c, domain=s["mask_domain"],
+                        row.update(_teacher_level(judge, x, Wpos, H, sets, c, domain=e.mask_domain,
                                                   **stft_settings))
                         judged += 1
                     rows.append(row)

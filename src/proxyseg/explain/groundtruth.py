@@ -32,7 +32,6 @@ has no stem (it is not a source) and is not scored.
 from __future__ import annotations
 
 import logging
-import numbers
 from pathlib import Path
 
 import h5py
@@ -45,6 +44,7 @@ from proxyseg.core.errors import InputError
 from proxyseg.explain.faithfulness import ACTIVE
 from proxyseg.core.frames import CLASSES, FRAME_RATE, HOP, SAMPLE_RATE, WIN
 from proxyseg.core.audio import load_audio
+from proxyseg.settings import Explain, Groundtruth
 
 log = logging.getLogger("proxyseg.explain.groundtruth")
 
@@ -52,9 +52,6 @@ log = logging.getLogger("proxyseg.explain.groundtruth")
 #: Classes that have a source stem (overlap does not).
 STEM_CLASSES = ("speech", "noise", "music")
 
-#: ``n_fft`` / ``win_length``: ``None`` takes them from the spectrogram cache's attributes.
-DEFAULTS = {"tau": 0.5, "segment_seconds": 2.0, "max_segments": 200, "energy_share": 0.9, "draws": 5,
-            "n_fft": None, "win_length": None}
 
 #: Explanations scored per segment: the proxy's, and the two random references.
 KINDS = ("explanation", "random", "random_active")
@@ -64,7 +61,7 @@ SILENT = 1e-10
 
 METRICS = ("sisdri", "sisdr", "share", "kept")
 
-__all__ = ["ACTIVE", "DEFAULTS", "KINDS", "STEM_CLASSES", "si_sdr", "stem_band", "band_share", "segment_scores",
+__all__ = ["ACTIVE", "KINDS", "STEM_CLASSES", "si_sdr", "stem_band", "band_share", "segment_scores",
            "groundtruth_rows", "write_groundtruth", "provenance_path", "groundtruth_summary",
            "groundtruth_table", "plot_groundtruth", "stem_path"]
 
@@ -174,28 +171,6 @@ def _read_manifest(path) -> dict[str, str]:
     return dict(zip(table["uri"].astype(str), table["audio"].astype(str)))
 
 
-def _check_settings(settings: dict | None) -> dict:
-    s = {**DEFAULTS, **(settings or {})}
-    unknown = set(s) - set(DEFAULTS)
-    if unknown:
-        raise InputError(None, f"unknown groundtruth setting(s) {sorted(unknown)}; known: {sorted(DEFAULTS)}")
-
-    def number(key, ok, what):
-        v = s[key]
-        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not np.isfinite(v) or not ok(v):
-            raise InputError(None, f"groundtruth setting {key} must be {what}, got {v!r}")
-
-    number("tau", lambda v: True, "a number")
-    number("segment_seconds", lambda v: v * FRAME_RATE >= 1, f"at least {1 / FRAME_RATE} seconds")
-    number("max_segments", lambda v: v >= 1 and float(v).is_integer(), "a positive integer")
-    number("energy_share", lambda v: 0 < v <= 1, "in (0, 1]")
-    number("draws", lambda v: v >= 0 and float(v).is_integer(), "a non-negative integer")
-    for key in ("n_fft", "win_length"):
-        if s[key] is not None:
-            number(key, lambda v: v >= 1 and float(v).is_integer(), "a positive integer or null")
-    return s
-
-
 def _random_sets(n: int, z: np.ndarray, rng: np.random.Generator, draws: int) -> dict[str, list[np.ndarray]]:
     K = z.shape[0]
     active = np.flatnonzero(z > ACTIVE)
@@ -218,26 +193,30 @@ def _one_blas_thread():
     return threadpool_limits(limits=1, user_api="blas")
 
 
-def groundtruth_rows(checkpoint, items, settings: dict | None = None, seed: int = 0, system: str = "") -> pd.DataFrame:
+def groundtruth_rows(checkpoint, items, settings: Groundtruth | dict | None = None, seed: int = 0, system: str = "",
+                     explain: Explain | dict | None = None, n_fft: int | None = None,
+                     win_length: int | None = None) -> pd.DataFrame:
     """One row per (corpus, class, segment) of the scored classes (speech, noise, music).
 
     ``items``: ``(corpus, inference.h5, spectrograms.h5, targets.h5, manifest.tsv, stems_dir)`` of the
     test split. Columns: ``system, corpus, class, uri, start`` (s), ``n_relevant, no_relevant,
     silent_stem, stem_energy`` (the stem's share of the segment's energy), ``band_bins`` (fraction of the
     bins in the stem's band), ``share_stem, share_mixture``, ``sisdr_mixture`` and for each kind of
-    :data:`KINDS` ``sisdr_<kind>, sisdri_<kind>, share_<kind>, kept_<kind>``.
+    :data:`KINDS` ``sisdr_<kind>, sisdri_<kind>, share_<kind>, kept_<kind>``. ``explain``: the explain
+    settings (``tau`` makes the explanations); ``n_fft``/``win_length``: None takes the spectrogram cache's.
     """
     # BLAS on one thread (see _one_blas_thread)
     with _one_blas_thread():
-        return _groundtruth_rows(checkpoint, items, settings, seed, system)
+        return _groundtruth_rows(checkpoint, items, settings, seed, system, explain, n_fft, win_length)
 
 
-def _groundtruth_rows(checkpoint, items, settings: dict | None = None, seed: int = 0, system: str = "") -> pd.DataFrame:
+def _groundtruth_rows(checkpoint, items, settings, seed: int, system: str, explain, n_fft_setting: int | None,
+                      win_length_setting: int | None) -> pd.DataFrame:
     """The rows of :func:`groundtruth_rows` (BLAS threads limited by the caller)."""
     from proxyseg.proxy.model import load_proxy
 
-    s = _check_settings(settings)
-    tau, share, draws = float(s["tau"]), float(s["energy_share"]), int(s["draws"])
+    s = Groundtruth.parse(settings)
+    tau, share, draws = Explain.parse(explain).tau, s.energy_share, s.draws
     frames = int(round(s["segment_seconds"] * FRAME_RATE))
     length = HOP * (frames - 1) + WIN
     model, _ = load_proxy(checkpoint)
@@ -257,8 +236,8 @@ def _groundtruth_rows(checkpoint, items, settings: dict | None = None, seed: int
                                         "proxyseg demo-corpus writes for the test split (stems/<uri>/<class>.wav)")
         audio_of = _read_manifest(manifest)
         with h5py.File(spec_h5, "r") as sp:
-            n_fft = int(s["n_fft"] if s["n_fft"] is not None else sp.attrs.get("n_fft", 512))
-            win_length = int(s["win_length"] if s["win_length"] is not None else sp.attrs.get("win_length", 400))
+            n_fft = int(n_fft_setting if n_fft_setting is not None else sp.attrs.get("n_fft", 512))
+            win_length = int(win_length_setting if win_length_setting is not None else sp.attrs.get("win_length", 400))
         if n_fft // 2 + 1 != W.shape[0]:
             raise InputError(spec_h5, f"n_fft {n_fft} gives {n_fft // 2 + 1} frequency bins but the proxy's "
                                       f"dictionary has {W.shape[0]}; pass the proxy's spectrogram settings")
@@ -318,8 +297,8 @@ def _groundtruth_rows(checkpoint, items, settings: dict | None = None, seed: int
     return pd.DataFrame(rows, columns=columns)
 
 
-def write_groundtruth(checkpoint, items, out_tsv, settings: dict | None = None, seed: int = 0,
-                      system: str = "") -> pd.DataFrame:
+def write_groundtruth(checkpoint, items, out_tsv, settings: Groundtruth | dict | None = None, seed: int = 0,
+                      system: str = "", explain: Explain | dict | None = None) -> pd.DataFrame:
     """:func:`groundtruth_rows` written to ``out_tsv`` (atomically) with its provenance beside it
     (``<out_tsv without .tsv>.provenance.json``: settings as used, inputs, seed, versions, rows, seconds)."""
     import time
@@ -329,13 +308,14 @@ def write_groundtruth(checkpoint, items, out_tsv, settings: dict | None = None, 
     from proxyseg.core.tables import write_table
 
     t0 = time.perf_counter()
-    rows = groundtruth_rows(checkpoint, items, settings, seed, system)
+    rows = groundtruth_rows(checkpoint, items, settings, seed, system, explain)
     seconds = time.perf_counter() - t0
     scored = int((~rows["no_relevant"].astype(bool) & ~rows["silent_stem"].astype(bool)).sum()) if len(rows) else 0
     write_table(rows, out_tsv)
     record = provenance_json(step="groundtruth", system=system, checkpoint=str(checkpoint),
                              items=[[str(v) for v in item] for item in items],
-                             settings=_check_settings(settings), seed=int(seed), rows=len(rows), scored=scored,
+                             settings=Groundtruth.parse(settings),
+                             explain={"tau": Explain.parse(explain).tau}, seed=int(seed), rows=len(rows), scored=scored,
                              seconds=round(seconds, 2))
     with atomic_open(provenance_path(out_tsv)) as f:
         f.write(record + "\n")

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 
 import h5py
@@ -27,8 +26,8 @@ import numpy as np
 import pandas as pd
 
 from proxyseg.explain import relevance as ex
+from proxyseg.settings import Explain
 from proxyseg.core.atomic import atomic_open, atomic_path
-from proxyseg.core.errors import InputError
 from proxyseg.core.frames import CLASSES, FRAME_RATE, HOP, SAMPLE_RATE, WIN
 from proxyseg.core.audio import load_audio
 from proxyseg.core.provenance import provenance_json
@@ -36,8 +35,6 @@ from proxyseg.proxy.model import load_proxy
 
 log = logging.getLogger("proxyseg.explain.relevance")
 
-DEFAULTS = {"tau": 0.5, "segment_seconds": 2.0, "local_per_class": 2, "prototype_segments": 100,
-            "prototype_seconds": 1.0, "threshold": 0.5, "mask_domain": ex.MASK_DOMAINS[0]}
 
 
 def _targets(items) -> dict[str, np.ndarray]:
@@ -89,17 +86,12 @@ def write_listenable(path_wav, samples, W, H, components, n_fft: int, win_length
     return residual
 
 
-def explain_proxy(checkpoint, items, out_dir, settings: dict, seed: int = 0, local_items=None) -> dict:
+def explain_proxy(checkpoint, items, out_dir, settings: Explain | dict | None, seed: int = 0, local_items=None) -> dict:
     """``items``: (inference.h5, spectrograms.h5, targets.h5) triples that prototype segments are drawn
     from; ``local_items`` (default: ``items``) those of the locally explained segments. Writes to ``out_dir``:
     ``local/<class>_<n>.png``, ``prototypes.npz``, ``prototypes.png``, ``band_mass.tsv``, ``explain.json``.
     """
-    unknown = set(settings) - set(DEFAULTS)
-    if unknown:
-        raise InputError(None, f"unknown explain setting(s) {sorted(unknown)}; known: {sorted(DEFAULTS)}")
-    s = {**DEFAULTS, **settings}
-    if s["mask_domain"] not in ex.MASK_DOMAINS:
-        raise InputError(None, f"explain.mask_domain {s['mask_domain']!r}: choose one of {list(ex.MASK_DOMAINS)}")
+    s = Explain.parse(settings)
     out_dir = Path(out_dir)
     model, ckpt = load_proxy(checkpoint)
     W = model.W.detach().cpu().numpy()
@@ -163,7 +155,7 @@ def explain_proxy(checkpoint, items, out_dir, settings: dict, seed: int = 0, loc
     bands = ex.band_mass(P, freqs)
     with atomic_open(out_dir / "band_mass.tsv") as f:
         bands.to_csv(f, sep="\t", index=False)
-    record = {"local": written, "prototype_counts": counts, "settings": s, "dictionary": dictionary,
+    record = {"local": written, "prototype_counts": counts, "settings": s.as_dict(), "dictionary": dictionary,
               "provenance": json.loads(prov)}
     with atomic_open(out_dir / "explain.json") as f:
         json.dump(record, f, indent=2, default=str)

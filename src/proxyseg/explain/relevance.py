@@ -100,7 +100,7 @@ __all__ = [
 DEFAULT_TAU = 0.5
 
 #: Domains of a listenable explanation (:func:`masked_audio`); the first is the default.
-MASK_DOMAINS = ("linear", "log")
+from proxyseg.settings import MASK_DOMAINS  # noqa: E402
 
 #: Frequency bands (Hz) of :func:`band_mass`: half-open ``[low, high)``, the topmost one closed so that the
 #: Nyquist bin (8 kHz at 16 kHz) counts.

@@ -36,13 +36,13 @@ from proxyseg.core.frames import CLASSES, FRAME_RATE
 from proxyseg.core.audio import load_audio
 from proxyseg.core.provenance import provenance_json
 from proxyseg.dictionary.spectrogram import istft, stft, stft_frequencies
-from proxyseg.teacher.model import load_teacher
+from proxyseg.settings import Runtime, Saliency, Spectrogram
+from proxyseg.teacher.model import load_teacher, resolve_device
 
 log = logging.getLogger("proxyseg.explain.saliency")
 
-DEFAULTS = {"segments": 10, "segment_seconds": 2.0, "bands": 16, "device": "cpu"}
 
-__all__ = ["DEFAULTS", "log_bands", "band_sums", "teacher_saliency", "segment_saliency", "compare_rows",
+__all__ = ["log_bands", "band_sums", "teacher_saliency", "segment_saliency", "compare_rows",
            "plot_saliency"]
 
 
@@ -80,19 +80,16 @@ def segment_saliency(samples: np.ndarray, wavlm, teacher, layers: list[int], c: 
     return sal / total if total > 0 else sal
 
 
-def teacher_saliency(teacher_pt, wavlm: str, features_h5, items, out_npz, settings: dict | None = None,
-                     seed: int = 0, spectrogram: dict | None = None) -> dict:
+def teacher_saliency(teacher_pt, wavlm: str, features_h5, items, out_npz, settings: Saliency | dict | None = None,
+                     seed: int = 0, spectrogram: Spectrogram | dict | None = None,
+                     runtime: Runtime | dict | None = None) -> dict:
     """Class saliency profiles of the teacher over segments of ``items`` (``(manifest.tsv, targets.h5)``
     pairs); writes ``out_npz`` (``profiles`` (F, 4), ``counts`` (4,), ``freqs_hz``) and a PNG beside it."""
     import h5py
 
-    s = {**DEFAULTS, **(settings or {})}
-    unknown = set(s) - set(DEFAULTS)
-    if unknown:
-        raise ValueError(f"unknown saliency setting(s) {sorted(unknown)}; known: {sorted(DEFAULTS)}")
-    spectrogram = {"n_fft": 512, "win_length": 400, **(spectrogram or {})}
-    device = torch.device("cuda" if s["device"] == "auto" and torch.cuda.is_available() else
-                          ("cpu" if s["device"] == "auto" else s["device"]))
+    s = Saliency.parse(settings)
+    spectrogram = Spectrogram.parse(spectrogram)
+    device = resolve_device(Runtime.parse(runtime).device)
     teacher, _ = load_teacher(teacher_pt, device)
     for p in teacher.parameters():
         p.requires_grad_(False)

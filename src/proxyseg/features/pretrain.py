@@ -17,7 +17,7 @@ It is a demo stand-in, not WavLM Large: a few hundred steps on minutes of synthe
 from __future__ import annotations
 
 import logging
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -25,40 +25,19 @@ import torch
 from proxyseg.core.errors import InputError
 from proxyseg.core.frames import HOP, SAMPLE_RATE, WIN, num_frames
 from proxyseg.dictionary.spectrogram import stft
+from proxyseg.settings import DemoPretrain
 from proxyseg.training.loop import Loop, save_figure, write_curve_tsv
 
 log = logging.getLogger("proxyseg.features.pretrain")
 
 #: Defaults of ``features.demo_pretrain``; ``steps: 0`` keeps the random initialisation.
-PRETRAIN_DEFAULTS: dict[str, Any] = {
-    "steps": 100,
-    "batch_size": 8,
-    "crop_seconds": 2.0,
-    "lr": 2e-3,
-    "warmup": 0.1,          # share of the steps with a rising learning rate (one-cycle schedule)
-    "weight_decay": 0.01,
-    "mask_prob": 0.065,     # probability that a frame starts a masked span (HuBERT: 0.08, span 10)
-    "mask_span": 10,        # frames per masked span
-    "unmasked_weight": 1.0,  # weight of the loss on frames that were not masked (HuBERT: 0)
-    "n_mels": 40,
-}
-
-
-def pretrain_settings(settings: dict | None) -> dict:
-    """Defaults overridden by ``settings``; unknown keys are an error naming the known ones."""
-    settings = dict(settings or {})
-    unknown = set(settings) - set(PRETRAIN_DEFAULTS)
-    if unknown:
-        raise InputError(None, f"unknown demo_pretrain setting(s) {sorted(unknown)}; known: {sorted(PRETRAIN_DEFAULTS)}")
-    out = {**PRETRAIN_DEFAULTS, **settings}
-    for key in ("steps", "batch_size", "mask_span", "n_mels"):
-        out[key] = int(out[key])
-    for key in ("crop_seconds", "lr", "warmup", "weight_decay", "mask_prob", "unmasked_weight"):
-        out[key] = float(out[key])
-    if out["steps"] < 0 or out["batch_size"] < 1 or out["crop_seconds"] * SAMPLE_RATE < WIN + HOP \
-            or not 0 < out["mask_prob"] < 1 or out["mask_span"] < 1 or out["n_mels"] < 1:
-        raise InputError(None, f"invalid demo_pretrain settings: {out}")
-    return out
+def pretrain_settings(settings: DemoPretrain | dict | None) -> DemoPretrain:
+    """Defaults filled in and checked (:class:`proxyseg.settings.DemoPretrain`)."""
+    s = DemoPretrain.parse(settings, "features.demo_pretrain")
+    if s.crop_seconds * SAMPLE_RATE < WIN + HOP:
+        raise InputError(None, f"features.demo_pretrain.crop_seconds {s.crop_seconds}: at least "
+                               f"{(WIN + HOP) / SAMPLE_RATE} s (two WavLM frames)")
+    return s
 
 
 def mel_filterbank(n_mels: int, n_fft: int = 512, sr: int = SAMPLE_RATE) -> torch.Tensor:

@@ -43,6 +43,7 @@ from proxyseg.core.errors import InputError
 from proxyseg.core.frames import FRAME_RATE, HOP, SAMPLE_RATE, WIN, num_frames
 from proxyseg.core.audio import load_audio
 from proxyseg.core.provenance import provenance_json, seed_everything
+from proxyseg.settings import Features, Runtime
 
 log = logging.getLogger("proxyseg.features.wavlm")
 
@@ -429,10 +430,12 @@ def read_manifest(manifest) -> pd.DataFrame:
     return table
 
 
-def extract_features(manifest: str | os.PathLike, out_h5: str | os.PathLike, model: str, layers="all",
-                     revision: str | None = None, chunk_seconds: float = 30.0, overlap_seconds: float = 2.5,
-                     batch_size: int = 4, device: str = "auto", half: bool | str = False,
-                     shard: tuple[int, int] = (0, 1), normalize="auto") -> dict:
+def extract_features(manifest: str | os.PathLike, out_h5: str | os.PathLike, model: str,
+                     layers=Features.layers, revision: str | None = Features.revision,
+                     chunk_seconds: float = Features.chunk_seconds, overlap_seconds: float = Features.overlap_seconds,
+                     batch_size: int = Runtime.feature_batch_size, device: str = Runtime.device,
+                     half: bool | str = Features.half, shard: tuple[int, int] = (0, 1),
+                     normalize=Features.normalize) -> dict:
     """Cache WavLM states of the files of shard ``shard = (index, count)`` of a manifest into ``out_h5``.
 
     The split's files are sorted by URI and cut into ``count`` contiguous shards of about equal audio

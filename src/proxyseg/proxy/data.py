@@ -28,7 +28,6 @@ of the file), so only files shorter than a crop are padded there.
 from __future__ import annotations
 
 import logging
-import math
 import os
 from dataclasses import dataclass
 from typing import Iterable, Sequence
@@ -49,7 +48,7 @@ logger = logging.getLogger("proxyseg.proxy")
 Pair = tuple[str | os.PathLike, str | os.PathLike]
 
 #: What the proxy's Psi reads: the teacher's fused features S, or the log-power spectrogram X.
-INPUTS = ("wavlm", "spectrogram")
+from proxyseg.settings import INPUTS  # noqa: E402
 
 __all__ = ["INPUTS", "Pair", "ProxyEntry", "dump_groups", "spectrogram_datasets", "scan_proxy_pairs",
            "ProxyTrainCrops", "ProxyDevCrops", "default_steps_per_epoch"]

@@ -41,6 +41,7 @@ from proxyseg.core.atomic import atomic_path
 from proxyseg.core.errors import InputError
 from proxyseg.core.frames import CLASSES, FRAME_RATE
 from proxyseg.core.provenance import provenance_json
+from proxyseg.settings import Inference, Runtime
 from proxyseg.proxy.data import dump_groups, spectrogram_datasets
 from proxyseg.proxy.loss import binary_kl
 from proxyseg.proxy.model import load_proxy
@@ -77,8 +78,8 @@ def _sq_error_sum(x: np.ndarray, h: np.ndarray, w: np.ndarray, chunk: int = 4096
 
 @torch.no_grad()
 def infer_proxy(checkpoint: str | os.PathLike, dump_h5: str | os.PathLike, spec_h5: str | os.PathLike,
-                out_h5: str | os.PathLike, step_fraction: float = 0.1, device: str = "auto",
-                batch_size: int = 16, aggregate: str = agg.DEFAULT) -> dict:
+                out_h5: str | os.PathLike, step_fraction: float = Inference.step, device: str = Runtime.device,
+                batch_size: int = Runtime.inference_batch_size, aggregate: str = Inference.aggregate) -> dict:
     """Sliding-window proxy inference on every file of a (teacher dump, spectrogram cache) pair; writes
     ``out_h5`` atomically (nothing is left at ``out_h5`` on error).
 

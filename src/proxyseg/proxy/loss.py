@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 
 #: ``teacher_proxy``: KL(teacher ‖ proxy) (forward, the default); ``proxy_teacher``: KL(proxy ‖ teacher).
-KD_DIRECTIONS = ("teacher_proxy", "proxy_teacher")
+from proxyseg.settings import KD_DIRECTIONS
+from proxyseg.settings import Proxy as ProxySettings
 
 
 def check_kd_direction(direction: str) -> str:
@@ -37,7 +38,7 @@ def _bernoulli_kl_logits(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def binary_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, *,
-              direction: str = "teacher_proxy") -> torch.Tensor:
+              direction: str = ProxySettings.kd_direction) -> torch.Tensor:
     """Binary KL between the teacher's and the proxy's sigmoid outputs, summed over classes, averaged over
     frames (and batch).
 
@@ -55,9 +56,10 @@ def binary_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, *,
 
 
 def distillation_loss(out: dict[str, torch.Tensor], teacher_logits: torch.Tensor, spectrogram: torch.Tensor,
-                      alpha: float = 10.0, beta: float = 1.0, gamma: float = 0.1,
-                      kd_direction: str = "teacher_proxy") -> dict[str, torch.Tensor]:
-    """The total loss and its three terms (for the training curve). ``kd_direction``: see :func:`binary_kl`."""
+                      alpha: float, beta: float, gamma: float,
+                      kd_direction: str = ProxySettings.kd_direction) -> dict[str, torch.Tensor]:
+    """The total loss and its three terms (for the training curve); the weights are the proxy settings'
+    (:class:`proxyseg.settings.Proxy`). ``kd_direction``: see :func:`binary_kl`."""
     kd = binary_kl(out["logits"], teacher_logits, direction=kd_direction)
     nmf = torch.mean((spectrogram - out["X_hat"]) ** 2)
     sparsity = out["H"].abs().mean()

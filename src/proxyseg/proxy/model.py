@@ -12,15 +12,16 @@ from torch import nn
 
 from proxyseg.core.frames import CLASSES
 from proxyseg.nn.tcn import TCN, count_parameters
+from proxyseg.settings import DICTIONARY_MODES
+from proxyseg.settings import Proxy as ProxySettings
 
 #: METHOD §5: a smaller TCN than the teacher's (3 blocks x 2 repeats).
-PSI_DEFAULTS = {"bottleneck": 64, "hidden": 128, "kernel": 3, "blocks": 3, "repeats": 2}
+PSI_DEFAULTS = {k: getattr(ProxySettings, k) for k in ProxySettings.PSI}  # the proxy settings' defaults
 
 #: How the dictionary W is obtained:
 #: fixed - the pre-learned NMF dictionary, frozen (the paper's "pre-learned W");
 #: learned - trained jointly from the pre-learned W, kept non-negative with unit-norm columns (L2I's choice);
 #: learned_random - the authors' code: trained from a random start, unconstrained.
-DICTIONARY_MODES = ("fixed", "learned", "learned_random")
 
 
 def normalise_columns(w: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:

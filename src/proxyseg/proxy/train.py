@@ -20,10 +20,9 @@ W, kept non-negative with unit-norm columns: ``W = normalise_columns(ReLU(W_para
 from __future__ import annotations
 
 import logging
-import math
 import os
 from contextlib import closing
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -31,64 +30,19 @@ import torch
 from proxyseg.core.errors import InputError
 from proxyseg.core.frames import CLASSES, FRAME_RATE
 from proxyseg.core.provenance import portable_path, provenance
-from proxyseg.proxy.data import INPUTS, Pair, ProxyDevCrops, ProxyTrainCrops
-from proxyseg.proxy.loss import KD_DIRECTIONS, distillation_loss
-from proxyseg.proxy.model import DICTIONARY_MODES, PSI_DEFAULTS, Proxy
-from proxyseg.training import (Loop, ResumeFile, begin, check_lr_schedule, data_record, epoch_data, fingerprint,
-                               make_ema, make_scheduler, with_defaults, write_outputs)
+from proxyseg.settings import Proxy as ProxySettings
+from proxyseg.settings import Runtime
+from proxyseg.proxy.data import Pair, ProxyDevCrops, ProxyTrainCrops
+from proxyseg.proxy.loss import distillation_loss
+from proxyseg.proxy.model import Proxy
+from proxyseg.training import (Loop, ResumeFile, begin, data_record, epoch_data, fingerprint, make_ema,
+                               make_scheduler, write_outputs)
 
 logger = logging.getLogger("proxyseg.proxy")
 
-DEFAULT_SETTINGS: dict[str, Any] = {
-    "input": "wavlm",
-    "dictionary": "fixed",
-    "alpha": 10.0,
-    "beta": 1.0,
-    "gamma": 0.1,
-    "kd_direction": "teacher_proxy",  # KL(teacher || proxy); "proxy_teacher": KL(proxy || teacher) (authors' code)
-    "lr": 1e-3,
-    "lr_schedule": "constant",  # or "cosine": decays to 0 over max_epochs x steps_per_epoch steps
-    "batch_size": 32,
-    "crop_seconds": 4.0,
-    "max_epochs": 100,
-    "patience": 10,
-    "steps_per_epoch": None,
-    "num_workers": 0,
-    "device": "auto",
-    "preload_mb": 2048.0,  # train/dev data up to this size are read into memory once (0 = stream from HDF5)
-    "ema": 0.0,            # > 0: evaluate and keep an exponential moving average of the weights (decay/step)
-    **PSI_DEFAULTS,
-}
-
-
-def proxy_settings(settings: dict | None) -> dict:
-    """Defaults filled in, types checked; an unknown key or a bad value is an ``InputError``."""
-    out = with_defaults(settings, DEFAULT_SETTINGS, "proxy")
-    try:
-        for key in ("batch_size", "max_epochs", "patience", "num_workers", *PSI_DEFAULTS):
-            out[key] = int(out[key])
-        for key in ("alpha", "beta", "gamma", "lr", "crop_seconds", "preload_mb", "ema"):
-            out[key] = float(out[key])
-        if out["steps_per_epoch"] is not None:
-            out["steps_per_epoch"] = int(out["steps_per_epoch"])
-    except (TypeError, ValueError) as err:
-        raise InputError(None, f"invalid proxy settings ({err}): {settings}") from err
-    out["input"], out["dictionary"], out["device"] = str(out["input"]), str(out["dictionary"]), str(out["device"])
-    out["kd_direction"] = str(out["kd_direction"])
-    out["lr_schedule"] = check_lr_schedule(out["lr_schedule"], "proxy setting")
-    if out["input"] not in INPUTS:
-        raise InputError(None, f"proxy setting input={out['input']!r}: choose one of {INPUTS}")
-    if out["dictionary"] not in DICTIONARY_MODES:
-        raise InputError(None, f"proxy setting dictionary={out['dictionary']!r}: choose one of {DICTIONARY_MODES}")
-    if out["kd_direction"] not in KD_DIRECTIONS:
-        raise InputError(None, f"proxy setting kd_direction={out['kd_direction']!r}: choose one of {KD_DIRECTIONS} "
-                         "(teacher_proxy = KL(teacher || proxy), proxy_teacher = KL(proxy || teacher))")
-    bad = [k for k in ("alpha", "beta", "gamma") if not (math.isfinite(out[k]) and out[k] >= 0)]
-    if (bad or out["batch_size"] < 1 or out["max_epochs"] < 1 or out["patience"] < 1 or out["crop_seconds"] <= 0
-            or out["lr"] <= 0 or out["num_workers"] < 0 or not out["preload_mb"] >= 0 or not 0 <= out["ema"] < 1
-            or (out["steps_per_epoch"] is not None and out["steps_per_epoch"] < 1)):
-        raise InputError(None, f"invalid proxy settings: {out}")
-    return out
+def proxy_settings(settings: ProxySettings | dict | None) -> ProxySettings:
+    """Defaults filled in, types and bounds checked (:class:`proxyseg.settings.Proxy`)."""
+    return ProxySettings.parse(settings, "proxy settings")
 
 
 def load_dictionary(path: str | os.PathLike, n_freq: int | None = None) -> np.ndarray:
@@ -111,12 +65,12 @@ def load_dictionary(path: str | os.PathLike, n_freq: int | None = None) -> np.nd
     return w
 
 
-def _terms(model: Proxy, inp: torch.Tensor, logits: torch.Tensor, x: torch.Tensor, s: dict,
+def _terms(model: Proxy, inp: torch.Tensor, logits: torch.Tensor, x: torch.Tensor, s: ProxySettings,
            device: torch.device) -> dict[str, torch.Tensor]:
     out = model(inp.to(device, non_blocking=True).float())
     return distillation_loss(out, logits.to(device, non_blocking=True).float(),
-                             x.to(device, non_blocking=True).float(), s["alpha"], s["beta"], s["gamma"],
-                             kd_direction=s["kd_direction"])
+                             x.to(device, non_blocking=True).float(), s.alpha, s.beta, s.gamma,
+                             kd_direction=s.kd_direction)
 
 
 @torch.no_grad()
@@ -146,27 +100,29 @@ def _dictionary_stats(model: Proxy, w0: torch.Tensor) -> dict:
 
 
 def train_proxy(train_pairs: Sequence[Pair], dev_pairs: Sequence[Pair], dictionary_npz: str | os.PathLike,
-                out_dir: str | os.PathLike, settings: dict | None = None, seed: int = 0) -> dict:
+                out_dir: str | os.PathLike, settings: ProxySettings | dict | None = None, seed: int = 0,
+                runtime: Runtime | dict | None = None) -> dict:
     """Distil the teacher into an NMF proxy on (dump.h5, spectrogram.h5) pairs; early stopping on the dev
     total loss. Returns the ``train.json`` record. Same seed and data give the same checkpoint on CPU."""
     s = proxy_settings(settings)
+    rt = Runtime.parse(runtime)
     out_dir, device, crop_frames = begin("proxy", "(teacher dump, spectrogram)", train_pairs, dev_pairs, out_dir,
-                                         s, seed)
+                                         s, seed, rt)
     train_ds = ProxyTrainCrops(train_pairs, crop_frames, s["input"], num_items=1, seed=seed)
     dev_ds = ProxyDevCrops(dev_pairs, crop_frames, s["input"])
     if (dev_ds.in_channels, dev_ds.n_freq) != (train_ds.in_channels, train_ds.n_freq):
         raise InputError(dev_ds.pairs[0][0], f"dev data have (C, F) = {(dev_ds.in_channels, dev_ds.n_freq)} "
                          f"but training data {(train_ds.in_channels, train_ds.n_freq)}")
     w = load_dictionary(dictionary_npz, train_ds.n_freq)
-    steps, train_loader, dev_loader = epoch_data(train_ds, dev_ds, s, crop_frames, seed, device)
+    steps, train_loader, dev_loader = epoch_data(train_ds, dev_ds, s, rt, crop_frames, seed, device)
 
     w0 = torch.from_numpy(w)
     model = Proxy(train_ds.in_channels, w0, s["dictionary"], seed=seed,
-                  **{k: s[k] for k in PSI_DEFAULTS}).to(device)
+                  **{k: s[k] for k in s.PSI}).to(device)
     w_init = model.W.detach().cpu().float().clone()
     hparams = {**model.hparams, "crop_frames": crop_frames, "frame_rate": FRAME_RATE, "classes": list(CLASSES),
                "input": s["input"], "dictionary": s["dictionary"], "dictionary_npz": portable_path(dictionary_npz),
-               "settings": s}
+               "settings": s.as_dict()}
     n_params = model.num_parameters()
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=s["lr"])
     loop = Loop("proxy", model, optimizer, make_scheduler(optimizer, s["lr_schedule"], s["max_epochs"] * steps),
@@ -194,7 +150,8 @@ def train_proxy(train_pairs: Sequence[Pair], dev_pairs: Sequence[Pair], dictiona
     best_model = loop.best_model("check the dev dump and spectrograms")
     record = {
         **loop.summary(),
-        "settings": s,
+        "settings": s.as_dict(),
+        "runtime": rt.as_dict(),
         "seed": seed,
         "device": str(device),
         "num_params": n_params,

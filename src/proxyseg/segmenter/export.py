@@ -26,6 +26,7 @@ from proxyseg.core import aggregate as agg
 from proxyseg.core.atomic import atomic_dir
 from proxyseg.core.errors import InputError
 from proxyseg.core.provenance import portable_path, provenance, without_machine
+from proxyseg.settings import Explain, Export, Inference, Scoring
 
 FORMAT = "proxyseg-model/1"
 SETTINGS = "settings.json"
@@ -43,8 +44,9 @@ def _attrs(path, what: str) -> dict:
 
 
 def export_model(proxy_pt, teacher_pt, dictionary_npz, features_h5, spectrograms_h5, wavlm: str, out_dir,
-                 step_fraction: float = 0.1, threshold: float = 0.5, tau: float = 0.5,
-                 copy_wavlm: bool = True, name: str | None = None, aggregate: str = agg.DEFAULT) -> dict:
+                 step_fraction: float = Inference.step, threshold: float = Scoring.threshold,
+                 tau: float = Explain.tau, copy_wavlm: bool = Export.copy_wavlm, name: str | None = None,
+                 aggregate: str = Inference.aggregate) -> dict:
     """Write the model folder ``out_dir`` (atomically: a half-written folder never replaces a good one).
 
     ``features_h5`` / ``spectrograms_h5``: any cache the models were trained on; their attributes give the

@@ -27,6 +27,7 @@ from proxyseg.core.frames import CLASSES, HOP, SAMPLE_RATE, WIN
 from proxyseg.core.rttm import Segment
 from proxyseg.dictionary.spectrogram import stft_frequencies
 from proxyseg.segmenter.stream import AudioReader
+from proxyseg.settings import Explain
 
 log = logging.getLogger("proxyseg.report")
 
@@ -105,7 +106,7 @@ def build_report(segmenter, uri: str, audio, probs_h5, segments: list[Segment], 
     report_dir = Path(report_dir)
     assets = inside(report_dir, uri)
     assets.mkdir(parents=True, exist_ok=True)
-    tau = float(segmenter.settings.get("tau", 0.5) if tau is None else tau)
+    tau = float(segmenter.settings.get("tau", Explain.tau) if tau is None else tau)
     W = np.maximum(segmenter.W, 0.0)  # the mask needs a non-negative W (learned_random may have negatives)
     theta = segmenter.theta
     n_fft, win = segmenter.n_fft, segmenter.win_length

@@ -48,6 +48,7 @@ from proxyseg.core.provenance import provenance_json
 from proxyseg.evaluate.scoring import binarize
 from proxyseg.teacher.model import load_teacher, resolve_device
 from proxyseg.segmenter.export import load_settings
+from proxyseg.settings import Scoring
 from proxyseg.segmenter.report import inside
 from proxyseg.segmenter.stream import AudioReader, spectrogram_range, stream_window_average
 
@@ -342,7 +343,7 @@ def segment_files(model_dir, inputs, out_dir, thresholds: Mapping[str, float] | 
     out_dir = Path(out_dir)
     files = collect_audio(inputs, out_dir)
     segmenter = Segmenter(model_dir, device, batch_size)
-    thresholds = dict(thresholds or parse_thresholds(None, segmenter.settings.get("threshold", 0.5)))
+    thresholds = dict(thresholds or parse_thresholds(None, segmenter.settings.get("threshold", Scoring.threshold)))
     log.info("segmenting %d file(s) with %s (%s input) on %s; thresholds %s", len(files), model_dir,
              segmenter.settings["input"], segmenter.device, thresholds)
     _write_uris(files, out_dir / "uris.tsv")

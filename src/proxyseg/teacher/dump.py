@@ -23,8 +23,9 @@ from proxyseg.core.atomic import atomic_path
 from proxyseg.core.errors import InputError
 from proxyseg.core.frames import CLASSES, FRAME_RATE
 from proxyseg.core.provenance import provenance_json
+from proxyseg.settings import Inference, Runtime
 from proxyseg.core.hdf5 import h5_datasets
-from proxyseg.teacher.model import Teacher, load_teacher, resolve_device
+from proxyseg.teacher.model import load_teacher, resolve_device
 
 logger = logging.getLogger("proxyseg.teacher")
 
@@ -91,8 +92,8 @@ def sliding_window_average(forward: Callable[[torch.Tensor], tuple[torch.Tensor,
 
 @torch.no_grad()
 def dump_teacher(checkpoint: str | os.PathLike, features_h5: str | os.PathLike, out_h5: str | os.PathLike,
-                 step_fraction: float = 0.1, batch_size: int = 16, device: str = "auto",
-                 aggregate: str = agg.DEFAULT) -> dict:
+                 step_fraction: float = Inference.step, batch_size: int = Runtime.inference_batch_size,
+                 device: str = Runtime.device, aggregate: str = Inference.aggregate) -> dict:
     """Sliding-window teacher inference on every file of ``features_h5``; writes ``out_h5`` atomically.
     ``logits`` are the aggregate of :mod:`proxyseg.core.aggregate` (``sigmoid(logits)`` is the probability).
 

@@ -10,9 +10,10 @@ from torch import nn
 
 from proxyseg.core.frames import CLASSES
 from proxyseg.nn.tcn import TCN, count_parameters
+from proxyseg.settings import Teacher as TeacherSettings
 
 #: METHOD section 3: bottleneck 64, hidden 128, kernel 3, 15 blocks = dilations (1, 2, 4) x 5 repeats.
-TCN_DEFAULTS = {"bottleneck": 64, "hidden": 128, "kernel": 3, "blocks": 3, "repeats": 5}
+TCN_DEFAULTS = {k: getattr(TeacherSettings, k) for k in TeacherSettings.TCN}  # the teacher settings' defaults
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:

@@ -12,10 +12,9 @@ The loop itself is :class:`proxyseg.training.Loop`, shared with the proxies.
 from __future__ import annotations
 
 import logging
-import math
 import os
 from contextlib import closing
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -23,32 +22,16 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from proxyseg.core.errors import InputError
+from proxyseg.settings import Runtime
+from proxyseg.settings import Teacher as TeacherSettings
 from proxyseg.core.frames import CLASSES, FRAME_RATE
 from proxyseg.core.provenance import portable_path, provenance
 from proxyseg.teacher.data import DevCrops, Pair, TrainCrops
-from proxyseg.teacher.model import TCN_DEFAULTS, Teacher
-from proxyseg.training import (Loop, ResumeFile, begin, check_lr_schedule, data_record, epoch_data, fingerprint,
-                               make_ema, make_scheduler, with_defaults, write_outputs)
+from proxyseg.teacher.model import Teacher
+from proxyseg.training import (Loop, ResumeFile, begin, data_record, epoch_data, fingerprint,
+                               make_ema, make_scheduler, write_outputs)
 
 logger = logging.getLogger("proxyseg.teacher")
-
-DEFAULT_SETTINGS: dict[str, Any] = {
-    "crop_seconds": 4.0,
-    "batch_size": 64,
-    "lr": 1e-3,
-    "max_epochs": 100,
-    "patience": 10,
-    "steps_per_epoch": None,
-    "num_workers": 0,
-    "device": "auto",
-    "weight_decay": 0.0,   # AdamW's decoupled weight decay (0 = Adam, METHOD section 3)
-    "dropout": 0.0,        # share of the fused feature channels zeroed per training crop (regularisation)
-    "lr_schedule": "constant",  # or "cosine": decays to 0 over max_epochs x steps_per_epoch steps
-    "pos_weight": {},      # class -> weight of its positive frames in the BCE (rare classes: overlap)
-    "ema": 0.0,            # > 0: evaluate and keep an exponential moving average of the weights (decay/step)
-    "preload_mb": 2048.0,  # train/dev data up to this size are read into memory once (0 = stream from HDF5)
-    **TCN_DEFAULTS,
-}
 
 CURVE_COLUMNS = ("epoch", "train_loss", "dev_loss", "lr", "seconds")
 
@@ -77,32 +60,6 @@ def masked_bce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return total / count.clamp(min=1).to(total.dtype)
 
 
-def _is_positive_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
-
-
-def _settings(settings: dict | None) -> dict:
-    out = with_defaults(settings, DEFAULT_SETTINGS, "teacher")
-    for key in ("batch_size", "max_epochs", "patience", "num_workers", *TCN_DEFAULTS):
-        out[key] = int(out[key])
-    for key in ("crop_seconds", "lr", "weight_decay", "dropout", "ema", "preload_mb"):
-        out[key] = float(out[key])
-    out["lr_schedule"] = check_lr_schedule(out["lr_schedule"], "teacher setting")
-    weights = out["pos_weight"] or {}
-    bad = {k: v for k, v in weights.items() if k not in CLASSES or not _is_positive_number(v)} \
-        if isinstance(weights, dict) else weights
-    if bad:
-        raise InputError(None, f"teacher pos_weight {bad}: keys must be classes {list(CLASSES)}, values > 0")
-    out["pos_weight"] = {k: float(v) for k, v in weights.items()}
-    if out["steps_per_epoch"] is not None:
-        out["steps_per_epoch"] = int(out["steps_per_epoch"])
-    if out["batch_size"] < 1 or out["max_epochs"] < 1 or out["patience"] < 1 or out["crop_seconds"] <= 0 \
-            or out["weight_decay"] < 0 or not 0 <= out["dropout"] < 1 or not 0 <= out["ema"] < 1 \
-            or not out["preload_mb"] >= 0:
-        raise InputError(None, f"invalid teacher settings: {out}")
-    return out
-
-
 @torch.no_grad()
 def evaluate(model: Teacher, loader: DataLoader, device: torch.device,
              pos_weight: torch.Tensor | None = None) -> float:
@@ -118,22 +75,25 @@ def evaluate(model: Teacher, loader: DataLoader, device: torch.device,
 
 
 def train_teacher(train_pairs: Sequence[Pair], dev_pairs: Sequence[Pair], out_dir: str | os.PathLike,
-                  settings: dict | None = None, seed: int = 0) -> dict:
+                  settings: TeacherSettings | dict | None = None, seed: int = 0,
+                  runtime: Runtime | dict | None = None) -> dict:
     """Train the teacher on (features.h5, targets.h5) pairs; early stopping on the dev masked BCE.
 
     Returns the ``train.json`` record. Same seed and data give the same checkpoint on CPU.
     """
-    s = _settings(settings)
-    out_dir, device, crop_frames = begin("teacher", "(features, targets)", train_pairs, dev_pairs, out_dir, s, seed)
+    s = TeacherSettings.parse(settings)
+    rt = Runtime.parse(runtime)
+    out_dir, device, crop_frames = begin("teacher", "(features, targets)", train_pairs, dev_pairs, out_dir, s, seed,
+                                         rt)
     # float16 crops (as stored) are collated and copied to the device, then cast to float32 there
     train_ds = TrainCrops(train_pairs, crop_frames, num_items=1, seed=seed, states_dtype=np.float16)
     dev_ds = DevCrops(dev_pairs, crop_frames, states_dtype=np.float16)
     if (dev_ds.num_layers, dev_ds.dim) != (train_ds.num_layers, train_ds.dim):
         raise InputError(dev_ds.pairs[0][0], f"dev features have (L, D) = {(dev_ds.num_layers, dev_ds.dim)} "
                          f"but training features {(train_ds.num_layers, train_ds.dim)}")
-    steps, train_loader, dev_loader = epoch_data(train_ds, dev_ds, s, crop_frames, seed, device)
+    steps, train_loader, dev_loader = epoch_data(train_ds, dev_ds, s, rt, crop_frames, seed, device)
 
-    model = Teacher(train_ds.num_layers, train_ds.dim, **{k: s[k] for k in TCN_DEFAULTS}).to(device)
+    model = Teacher(train_ds.num_layers, train_ds.dim, **{k: s[k] for k in s.TCN}).to(device)
     hparams = {**model.hparams, "crop_frames": crop_frames, "frame_rate": FRAME_RATE, "classes": list(CLASSES)}
     n_params = model.num_parameters()
     if s["weight_decay"]:
@@ -170,7 +130,8 @@ def train_teacher(train_pairs: Sequence[Pair], dev_pairs: Sequence[Pair], out_di
     best_model = loop.best_model("check the dev targets (are all of them unknown, -1?)")
     record = {
         **loop.summary(),
-        "settings": s,
+        "settings": s.as_dict(),
+        "runtime": rt.as_dict(),
         "seed": seed,
         "device": str(device),
         "num_params": n_params["total"],

@@ -20,16 +20,14 @@ from torch.utils.data import DataLoader, Dataset
 from proxyseg.core.errors import InputError
 from proxyseg.core.frames import FRAME_RATE
 from proxyseg.core.provenance import seed_everything
+from proxyseg.settings import Runtime
 from proxyseg.teacher.data import default_steps_per_epoch
 from proxyseg.teacher.model import resolve_device
 from proxyseg.training.loop import Loop, write_curve_png, write_curve_tsv, write_outputs
-from proxyseg.training.resume import RESUME_NAME, RUNTIME_KEYS, ResumeFile, fingerprint
+from proxyseg.training.resume import RESUME_NAME, ResumeFile, fingerprint
 
-__all__ = ["LR_SCHEDULES", "Loop", "RESUME_NAME", "RUNTIME_KEYS", "ResumeFile", "begin", "check_lr_schedule",
-           "data_record", "epoch_data", "fingerprint", "make_ema", "make_loader", "make_scheduler", "with_defaults",
-           "write_curve_png", "write_curve_tsv", "write_outputs"]
-
-LR_SCHEDULES = ("constant", "cosine")
+__all__ = ["Loop", "RESUME_NAME", "ResumeFile", "begin", "data_record", "epoch_data", "fingerprint", "make_ema",
+           "make_loader", "make_scheduler", "write_curve_png", "write_curve_tsv", "write_outputs"]
 
 
 def _worker_init(worker_id: int):
@@ -45,12 +43,6 @@ def make_loader(dataset: Dataset, batch_size: int, num_workers: int, seed: int, 
     return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                       worker_init_fn=_worker_init, generator=generator, pin_memory=pin,
                       persistent_workers=False)
-
-
-def check_lr_schedule(value, who: str) -> str:
-    if value not in LR_SCHEDULES:
-        raise InputError(None, f"{who} lr_schedule={value!r}: choose one of {', '.join(LR_SCHEDULES)}")
-    return str(value)
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, schedule: str, total_steps: int):
@@ -69,18 +61,8 @@ def make_ema(model: torch.nn.Module, decay: float) -> AveragedModel | None:
     return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
-def with_defaults(settings: dict | None, defaults: dict, who: str) -> dict:
-    """``defaults`` overridden by ``settings``; a None keeps the default (``steps_per_epoch``: None means
-    automatic); an unknown key is an ``InputError`` naming the known ones."""
-    settings = dict(settings or {})
-    unknown = set(settings) - set(defaults)
-    if unknown:
-        raise InputError(None, f"unknown {who} setting(s) {sorted(unknown)}; known: {sorted(defaults)}")
-    return {**defaults, **{k: v for k, v in settings.items() if v is not None or k == "steps_per_epoch"}}
-
-
-def begin(who: str, pairs_of: str, train_pairs: Sequence, dev_pairs: Sequence, out_dir, settings: dict,
-          seed: int) -> tuple[Path, torch.device, int]:
+def begin(who: str, pairs_of: str, train_pairs: Sequence, dev_pairs: Sequence, out_dir, settings, seed: int,
+          runtime: Runtime) -> tuple[Path, torch.device, int]:
     """Checks and seeding before a teacher or proxy training: ``(out_dir, device, crop_frames)``.
 
     ``pairs_of`` names the files of a pair in the errors, e.g. ``(features, targets)``."""
@@ -91,24 +73,24 @@ def begin(who: str, pairs_of: str, train_pairs: Sequence, dev_pairs: Sequence, o
                                "(early stopping is on the dev loss)")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    device = resolve_device(settings["device"])
+    device = resolve_device(runtime.device)
     seed_everything(seed)
     torch.backends.cudnn.benchmark = False
     return out_dir, device, int(round(settings["crop_seconds"] * FRAME_RATE))
 
 
-def epoch_data(train_ds, dev_ds, settings: dict, crop_frames: int, seed: int,
+def epoch_data(train_ds, dev_ds, settings, runtime: Runtime, crop_frames: int, seed: int,
                device: torch.device) -> tuple[int, DataLoader, DataLoader]:
     """Read what fits into memory, size an epoch (``steps_per_epoch`` batches, by default about one pass
     over the training frames) and make the seeded loaders: ``(steps, train_loader, dev_loader)``."""
     for ds in (train_ds, dev_ds):
-        ds.preload(settings["preload_mb"])
+        ds.preload(runtime.preload_mb)
     s = settings
     steps = s["steps_per_epoch"] or default_steps_per_epoch(train_ds.total_frames, crop_frames, s["batch_size"])
     train_ds.num_items = steps * s["batch_size"]
     pin = device.type == "cuda"
-    return (steps, make_loader(train_ds, s["batch_size"], s["num_workers"], seed, pin),
-            make_loader(dev_ds, s["batch_size"], s["num_workers"], seed, pin))
+    return (steps, make_loader(train_ds, s["batch_size"], runtime.num_workers, seed, pin),
+            make_loader(dev_ds, s["batch_size"], runtime.num_workers, seed, pin))
 
 
 def data_record(train_ds, dev_ds) -> dict:

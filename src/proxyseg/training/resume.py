@@ -21,14 +21,9 @@ import numpy as np
 import torch
 
 from proxyseg.core.atomic import atomic_open, remove_stale_temporaries
-from proxyseg.core.provenance import versions
+from proxyseg.core.provenance import plain, versions
 
 RESUME_NAME = ".resume.pt"
-
-#: Settings that change how a training runs, not its result (the workflow's RUNTIME_KEYS for training):
-#: a job may resume with other values (another GPU, more workers).
-RUNTIME_KEYS = ("device", "num_workers", "preload_mb")
-
 
 def _stamp(value):
     """A file as (real path, size, modification time): a cheap stand-in for its content."""
@@ -39,12 +34,13 @@ def _stamp(value):
 
 
 def fingerprint(stage: str, settings: dict, seed: int, inputs: dict, hparams: dict) -> dict:
-    """What decides a training's result: the settings less :data:`RUNTIME_KEYS`, the seed, the model's
+    """What decides a training's result: the settings (never the runtime ones: a job may resume on another
+    device or with more workers), the seed, the model's
     hparams (less their copy of the settings), the library versions and each input file (``inputs``: name
     -> path or nested lists of paths) with its size and modification time; as JSON-like data. A file
     rewritten since has another time: the training starts over."""
     record = {"stage": stage, "seed": seed,
-              "settings": {k: v for k, v in settings.items() if k not in RUNTIME_KEYS},
+              "settings": plain(settings),
               "hparams": {k: v for k, v in hparams.items() if k != "settings"},
               "versions": versions(), "inputs": {k: _stamp(v) for k, v in inputs.items()}}
     return json.loads(json.dumps(record, default=str))

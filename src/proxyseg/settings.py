@@ -1,0 +1,303 @@
+"""The settings of every config section: the one home of their defaults and checks.
+
+Each class below is one section of ``config.yaml`` (its ``SECTION``); the workflow's schema
+(``workflow/schemas/config.schema.yaml``) describes the same keys for users and a test fails when the two
+disagree (keys, bounds, choices). The workflow fills a section through its class and passes it to a stage
+as ``--settings`` JSON; the stage's CLI parses it back into the class (``Proxy.parse``), so a direct CLI
+user gets the same defaults and checks. Settings that choose where and how fast a step runs, not what it
+computes, are in :class:`Runtime`: changing them reruns nothing.
+
+Kept light (no torch): the Snakefile imports this module at parse time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Literal, get_args
+
+from proxyseg.core.frames import CLASSES, FRAME_RATE
+from proxyseg.core.settings import Settings, setting
+
+__all__ = ["AGGREGATES", "CLASSIFIERS", "DICTIONARY_MODES", "INPUTS", "KD_DIRECTIONS", "LR_SCHEDULES",
+           "MASK_DOMAINS", "MOVED", "SECTIONS", "DemoPretrain", "Mix", "Explain", "Export", "Faithfulness", "Features",
+           "Groundtruth", "Inference", "NMF", "Proxy", "Runtime", "Saliency", "Scoring", "Spectrogram", "Teacher"]
+
+# The choices of the settings that take one of a few values (a field's type; the tuples for messages)
+Aggregate = Literal["prob_hamming", "prob_mean", "logits_mean"]
+LrSchedule = Literal["constant", "cosine"]
+Input = Literal["wavlm", "spectrogram"]
+DictionaryMode = Literal["fixed", "learned", "learned_random"]
+KdDirection = Literal["teacher_proxy", "proxy_teacher"]
+MaskDomain = Literal["linear", "log"]
+Classifier = Literal["teacher", "proxy", "both"]
+AGGREGATES, LR_SCHEDULES, INPUTS, DICTIONARY_MODES, KD_DIRECTIONS, MASK_DOMAINS, CLASSIFIERS = (
+    get_args(t) for t in (Aggregate, LrSchedule, Input, DictionaryMode, KdDirection, MaskDomain, Classifier))
+
+
+@dataclass(frozen=True)
+class Runtime(Settings):
+    """Where and how fast steps run; never a reason to rerun one (results may differ in the last bits
+    between a CPU and a GPU)."""
+
+    SECTION: ClassVar[str] = "runtime"
+    device: str = setting("auto")                   # auto (a GPU when present), cpu, cuda, cuda:N
+    num_workers: int = setting(0, ge=0)             # DataLoader workers of the trainings
+    preload_mb: float = setting(2048.0, ge=0)       # training data up to this size read into memory once
+    feature_batch_size: int = setting(4, ge=1)      # WavLM chunks per forward pass
+    inference_batch_size: int = setting(16, ge=1)   # windows per forward pass (teacher dump, proxy inference)
+
+
+@dataclass(frozen=True)
+class DemoPretrain(Settings):
+    """Self-supervised pre-training of the demo WavLM (:mod:`proxyseg.features.pretrain`)."""
+
+    SECTION: ClassVar[str] = "features.demo_pretrain"
+    steps: int = setting(100, ge=0)
+    batch_size: int = setting(8, ge=1)
+    crop_seconds: float = setting(2.0, ge=0.05)
+    lr: float = setting(2e-3, gt=0)
+    warmup: float = setting(0.1, ge=0, le=1)        # share of the steps with a rising learning rate
+    weight_decay: float = setting(0.01, ge=0)
+    mask_prob: float = setting(0.065, gt=0, lt=1)   # a frame starts a masked span (HuBERT: 0.08, span 10)
+    mask_span: int = setting(10, ge=1)
+    unmasked_weight: float = setting(1.0, ge=0)     # loss weight of unmasked frames (HuBERT: 0)
+    n_mels: int = setting(40, ge=1)
+
+
+@dataclass(frozen=True)
+class Features(Settings):
+    """WavLM feature caching (METHOD §3)."""
+
+    SECTION: ClassVar[str] = "features"
+    model: str = setting("demo")
+    revision: str | None = setting(None)
+    layers: Literal["all"] | list[int] = setting("all", items={"ge": 0})
+    chunk_seconds: float = setting(30.0, gt=0)
+    overlap_seconds: float = setting(2.5, ge=0)
+    half: bool | Literal["auto"] = setting("auto")
+    normalize: bool | Literal["auto"] = setting("auto")
+    shards: int = setting(1, ge=1)
+    demo_seed: int = setting(0)
+    demo_wavlm: dict = setting({})
+    demo_pretrain: DemoPretrain = setting(DemoPretrain())
+
+    def check(self):
+        if isinstance(self.layers, list) and not self.layers:
+            raise self.invalid("layers: give at least one layer index, or all")
+
+    #: keys that decide the cached features (the feature rules rerun when one changes)
+    EXTRACTION: ClassVar[tuple] = ("revision", "layers", "chunk_seconds", "overlap_seconds", "half", "normalize")
+
+
+@dataclass(frozen=True)
+class Teacher(Settings):
+    """Teacher training (METHOD §3)."""
+
+    SECTION: ClassVar[str] = "teacher"
+    crop_seconds: float = setting(4.0, gt=0)
+    batch_size: int = setting(64, ge=1)
+    lr: float = setting(1e-3, gt=0)
+    max_epochs: int = setting(100, ge=1)
+    patience: int = setting(10, ge=1)
+    steps_per_epoch: int | None = setting(None, ge=1)
+    weight_decay: float = setting(0.0, ge=0)        # AdamW's decoupled weight decay (0 = Adam, the paper)
+    dropout: float = setting(0.0, ge=0, lt=1)       # share of fused feature channels zeroed per crop
+    lr_schedule: LrSchedule = setting("constant")
+    ema: float = setting(0.0, ge=0, lt=1)           # > 0: keep an exponential moving average of the weights
+    pos_weight: dict[str, float] = setting({}, keys=CLASSES, gt=0)  # class -> BCE weight of positive frames
+    bottleneck: int = setting(64, ge=1)
+    hidden: int = setting(128, ge=1)
+    kernel: int = setting(3, ge=1)
+    blocks: int = setting(3, ge=1)
+    repeats: int = setting(5, ge=1)
+
+    TCN: ClassVar[tuple] = ("bottleneck", "hidden", "kernel", "blocks", "repeats")
+
+
+@dataclass(frozen=True)
+class Spectrogram(Settings):
+    """log(1 + |STFT|^2) on WavLM's frame grid (METHOD §4)."""
+
+    SECTION: ClassVar[str] = "spectrogram"
+    n_fft: int = setting(512, ge=16)
+    win_length: int = setting(400, ge=16)
+
+    def check(self):
+        if self.win_length > self.n_fft:
+            raise self.invalid(f"win_length: {self.win_length} is longer than n_fft {self.n_fft}")
+
+
+@dataclass(frozen=True)
+class NMF(Settings):
+    """Sparse NMF dictionary pre-training (METHOD §4)."""
+
+    SECTION: ClassVar[str] = "nmf"
+    components: int = setting(128, ge=1)
+    beta: Literal[2.0, 1.0, 0.0] = setting(2.0)     # beta-divergence: 2 Euclidean, 1 KL, 0 Itakura-Saito
+    mu: float = setting(1.0, ge=0)
+    iterations: int = setting(200, ge=1)
+    segments: dict[str, int] = setting({"speech": 200, "music": 500, "noise": 500, "overlap": 0}, keys=CLASSES,
+                                       ge=0)
+    min_seconds: float = setting(1.0, gt=0)
+    max_seconds: float = setting(4.0, gt=0)
+    corpora: list[str] | None = setting(None)       # the workflow's: whose train splits feed the dictionary
+
+    def check(self):
+        if self.corpora is not None and not self.corpora:
+            raise self.invalid("corpora: give at least one corpus, or null")
+
+
+@dataclass(frozen=True)
+class Proxy(Settings):
+    """A proxy's distillation (METHOD §5): ``proxy_defaults`` overridden by its entry of ``proxies``."""
+
+    SECTION: ClassVar[str] = "proxy_defaults"
+    input: Input = setting("wavlm")
+    dictionary: DictionaryMode = setting("fixed")
+    alpha: float = setting(10.0, ge=0)
+    beta: float = setting(1.0, ge=0)
+    gamma: float = setting(0.1, ge=0)
+    kd_direction: KdDirection = setting("teacher_proxy")
+    lr: float = setting(1e-3, gt=0)
+    lr_schedule: LrSchedule = setting("constant")
+    batch_size: int = setting(32, ge=1)
+    crop_seconds: float = setting(4.0, gt=0)
+    max_epochs: int = setting(100, ge=1)
+    patience: int = setting(10, ge=1)
+    steps_per_epoch: int | None = setting(None, ge=1)
+    ema: float = setting(0.0, ge=0, lt=1)
+    bottleneck: int = setting(64, ge=1)             # Psi, the TCN that maps the input to H
+    hidden: int = setting(128, ge=1)
+    kernel: int = setting(3, ge=1)
+    blocks: int = setting(3, ge=1)
+    repeats: int = setting(2, ge=1)
+
+    PSI: ClassVar[tuple] = ("bottleneck", "hidden", "kernel", "blocks", "repeats")
+
+
+@dataclass(frozen=True)
+class Inference(Settings):
+    """Sliding-window inference (METHOD §3): teacher dumps, proxy inference, exported models."""
+
+    SECTION: ClassVar[str] = "inference"
+    aggregate: Aggregate = setting("prob_hamming")
+    step: float = setting(0.1, gt=0, le=1)          # window step as a fraction of the window
+
+
+@dataclass(frozen=True)
+class Scoring(Settings):
+    """Decisions and pyannote.metrics scores (METHOD §6)."""
+
+    SECTION: ClassVar[str] = "scoring"
+    threshold: float = setting(0.5, ge=0, le=1)
+    collar: float = setting(0.0, ge=0)
+    split: str = setting("test")
+
+
+@dataclass(frozen=True)
+class Explain(Settings):
+    """Local explanations and class prototypes (METHOD §7); ``tau`` and ``mask_domain`` also serve the
+    faithfulness and ground-truth checks."""
+
+    SECTION: ClassVar[str] = "explain"
+    splits: list[str] = setting(["test"])
+    tau: float = setting(0.5)
+    segment_seconds: float = setting(2.0, gt=0)
+    local_per_class: int = setting(2, ge=0)
+    prototype_segments: int = setting(100, ge=1)
+    prototype_seconds: float = setting(1.0, gt=0)
+    threshold: float = setting(0.5, ge=0, le=1)
+    mask_domain: MaskDomain = setting("linear")
+
+
+@dataclass(frozen=True)
+class Faithfulness(Settings):
+    """Removal tests of explanations (METHOD §7)."""
+
+    SECTION: ClassVar[str] = "faithfulness"
+    classifier: Classifier = setting("both")
+    teacher_segments: int = setting(40, ge=1)
+    segment_seconds: float = setting(2.0, gt=0)
+    max_segments: int = setting(200, ge=1)
+    draws: int = setting(5, ge=1)
+    input_level: bool = setting(True)
+
+
+@dataclass(frozen=True)
+class Groundtruth(Settings):
+    """Listenable explanations scored against the demo corpora's true stems (METHOD §7)."""
+
+    SECTION: ClassVar[str] = "groundtruth"
+    segment_seconds: float = setting(2.0, gt=0)
+    max_segments: int = setting(200, ge=1)
+    energy_share: float = setting(0.9, gt=0, le=1)
+    draws: int = setting(5, ge=0)
+
+    def check(self):
+        if self.segment_seconds * FRAME_RATE < 1:
+            raise self.invalid(f"segment_seconds: {self.segment_seconds} is shorter than one frame ({1 / FRAME_RATE} s)")
+
+
+@dataclass(frozen=True)
+class Saliency(Settings):
+    """The teacher's input-gradient saliency over frequency."""
+
+    SECTION: ClassVar[str] = "saliency"
+    segments: int = setting(10, ge=1)
+    segment_seconds: float = setting(2.0, gt=0)
+    bands: int = setting(16, ge=2)
+
+
+@dataclass(frozen=True)
+class Export(Settings):
+    """Model folders for ``proxyseg segment``."""
+
+    SECTION: ClassVar[str] = "export"
+    proxies: Literal["all"] | list[str] = setting("all")
+    copy_wavlm: bool = setting(True)
+
+
+@dataclass(frozen=True)
+class Mix(Settings):
+    """A mixing corpus (``mixes.<name>``, :mod:`proxyseg.corpora.mixing`) less its ``sources`` folder;
+    ``[low, high]`` pairs are drawn uniformly."""
+
+    SECTION: ClassVar[str] = "mixes.<name>"
+    seed: int = setting(0, ge=0)
+    files: dict[str, int] = setting({"train": 20, "dev": 4, "test": 4}, ge=1)
+    duration: tuple[float, float] = setting([20.0, 40.0], gt=0)      # seconds per file
+    speech_probability: float = setting(0.8, ge=0, le=1)             # a file has speech
+    music_probability: float = setting(0.5, ge=0, le=1)              # a file has a music bed
+    noise_probability: float = setting(0.5, ge=0, le=1)              # a file has a noise bed
+    overlap_probability: float = setting(0.3, ge=0, le=1)            # a speech excerpt is overlapped
+    speech_seconds: tuple[float, float] = setting([1.5, 8.0], gt=0)  # a speech excerpt before trimming
+    gap_seconds: tuple[float, float] = setting([0.2, 2.0], ge=0)     # pause between speech excerpts
+    bed_fraction: tuple[float, float] = setting([0.3, 1.0], gt=0, le=1)  # share of the file a bed covers
+    music_snr: tuple[float, float] = setting([1.0, 20.0])            # dB, speech over music (authors 1-20)
+    noise_snr: tuple[float, float] = setting([5.0, 20.0])            # dB, speech over noise (authors 5-20)
+    overlap_snr: tuple[float, float] = setting([1.0, 10.0])          # dB, speech over the overlapping speech
+    trim_db: float | None = setting(40.0, gt=0)  # trim excerpts' margins this far below their loudest 10 ms
+
+    def check(self):
+        if not self.files:
+            raise self.invalid("files: name at least one split")
+        for key in ("duration", "speech_seconds", "gap_seconds", "bed_fraction", "music_snr", "noise_snr",
+                    "overlap_snr"):
+            low, high = getattr(self, key)
+            if low > high:
+                raise self.invalid(f"{key}: [{low}, {high}] must be [low, high] with low <= high")
+
+
+#: keys moved out of a section (2026-11-30): a config written for an older proxyseg is told the new place
+MOVED = {"features.device": "runtime.device", "features.batch_size": "runtime.feature_batch_size",
+         "teacher.device": "runtime.device", "teacher.num_workers": "runtime.num_workers",
+         "teacher.preload_mb": "runtime.preload_mb", "teacher.dump_batch_size": "runtime.inference_batch_size",
+         "teacher.dump_step": "inference.step", "nmf.device": "runtime.device", "saliency.device": "runtime.device",
+         "proxy_defaults.device": "runtime.device", "proxy_defaults.num_workers": "runtime.num_workers",
+         "proxy_defaults.preload_mb": "runtime.preload_mb"}
+
+
+#: config section -> its settings class
+SECTIONS: dict[str, type[Settings]] = {cls.SECTION: cls for cls in (
+    Runtime, Features, Teacher, Spectrogram, NMF, Proxy, Inference, Scoring, Explain, Faithfulness, Groundtruth,
+    Saliency, Export)}
