@@ -20,7 +20,8 @@ from proxyseg.core.settings import Settings, setting
 
 __all__ = ["AGGREGATES", "CLASSIFIERS", "DICTIONARY_MODES", "INPUTS", "KD_DIRECTIONS", "LR_SCHEDULES",
            "MASK_DOMAINS", "MOVED", "SECTIONS", "DemoPretrain", "Mix", "Explain", "Export", "Faithfulness", "Features",
-           "Groundtruth", "Inference", "NMF", "Proxy", "Runtime", "Saliency", "Scoring", "Spectrogram", "Teacher"]
+           "Groundtruth", "Inference", "NMF", "Proxy", "Runtime", "Saliency", "Scoring", "Spectrogram", "Teacher",
+           "Training"]
 
 # The choices of the settings that take one of a few values (a field's type; the tuples for messages)
 Aggregate = Literal["prob_hamming", "prob_mean", "logits_mean"]
@@ -90,21 +91,17 @@ class Features(Settings):
 
 
 @dataclass(frozen=True)
-class Teacher(Settings):
-    """Teacher training (METHOD §3)."""
+class Training(Settings):
+    """What the teacher and the proxies train alike (:class:`proxyseg.training.Loop`), and their TCN."""
 
-    SECTION: ClassVar[str] = "teacher"
-    crop_seconds: float = setting(4.0, gt=0)
-    batch_size: int = setting(64, ge=1)
+    crop_seconds: float = setting(4.0, gt=0)        # training crop; also the sliding window at inference
+    batch_size: int = setting(32, ge=1)
     lr: float = setting(1e-3, gt=0)
+    lr_schedule: LrSchedule = setting("constant")  # cosine: to 0 over max_epochs x steps_per_epoch steps
     max_epochs: int = setting(100, ge=1)
-    patience: int = setting(10, ge=1)
-    steps_per_epoch: int | None = setting(None, ge=1)
-    weight_decay: float = setting(0.0, ge=0)        # AdamW's decoupled weight decay (0 = Adam, the paper)
-    dropout: float = setting(0.0, ge=0, lt=1)       # share of fused feature channels zeroed per crop
-    lr_schedule: LrSchedule = setting("constant")
+    patience: int = setting(10, ge=1)               # epochs without a better dev loss before stopping
+    steps_per_epoch: int | None = setting(None, ge=1)  # None: about one pass over the training frames
     ema: float = setting(0.0, ge=0, lt=1)           # > 0: keep an exponential moving average of the weights
-    pos_weight: dict[str, float] = setting({}, keys=CLASSES, gt=0)  # class -> BCE weight of positive frames
     bottleneck: int = setting(64, ge=1)
     hidden: int = setting(128, ge=1)
     kernel: int = setting(3, ge=1)
@@ -112,6 +109,17 @@ class Teacher(Settings):
     repeats: int = setting(5, ge=1)
 
     TCN: ClassVar[tuple] = ("bottleneck", "hidden", "kernel", "blocks", "repeats")
+
+
+@dataclass(frozen=True)
+class Teacher(Training):
+    """Teacher training (METHOD §3): batches of 64, a TCN of 3 blocks x 5 repeats."""
+
+    SECTION: ClassVar[str] = "teacher"
+    batch_size: int = setting(64, ge=1)
+    weight_decay: float = setting(0.0, ge=0)        # AdamW's decoupled weight decay (0 = Adam, the paper)
+    dropout: float = setting(0.0, ge=0, lt=1)       # share of fused feature channels zeroed per crop
+    pos_weight: dict[str, float] = setting({}, keys=CLASSES, gt=0)  # class -> BCE weight of positive frames
 
 
 @dataclass(frozen=True)
@@ -148,8 +156,9 @@ class NMF(Settings):
 
 
 @dataclass(frozen=True)
-class Proxy(Settings):
-    """A proxy's distillation (METHOD §5): ``proxy_defaults`` overridden by its entry of ``proxies``."""
+class Proxy(Training):
+    """A proxy's distillation (METHOD §5): ``proxy_defaults`` overridden by its entry of ``proxies``; Psi,
+    the TCN that maps the input to H, is smaller than the teacher's (3 blocks x 2 repeats)."""
 
     SECTION: ClassVar[str] = "proxy_defaults"
     input: Input = setting("wavlm")
@@ -158,21 +167,9 @@ class Proxy(Settings):
     beta: float = setting(1.0, ge=0)
     gamma: float = setting(0.1, ge=0)
     kd_direction: KdDirection = setting("teacher_proxy")
-    lr: float = setting(1e-3, gt=0)
-    lr_schedule: LrSchedule = setting("constant")
-    batch_size: int = setting(32, ge=1)
-    crop_seconds: float = setting(4.0, gt=0)
-    max_epochs: int = setting(100, ge=1)
-    patience: int = setting(10, ge=1)
-    steps_per_epoch: int | None = setting(None, ge=1)
-    ema: float = setting(0.0, ge=0, lt=1)
-    bottleneck: int = setting(64, ge=1)             # Psi, the TCN that maps the input to H
-    hidden: int = setting(128, ge=1)
-    kernel: int = setting(3, ge=1)
-    blocks: int = setting(3, ge=1)
     repeats: int = setting(2, ge=1)
 
-    PSI: ClassVar[tuple] = ("bottleneck", "hidden", "kernel", "blocks", "repeats")
+    PSI: ClassVar[tuple] = Training.TCN
 
 
 @dataclass(frozen=True)
