@@ -20,6 +20,7 @@ from proxyseg.proxy import train as proxy_train
 from proxyseg.proxy.train import CURVE_COLUMNS, proxy_settings, train_proxy
 from proxyseg.segmenter.export import export_model
 from proxyseg.training import RESUME_NAME
+from synthetic import class_activity
 
 D, F, K = 16, 17, 8
 
@@ -40,13 +41,7 @@ def _write_npz(tmp_path, seed=0):
 def _synthetic_file(rng, n, w):
     """Class activity in short segments; features encode it, the teacher's logits are confident about it,
     and the spectrogram is a non-negative mix of dictionary atoms driven by it."""
-    act = np.zeros((n, 4), dtype=np.float32)
-    for c in range(4):
-        t = 0
-        while t < n:
-            length = int(rng.integers(3, 15))
-            act[t:t + length, c] = rng.integers(0, 2)
-            t += length
+    act = class_activity(rng, n).astype(np.float32)
     feats = rng.normal(0, 1, (n, D)).astype(np.float32)
     feats[:, :4] += 3.0 * (2 * act - 1)
     logits = (4.0 * (2 * act - 1) + rng.normal(0, 0.5, (n, 4))).astype(np.float32)

@@ -24,6 +24,7 @@ from proxyseg.teacher.model import LayerFusion, Teacher, load_teacher
 from proxyseg.teacher import train as teacher_train
 from proxyseg.teacher.train import masked_bce, masked_bce_sum, train_teacher
 from proxyseg.training import RESUME_NAME
+from synthetic import class_activity
 
 L, D = 2, 16
 
@@ -35,13 +36,7 @@ def _synthetic_file(rng, n, informative=True):
     Segments are short against a crop so that each crop holds both states of a class: the per-crop
     instance norm removes each dimension's mean, so only the contrast within a crop carries information.
     """
-    act = np.zeros((n, 4), dtype=np.int8)
-    for c in range(4):
-        t = 0
-        while t < n:
-            length = int(rng.integers(3, 15))
-            act[t:t + length, c] = rng.integers(0, 2)
-            t += length
+    act = class_activity(rng, n)
     states = rng.normal(0, 1, (n, L, D)).astype(np.float32)
     if informative:
         states[:, :, :4] += 3.0 * (2 * act[:, None, :] - 1)

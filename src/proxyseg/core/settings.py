@@ -191,10 +191,6 @@ class Settings:
         return {f.name: (v.as_dict() if isinstance(v := getattr(self, f.name), Settings) else v)
                 for f in dataclasses.fields(self)}
 
-    def replace(self, **changes):
-        """A copy with ``changes`` (checked like :meth:`parse`)."""
-        return type(self).parse({**self.as_dict(), **changes})
-
     # read like a mapping: s["gamma"], dict(s), {**s}
     def keys(self):
         return [f.name for f in dataclasses.fields(self)]
