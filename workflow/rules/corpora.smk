@@ -102,3 +102,18 @@ rule mix_corpus:
     shell:
         "proxyseg mix-corpus --sources {input.sources:q} --out {output} --seed {params.seed} "
         "--settings {params.settings:q} > {log} 2>&1"
+
+
+rule fetch_debian:
+    """Real recordings of a Debian package (config debian_packages), with SOURCE.json: version, sha256,
+    licences. Never committed; refetched only when the folder is gone."""
+    output:
+        directory(f"{R}/corpora/debian/{{package}}"),
+    resources:
+        **LIGHT,
+    log:
+        f"{R}/logs/fetch_debian/{{package}}.log",
+    conda:
+        "../../envs/proxyseg.yaml"
+    shell:
+        "proxyseg fetch-debian --package {wildcards.package} --out {output} > {log} 2>&1"

@@ -33,6 +33,7 @@ rule score:
         f"{R}/scores/{{system}}/{{corpus}}.tsv",
     params:
         collar=SCORING["collar"],
+        classes=f"--classes {' '.join(TEACHER['classes'])}" if BLACKBOX else "",  # what a black box knows
     threads: 1
     resources:
         mem_mb=retry_mem(4000),
@@ -45,13 +46,13 @@ rule score:
     shell:
         "proxyseg score --system {wildcards.system} --corpus {wildcards.corpus} --reference {input.reference} "
         "--uem {input.uem} --annotated {input.annotated} --hypothesis {input.hypothesis} "
-        "--collar {params.collar} --manifest {input.manifest} --out {output} > {log} 2>&1"
+        "--collar {params.collar} --manifest {input.manifest} {params.classes} --out {output} > {log} 2>&1"
 
 
 rule segmentation_table:
     """Teacher and proxies on every corpus: long TSV, paper-shaped Markdown table, settings."""
     input:
-        [f"{R}/scores/{s}/{c}.tsv" for s in SYSTEMS for c in CORPORA],
+        [f"{R}/scores/{s}/{c}.tsv" for s in SYSTEMS for c in SCORED],
     output:
         tsv=report(f"{R}/tables/segmentation.tsv", caption="../report/segmentation.rst", category="Tables"),
         md=f"{R}/tables/segmentation.md",
@@ -73,12 +74,12 @@ rule segmentation_table:
 rule fidelity:
     """Agreement of one proxy's decisions with the teacher's, plus reconstruction error and sparsity of H."""
     input:
-        teacher=[inference("teacher", c, SCORING["split"]) for c in CORPORA],
-        proxy=[inference("{proxy}", c, SCORING["split"]) for c in CORPORA],
+        teacher=[inference("teacher", c, SCORING["split"]) for c in SCORED],
+        proxy=[inference("{proxy}", c, SCORING["split"]) for c in SCORED],
     output:
         f"{R}/scores/fidelity/{{proxy}}.tsv",
     params:
-        corpora=list(CORPORA),
+        corpora=SCORED,
         threshold=SCORING["threshold"],
     threads: 1
     resources:

@@ -9,7 +9,7 @@ rule explain:
         prototype_triples=lambda wildcards: explain_items(wildcards.proxy, config["explain"]["splits"]),
         local_triples=lambda wildcards: explain_items(wildcards.proxy, [SCORING["split"]]),
         # the audio of the local explanations: from the manifest.tsv beside each local targets.h5
-        manifests=[labels(c, SCORING["split"], "manifest.tsv") for c in CORPORA if SCORING["split"] in splits(c)],
+        manifests=[labels(c, SCORING["split"], "manifest.tsv") for c in SCORED],
         recordings=scored_audio(),
     output:
         prototypes=f"{R}/explanations/{{proxy}}/prototypes.npz",
@@ -47,15 +47,13 @@ rule faithfulness:
     input:
         model=f"{R}/proxies/{{proxy}}/model.pt",
         data=lambda wildcards: [p for i, p in enumerate(scored_items(wildcards.proxy)) if i % 5],
-        teacher=f"{R}/teacher/model.pt",
-        features=first_features(),
-        wavlm=wavlm_inputs(),
+        teacher=judge_inputs(),
         recordings=scored_audio(),
     output:
         f"{R}/scores/faithfulness/{{proxy}}.tsv",
     params:
         quints=lambda wildcards: scored_items(wildcards.proxy),
-        wavlm=lambda wildcards, input: input.wavlm[0] if DEMO_MODEL else FEATURES["model"],
+        judge=judge_options(),
         settings=as_json(FAITH),
         explain=as_json({"tau": config["explain"]["tau"], "mask_domain": config["explain"]["mask_domain"]}),
         runtime=runtime_param(),
@@ -73,8 +71,7 @@ rule faithfulness:
         "../../envs/proxyseg.yaml"
     shell:
         "proxyseg --threads {threads} faithfulness --checkpoint {input.model} --items {params.quints} "
-        "--teacher {input.teacher} --wavlm {params.wavlm:q} --features {input.features} "
-        "--system {wildcards.proxy} --seed {params.seed} --out {output} --settings {params.settings:q} "
+        "{params.judge} --system {wildcards.proxy} --seed {params.seed} --out {output} --settings {params.settings:q} "
         "--explain {params.explain:q} --runtime {params.runtime:q} > {log} 2>&1"
 
 

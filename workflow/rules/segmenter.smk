@@ -3,18 +3,17 @@
 
 
 rule export_model:
-    """A self-contained model folder (proxy, dictionary, teacher fusion, WavLM, settings) for `proxyseg segment`."""
+    """A self-contained model folder (proxy, dictionary, teacher fusion and WavLM or the black box, settings)
+    for `proxyseg segment`."""
     input:
         proxy=f"{R}/proxies/{{proxy}}/model.pt",
-        teacher=f"{R}/teacher/model.pt",
         dictionary=lambda wildcards: dictionary_path(wildcards.proxy),
-        features=first_features(),
         spectrograms=spectrograms(TRAINING_CORPORA[0], "train"),
-        model=wavlm_inputs(),
+        teacher=judge_inputs(),  # the teacher, its feature cache and WavLM; or the black box's checkpoint
     output:
         directory(f"{R}/export/{{proxy}}"),
     params:
-        wavlm=lambda wildcards, input: input.model[0] if DEMO_MODEL else FEATURES["model"],
+        teacher=export_options(),
         settings=as_json({"copy_wavlm": EXPORT["copy_wavlm"]}),
         inference=as_json(INFERENCE),
         threshold=SCORING["threshold"],
@@ -28,7 +27,7 @@ rule export_model:
     conda:
         "../../envs/proxyseg.yaml"
     shell:
-        "proxyseg export --proxy {input.proxy} --teacher {input.teacher} --dictionary {input.dictionary} "
-        "--features {input.features} --spectrograms {input.spectrograms} --wavlm {params.wavlm:q} "
+        "proxyseg export --proxy {input.proxy} --dictionary {input.dictionary} "
+        "--spectrograms {input.spectrograms} {params.teacher} "
         "--name {wildcards.proxy} --out {output} --settings {params.settings:q} --inference {params.inference:q} "
         "--threshold {params.threshold} --tau {params.tau} > {log} 2>&1"

@@ -30,7 +30,7 @@ from proxyseg.core.errors import InputError
 from proxyseg.core.frames import CLASSES, FRAME_RATE, UNKNOWN
 from proxyseg.dictionary.nmf import sparse_nmf
 from proxyseg.core.provenance import provenance_json, seed_everything
-from proxyseg.settings import NMF, Runtime
+from proxyseg.settings import MATERIALS, NMF, Runtime
 
 log = logging.getLogger("proxyseg.dictionary.build")
 
@@ -52,43 +52,90 @@ def segment_frames(min_seconds: float, max_seconds: float) -> tuple[int, int]:
     return shortest, longest
 
 
+def teacher_targets(logits: np.ndarray, confidence: float) -> np.ndarray:
+    """Frame targets from a teacher's logits ``(T, 4)``: 1 where its probability is at least ``confidence``,
+    0 where at most ``1 - confidence``, else (and for a class it does not know, NaN) ``UNKNOWN``."""
+    logits = np.asarray(logits, dtype=np.float64)
+    out = np.full(logits.shape, UNKNOWN, dtype=np.int8)
+    with np.errstate(over="ignore", invalid="ignore"):
+        p = 1.0 / (1.0 + np.exp(-logits))
+        out[p >= confidence] = 1
+        out[p <= 1 - confidence] = 0
+    return out
+
+
+def _background(t: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """Frames where every known class is inactive (0): none of the classes, e.g. silence."""
+    if not known.any():
+        return np.zeros(len(t), dtype=bool)
+    return (t[:, known] == 0).all(axis=1)
+
+
+BACKGROUND = "background"  # the segments of none of the known classes (nmf.background)
+
+
 def draw_segments(pairs, counts: dict[str, int], min_seconds: float, max_seconds: float,
-                  rng: np.random.Generator) -> tuple[np.ndarray, dict[str, dict]]:
+                  rng: np.random.Generator, material: str = NMF.material, confidence: float = NMF.confidence,
+                  background: int = NMF.background) -> tuple[np.ndarray, dict[str, dict]]:
     """Concatenated ``(F, T)`` spectrogram of annotated segments of each class, and what was drawn.
 
-    ``pairs``: (spectrogram.h5, targets.h5) of the training split(s). For each class of ``counts`` with a
-    positive count, the candidates are the runs of frames whose target is 1 lasting at least
-    ``min_seconds`` (all files pooled, in pair then URI order), each cut to its central ``max_seconds``;
-    ``counts[class]`` of them are drawn without replacement with ``rng`` (all of them, with a warning,
-    when fewer qualify). Returns the spectrogram and, per class: segments requested, runs found, runs
-    skipped as too short, segments drawn (and how many were cut), frames and seconds drawn,
-    ``active_share`` (share of drawn frames with the class active: 1.0 by construction) and
+    ``pairs``: (spectrogram.h5, targets.h5) of the training split(s), or with ``material="teacher"``
+    (spectrogram.h5, teacher dump.h5): then a frame's target is the teacher's confident decision
+    (:func:`teacher_targets`). For each class of ``counts`` with a positive count, the candidates are the
+    runs of frames whose target is 1 lasting at least ``min_seconds`` (all files pooled, in pair then URI
+    order), each cut to its central ``max_seconds``; ``counts[class]`` of them are drawn without
+    replacement with ``rng`` (all of them, with a warning, when fewer qualify). ``background`` more come
+    from runs where every known class is 0. Returns the spectrogram and, per class: segments requested,
+    runs found, runs skipped as too short, segments drawn (and how many were cut), frames and seconds
+    drawn, ``active_share`` (share of drawn frames with the class active: 1.0 by construction) and
     ``also_active`` (share of drawn frames where each other class is active; None where it is unknown).
     """
     unknown = set(counts) - set(CLASSES)
     if unknown:
         raise InputError(None, f"nmf segments: unknown class(es) {sorted(unknown)}; known: {list(CLASSES)}")
+    if material not in MATERIALS:
+        raise InputError(None, f"nmf material {material!r}: choose one of {MATERIALS}")
     shortest, longest = segment_frames(min_seconds, max_seconds)
     handles = [(h5py.File(s, "r"), h5py.File(t, "r")) for s, t in pairs]
+    what = "teacher-confident" if material == "teacher" else "annotated"
     try:
-        targets = {}
+        targets, known = {}, {}
         for i, ((spec_path, target_path), (sh, th)) in enumerate(zip(pairs, handles)):
-            for uri in th:
+            if material == "teacher":
+                from proxyseg.proxy.data import dump_groups
+                from proxyseg.teacher.blackbox import known_classes
+
+                groups = dump_groups(th)
+                names = set(known_classes(th))
+                if not groups:
+                    raise InputError(target_path, "no teacher logits: nmf material 'teacher' reads teacher dumps "
+                                                  "(teacher/dump/<corpus>/train.h5)")
+            else:
+                groups, names = {uri: th[uri] for uri in th}, None
+            for uri, data in groups.items():
                 if uri not in sh:
                     raise InputError(spec_path, f"no spectrogram of {uri} (it has targets in {target_path})")
-                both = min(th[uri].shape[0], sh[uri].shape[0])  # frames with a target and a spectrogram
-                targets[(i, uri)] = th[uri][:both]
+                both = min(data["logits"].shape[0] if names is not None else data.shape[0], sh[uri].shape[0])
+                if names is not None:
+                    t = teacher_targets(data["logits"][:both], confidence)
+                    k = np.array([c in names for c in CLASSES])
+                else:
+                    t = data[:both]
+                    k = (t != UNKNOWN).any(axis=0)
+                targets[(i, uri)], known[(i, uri)] = t, k
         pieces, summary = [], {}
-        for name, n in counts.items():
+        wanted = [(name, n, lambda t, key, c=CLASSES.index(name): t[:, c] == 1) for name, n in counts.items()]
+        wanted.append((BACKGROUND, background, lambda t, key: _background(t, known[key])))
+        for name, n, active in wanted:
             if n <= 0:
                 continue
-            c = CLASSES.index(name)
-            runs = [(key, start, end) for key, t in targets.items() for start, end in active_runs(t[:, c] == 1)]
+            c = CLASSES.index(name) if name in CLASSES else None
+            runs = [(key, start, end) for key, t in targets.items() for start, end in active_runs(active(t, key))]
             candidates = [(key, start, end) for key, start, end in runs if end - start >= shortest]
             if len(candidates) < n:
-                log.warning("dictionary: %d %s segment(s) requested, but the training split has only %d annotated "
+                log.warning("dictionary: %d %s segment(s) requested, but the training split has only %d %s "
                             "%s run(s) of at least %g s (%d shorter ones skipped): all %d are drawn",
-                            n, name, len(candidates), name, min_seconds, len(runs) - len(candidates),
+                            n, name, len(candidates), what, name, min_seconds, len(runs) - len(candidates),
                             len(candidates))
                 chosen = np.arange(len(candidates))
             else:
@@ -108,14 +155,16 @@ def draw_segments(pairs, counts: dict[str, int], min_seconds: float, max_seconds
                 "requested": int(n), "runs": len(runs), "skipped_short": len(runs) - len(candidates),
                 "segments": len(chosen), "cut_to_max": cut, "frames": frames,
                 "seconds": round(frames / FRAME_RATE, 2),
-                "active_share": float((drawn[:, c] == 1).mean()) if frames else None,
+                "active_share": (float((drawn[:, c] == 1).mean()) if c is not None else 1.0) if frames else None,
                 # None where the other class is unknown on every drawn frame (not annotated there)
                 "also_active": {o: float((drawn[:, k] == 1).mean()) if (drawn[:, k] != UNKNOWN).any() else None
                                 for k, o in enumerate(CLASSES) if k != c}}
         if not pieces:
-            raise InputError(pairs[0][1], f"no annotated run of at least {min_seconds} s of any requested class "
+            hint = ("" if material == "teacher" else "; for unlabelled audio (adapter folder) set nmf.material: "
+                    "teacher")
+            raise InputError(pairs[0][1], f"no {what} run of at least {min_seconds} s of any requested class "
                                           f"({sorted(k for k, v in counts.items() if v > 0)}): the dictionary has "
-                                          "nothing to learn")
+                                          f"nothing to learn{hint}")
         return np.concatenate(pieces).T, summary
     finally:
         for s, t in handles:
@@ -132,7 +181,8 @@ def pretrain_dictionary(pairs, out_dir: str | os.PathLike, settings: NMF | dict 
     out_dir = Path(out_dir)
     seed_everything(seed)
     rng = np.random.default_rng(seed)
-    X, summary = draw_segments(pairs, s["segments"], s["min_seconds"], s["max_seconds"], rng)
+    X, summary = draw_segments(pairs, s["segments"], s["min_seconds"], s["max_seconds"], rng, s.material,
+                               s.confidence, s.background)
     drawn = {name: c["segments"] for name, c in summary.items()}
     for name, c in summary.items():
         log.info("%s: %d of %d requested segment(s), %d frames (%.1f s), class active on %s of them; %d run(s) "

@@ -11,12 +11,14 @@ import pandas as pd
 
 from proxyseg.core.frames import CLASSES
 from proxyseg.evaluate.scoring import frame_f1
+from proxyseg.teacher.blackbox import known_classes
 
 
 def fidelity_rows(system: str, corpus: str, teacher_h5, proxy_h5, threshold: float = 0.5) -> pd.DataFrame:
     """Per class: frame-level F1 of the proxy's decisions against the teacher's, over every frame of the split."""
     teacher, proxy = [], []
     with h5py.File(teacher_h5, "r") as t, h5py.File(proxy_h5, "r") as p:
+        known = known_classes(t)  # a black-box teacher's classes; the proxy learned no other
         for uri in t:
             n = min(len(t[uri]["probs"]), len(p[uri]["probs"]))
             teacher.append(t[uri]["probs"][:n] >= threshold)
@@ -26,7 +28,7 @@ def fidelity_rows(system: str, corpus: str, teacher_h5, proxy_h5, threshold: flo
     teacher, proxy = np.concatenate(teacher), np.concatenate(proxy)
     rows = [{"system": system, "corpus": corpus, "class": c, "fidelity_f1": frame_f1(proxy[:, i], teacher[:, i]),
              "teacher_positive_rate": float(teacher[:, i].mean()), "recon_mse": recon, "sparsity": sparsity}
-            for i, c in enumerate(CLASSES)]
+            for i, c in enumerate(CLASSES) if c in known]
     return pd.DataFrame(rows)
 
 

@@ -85,6 +85,9 @@ def decisions_rttm(probs_h5: str | os.PathLike, out_rttm: str | os.PathLike, thr
         raise InputError(path, "score file not found; run the inference stage first")
     segments: list[Segment] = []
     with h5py.File(path, "r", locking=False) as h5:
+        # a black-box teacher and its proxies decide only the classes the teacher knows
+        known = json.loads(h5.attrs["known_classes"]) if "known_classes" in h5.attrs else list(CLASSES)
+        columns = [CLASSES.index(c) for c in known]
         for uri in h5:
             group = h5[uri]
             if not isinstance(group, h5py.Group) or dataset not in group:
@@ -93,12 +96,14 @@ def decisions_rttm(probs_h5: str | os.PathLike, out_rttm: str | os.PathLike, thr
             scores = np.asarray(group[dataset][()], dtype=np.float64)
             if scores.ndim != 2 or scores.shape[1] != len(CLASSES):
                 raise InputError(path, f"{uri}/{dataset} has shape {scores.shape}, expected (T, {len(CLASSES)})")
-            if np.isnan(scores).any():
+            if np.isnan(scores[:, columns]).any():
                 raise InputError(path, f"{uri}/{dataset} contains NaN; the model that wrote it diverged")
+            scores = np.nan_to_num(scores, nan=-np.inf if logits else 0.0)
             if logits:
                 scores = 1.0 / (1.0 + np.exp(-scores))
             for name, spans in binarize(scores, threshold).items():
-                segments.extend(Segment(uri, start, end, name) for start, end in spans)
+                if name in known:
+                    segments.extend(Segment(uri, start, end, name) for start, end in spans)
     with atomic_open(out_rttm) as handle:
         write_rttm(segments, handle)
     return len(segments)
@@ -141,7 +146,7 @@ def _annotation(uri: str, segments: list[Segment], path):
 
 def score_split(reference_rttm: str | os.PathLike, uem_file: str | os.PathLike, annotated_json: str | os.PathLike,
                 hypothesis_rttm: str | os.PathLike, collar: float = 0.0,
-                domains: Mapping[str, str] | None = None) -> pd.DataFrame:
+                domains: Mapping[str, str] | None = None, only=None) -> pd.DataFrame:
     """Detection precision/recall/F1 per annotated class over every file of the UEM.
 
     One pyannote metric per class, called once per UEM file (a file with no reference or no hypothesis
@@ -151,7 +156,8 @@ def score_split(reference_rttm: str | os.PathLike, uem_file: str | os.PathLike, 
     the UEM, no collar), the summed ``true_positive, false_positive, false_negative`` (seconds) and
     ``files``. With ``domains`` (URI -> domain, e.g. DIHARD III's eleven) a ``domain`` column is added:
     empty on the corpus totals, followed by one row per domain and class with the components summed over
-    that domain's files only.
+    that domain's files only. ``only``: score only these of the annotated classes (a black-box
+    teacher's, :mod:`proxyseg.teacher.blackbox`); None: every annotated class.
     """
     from pyannote.core import Segment as PSegment
     from pyannote.core import Timeline
@@ -161,6 +167,8 @@ def score_split(reference_rttm: str | os.PathLike, uem_file: str | os.PathLike, 
     if not (math.isfinite(collar) and collar >= 0):
         raise ValueError(f"collar must be >= 0 seconds, got {collar}")
     classes = _annotated_classes(annotated_json)
+    if only is not None:
+        classes = [c for c in classes if c in set(only)]
     regions = read_uem(uem_file)
     reference = read_rttm(reference_rttm)
     hypothesis = read_rttm(hypothesis_rttm)

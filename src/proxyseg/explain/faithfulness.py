@@ -63,7 +63,7 @@ ACTIVE = 1e-3
 
 KINDS = ("relevant", "random", "random_active", "least")
 
-__all__ = ["ACTIVE", "CLASSIFIERS", "KINDS", "TeacherJudge", "removal_sets", "probability_drops", "residual_spectrogram",
+__all__ = ["ACTIVE", "CLASSIFIERS", "KINDS", "BlackBoxJudge", "TeacherJudge", "removal_sets", "probability_drops", "residual_spectrogram",
            "faithfulness_rows", "faithfulness_summary", "plot_faithfulness"]
 
 
@@ -109,8 +109,7 @@ def residual_spectrogram(X: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 
 def _segments(targets_h5, seconds: float, max_segments: int, rng) -> dict[str, list[tuple[str, int]]]:
-    with h5py.File(targets_h5, "r") as t:
-        targets = {uri: t[uri][()] for uri in t}
+    targets = ex.read_targets(targets_h5)
     return ex.select_segments_across(targets, int(round(seconds * FRAME_RATE)), max_segments, rng=rng)
 
 
@@ -139,6 +138,22 @@ class TeacherJudge:
                           self.layers, use_amp=False)
         logits, _ = self.teacher(torch.from_numpy(states.astype(np.float32)).to(self.device))
         return torch.sigmoid(logits).double().cpu().numpy()
+
+
+class BlackBoxJudge:
+    """A pre-trained black-box teacher (:mod:`proxyseg.teacher.blackbox`) on waveforms: per-frame
+    probabilities of the classes it knows (NaN for the others, which are not tested)."""
+
+    def __init__(self, kind: str, checkpoint: str | None = None, device: str = "auto"):
+        from proxyseg.teacher.blackbox import load_blackbox
+        from proxyseg.teacher.model import resolve_device
+
+        self.model = load_blackbox(kind, checkpoint, str(resolve_device(device)))
+        self.classes = self.model.classes
+
+    def probs(self, wavs: np.ndarray) -> np.ndarray:
+        """``wavs`` (B, N) float32 at 16 kHz -> probabilities (B, C, T) float64."""
+        return np.stack([_sigmoid(self.model.logits(w).astype(np.float64)).T for w in wavs])
 
 
 @torch.no_grad()
@@ -181,6 +196,8 @@ def faithfulness_rows(checkpoint, items, settings: Faithfulness | dict | None = 
         with h5py.File(infer_h5, "r") as inf, h5py.File(spec_h5, "r") as sp:
             stft_settings = {"n_fft": int(sp.attrs.get("n_fft", 512)), "win_length": int(sp.attrs.get("win_length", 400))}
             for c, name in enumerate(CLASSES):
+                if name not in getattr(judge, "classes", CLASSES):
+                    continue  # a black-box teacher's unknown class: nothing to judge, nothing was distilled
                 judged = 0
                 for uri, start in chosen[name]:
                     H = inf[uri]["H"][start:start + frames].astype(np.float64).T

@@ -41,9 +41,8 @@ def _targets(items) -> dict[str, np.ndarray]:
     """Frame targets of every file, keyed ``"<item>/<uri>"`` so files of several corpora never collide."""
     out = {}
     for i, (_, _, targets_h5) in enumerate(items):
-        with h5py.File(targets_h5, "r") as t:
-            for uri in t:
-                out[f"{i}/{uri}"] = t[uri][:]
+        for uri, t in ex.read_targets(targets_h5).items():
+            out[f"{i}/{uri}"] = t
     return out
 
 

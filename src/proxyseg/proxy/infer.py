@@ -182,6 +182,8 @@ def infer_proxy(checkpoint: str | os.PathLike, dump_h5: str | os.PathLike, spec_
             }
             summary.update(stats)
             fout.attrs["model"] = "proxy"
+            if "known_classes" in dh.attrs:  # distilled from a black box: only these classes were taught
+                fout.attrs["known_classes"] = dh.attrs["known_classes"]
             fout.attrs["K"] = k
             fout.attrs["input"] = inp
             fout.attrs["dictionary"] = hp.get("dictionary", hp.get("mode", ""))
@@ -225,6 +227,8 @@ def teacher_probs(dump_h5: str | os.PathLike, out_h5: str | os.PathLike) -> dict
                 summary["files"] += 1
                 summary["frames"] += int(logits.shape[0])
             fout.attrs["model"] = "teacher"
+            if "known_classes" in dh.attrs:
+                fout.attrs["known_classes"] = dh.attrs["known_classes"]
             fout.attrs["classes"] = json.dumps(list(CLASSES))
             fout.attrs["frame_rate"] = FRAME_RATE
             for key in ("window_frames", "step_frames"):

@@ -45,14 +45,18 @@ def binary_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, *,
     ``direction``: ``"teacher_proxy"`` (default) = ``KL(σ(z_t) ‖ σ(z_s))`` =
     ``BCEWithLogits(z_s, σ(z_t)) − H(σ(z_t))``; ``"proxy_teacher"`` = ``KL(σ(z_s) ‖ σ(z_t))``. Both are
     computed from the logits (no clamping): a saturated, wrong proxy still gets its gradient. Every frame
-    and class counts: the teacher gives soft targets everywhere, so nothing is masked. Inputs are
+    counts: the teacher gives soft targets everywhere; only classes a black-box teacher does not know (NaN
+    logits, :mod:`proxyseg.teacher.blackbox`) are left out. Inputs are
     ``(B, C, T)`` logits; half-precision inputs are computed in float32.
     """
     check_kd_direction(direction)
     dtype = torch.promote_types(torch.promote_types(student_logits.dtype, teacher_logits.dtype), torch.float32)
     z_s, z_t = student_logits.to(dtype), teacher_logits.to(dtype)
+    known = torch.isfinite(z_t)  # a black-box teacher's unknown classes are NaN: no target there
+    if not bool(known.all()):
+        z_t = torch.where(known, z_t, torch.zeros_like(z_t))
     kl = _bernoulli_kl_logits(z_t, z_s) if direction == "teacher_proxy" else _bernoulli_kl_logits(z_s, z_t)
-    return kl.sum(dim=1).mean()
+    return (kl * known).sum(dim=1).mean()
 
 
 def distillation_loss(out: dict[str, torch.Tensor], teacher_logits: torch.Tensor, spectrogram: torch.Tensor,

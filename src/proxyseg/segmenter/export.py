@@ -10,6 +10,8 @@ Layout (``settings.json`` says which files are present)::
     dictionary.npz    the pre-learned NMF dictionary the proxy started from
     teacher.pt        the teacher checkpoint, whose layer fusion makes the proxy's input S (WavLM input only)
     wavlm/            a copy of the WavLM folder (WavLM input only; or settings name a hub id instead)
+    blackbox.bin      a black-box teacher's checkpoint (teacher.kind pyannote with a local file; settings
+                      ``blackbox``: kind, checkpoint, classes), run beside the proxy by ``proxyseg segment``
 """
 
 from __future__ import annotations
@@ -46,12 +48,14 @@ def _attrs(path, what: str) -> dict:
 def export_model(proxy_pt, teacher_pt, dictionary_npz, features_h5, spectrograms_h5, wavlm: str, out_dir,
                  step_fraction: float = Inference.step, threshold: float = Scoring.threshold,
                  tau: float = Explain.tau, copy_wavlm: bool = Export.copy_wavlm, name: str | None = None,
-                 aggregate: str = Inference.aggregate) -> dict:
+                 aggregate: str = Inference.aggregate, blackbox: dict | None = None) -> dict:
     """Write the model folder ``out_dir`` (atomically: a half-written folder never replaces a good one).
 
     ``features_h5`` / ``spectrograms_h5``: any cache the models were trained on; their attributes give the
     WavLM layers and chunking and the STFT settings, so new audio is processed exactly like training data.
     ``wavlm``: the WavLM folder or hub id; a local folder is copied when ``copy_wavlm`` (hub ids never are).
+    ``blackbox``: ``{"kind", "checkpoint"}`` of a black-box teacher (spectrogram-input proxies only; then
+    ``teacher_pt``, ``features_h5`` and ``wavlm`` may be None): a local checkpoint file is copied.
     """
     ckpt = torch.load(proxy_pt, map_location="cpu", weights_only=False)
     hp = ckpt["hparams"]
@@ -71,9 +75,22 @@ def export_model(proxy_pt, teacher_pt, dictionary_npz, features_h5, spectrograms
         "threshold": float(threshold),
         "tau": float(tau),
     }
+    if blackbox and inp != "spectrogram":
+        raise InputError(proxy_pt, "a black-box teacher has no WavLM features: export a spectrogram-input proxy")
     with atomic_dir(out_dir) as tmp:
         shutil.copyfile(proxy_pt, tmp / "proxy.pt")
         shutil.copyfile(dictionary_npz, tmp / "dictionary.npz")
+        if blackbox:
+            from proxyseg.teacher.blackbox import KNOWN
+
+            checkpoint = blackbox.get("checkpoint")
+            if checkpoint and Path(checkpoint).is_file():
+                shutil.copyfile(checkpoint, tmp / "blackbox.bin")
+                checkpoint, copied = "blackbox.bin", True
+            else:
+                copied = False
+            settings["blackbox"] = {"kind": blackbox["kind"], "checkpoint": checkpoint, "copied": copied,
+                                    "classes": list(KNOWN[blackbox["kind"]])}
         if inp == "wavlm":
             feats = _attrs(features_h5, "feature cache")
             tckpt = torch.load(teacher_pt, map_location="cpu", weights_only=True)
@@ -127,4 +144,7 @@ def load_settings(model_dir) -> dict:
     if s["input"] == "wavlm":
         model = s["wavlm"]["model"]
         s["wavlm"]["path"] = str(model_dir / model) if s["wavlm"]["copied"] else model
+    if s.get("blackbox"):
+        b = s["blackbox"]
+        b["path"] = str(model_dir / b["checkpoint"]) if b.get("copied") else b.get("checkpoint")
     return s

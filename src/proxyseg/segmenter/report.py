@@ -114,6 +114,7 @@ def build_report(segmenter, uri: str, audio, probs_h5, segments: list[Segment], 
     reader = AudioReader(audio)
     with h5py.File(probs_h5, "r") as h5:
         probs = h5["probs"][()]
+        teacher_probs = h5["teacher_probs"][()] if "teacher_probs" in h5 else None
         T = probs.shape[0]
         preview = h5["X_preview"][()]
         per = int(h5.attrs["preview_frames_per_column"])
@@ -155,10 +156,34 @@ def build_report(segmenter, uri: str, audio, probs_h5, segments: list[Segment], 
         "input": segmenter.settings["input"], "model": segmenter.settings.get("name", ""),
         "untrained": bool(segmenter.settings.get("wavlm", {}).get("untrained", False)),
     }
+    if teacher_probs is not None:
+        data["teacher"] = teacher_tracks(segmenter.blackbox, probs, teacher_probs, thresholds, per, cols)
     page = inside(report_dir, f"{uri}.html")
     with atomic_open(page, encoding="utf-8", errors="backslashreplace") as f:
         f.write(_page(uri, _href(reader.path, report_dir), data))
     return page
+
+
+def teacher_tracks(blackbox, probs: np.ndarray, teacher_probs: np.ndarray, thresholds: dict, per: int,
+                   cols: int) -> dict:
+    """The black box beside its proxy: its pooled probabilities per known class, the spans where the two
+    decisions differ (seconds) and their frame agreement (F1 of the proxy against the black box)."""
+    from proxyseg.evaluate.scoring import frame_f1
+
+    out = {"name": blackbox.kind, "classes": list(blackbox.classes), "probs": {}, "disagree": [], "agreement": {}}
+    offset = (WIN // 2 - HOP // 2) / SAMPLE_RATE
+    for name in blackbox.classes:
+        c = CLASSES.index(name)
+        t = np.nan_to_num(teacher_probs[:, c])
+        out["probs"][name] = [round(float(t[i * per:(i + 1) * per].max()), 3) for i in range(cols)]
+        a, b = probs[:, c] >= thresholds[name], t >= thresholds[name]
+        out["agreement"][name] = round(100 * frame_f1(a, b), 1)
+        edges = np.diff(np.concatenate([[0], (a != b).astype(np.int8), [0]]))
+        for f0, f1 in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)):
+            out["disagree"].append({"class": name, "start": round(f0 * HOP / SAMPLE_RATE + offset, 3),
+                                    "end": round(f1 * HOP / SAMPLE_RATE + offset, 3),
+                                    "proxy": bool(a[f0])})
+    return out
 
 
 def build_index(records: list[dict], report_dir) -> Path:
@@ -193,6 +218,7 @@ table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.25em .6em;te
 .track svg{position:absolute;left:0;top:0;width:100%;height:100%}
 .seg{position:absolute;top:14px;height:18px;min-width:2px;opacity:.75;cursor:pointer;border-radius:2px}
 .seg.selected{opacity:1;outline:2px solid #000}
+.disagree{position:absolute;bottom:0;height:6px;min-width:2px;background:repeating-linear-gradient(45deg,#d00 0 3px,#fff 3px 6px);opacity:.8}
 #panel{margin-top:1em;padding:.6em;border:1px solid #ccc;min-height:8em}
 #bands svg{width:100%;max-width:640px;height:180px}
 .warn{background:#fff3cd;padding:.4em;border:1px solid #e0c060}
@@ -227,6 +253,28 @@ data.classes.forEach(function(cls, c){
   row.appendChild(svg);
   tracks.appendChild(row);
 });
+if (data.teacher) {  // the black box beside its proxy: its probability (dashed) and where they disagree
+  data.teacher.classes.forEach(function(cls){
+    const row = document.getElementById('track-' + cls);
+    const svg = row.querySelector('svg');
+    const line = document.createElementNS(NS, 'polyline');
+    line.setAttribute('points', data.teacher.probs[cls].map((p, i) => (i + 0.5) + ',' + (1 - p)).join(' '));
+    line.setAttribute('fill', 'none'); line.setAttribute('stroke', '#444');
+    line.setAttribute('stroke-dasharray', '4 3'); line.setAttribute('stroke-width', '1.2');
+    line.setAttribute('vector-effect', 'non-scaling-stroke');
+    svg.appendChild(line);
+    row.querySelector('.label').textContent += ', ' + data.teacher.name + ' dashed, agreement F1 '
+      + data.teacher.agreement[cls] + ' %';
+  });
+  data.teacher.disagree.forEach(function(d){
+    const e = document.createElement('div');
+    e.className = 'disagree';
+    e.style.left = pct(d.start); e.style.width = pct(d.end - d.start);
+    e.title = d['class'] + ' ' + d.start.toFixed(2) + '-' + d.end.toFixed(2) + ' s: '
+      + (d.proxy ? 'the proxy only' : data.teacher.name + ' only');
+    document.getElementById('track-' + d['class']).appendChild(e);
+  });
+}
 data.segments.forEach(function(s){
   const d = document.createElement('div');
   d.className = 'seg'; d.id = 'seg-' + s.id; d.dataset.id = s.id;
@@ -315,6 +363,13 @@ def _page(uri: str, audio_href: str, data: dict) -> str:
     counts = {c: sum(1 for s in data["segments"] if s["class"] == c) for c in CLASSES}
     warn = ("<p class='warn'>This model's WavLM is UNTRAINED (the offline demo's random weights): the decisions "
             "show the mechanics, not a usable segmenter.</p>") if data["untrained"] else ""
+    if data.get("teacher"):
+        t = data["teacher"]
+        warn += (f"<p>Distilled from the black box <b>{html.escape(t['name'])}</b>, run beside it: its probability "
+                 "is the dashed line of each class it knows, and the hatched marks under a track show where the "
+                 "two decisions differ (hover for which one decided the class). Frame agreement (F1 of the proxy "
+                 "against the black box): " + ", ".join(f"{html.escape(c)} {v} %" for c, v in t["agreement"].items())
+                 + ".</p>")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(uri)} - proxyseg report</title>
 <style>{_CSS}</style></head>

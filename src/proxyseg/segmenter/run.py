@@ -10,6 +10,10 @@ it writes, under the output folder:
 * ``rttm/<uri>.rttm``: thresholded decisions (``speech``/``noise``/``music``/``overlap`` segments);
 * ``report/<uri>.html`` and its folder ``report/<uri>/`` (see :mod:`.report`), and ``report/index.html``;
 * ``segments.rttm``: the decisions of every file of the run;
+* with a model folder distilled from a black-box teacher (``blackbox`` in its settings), the black box runs
+  beside the proxy: ``teacher_probs``/``teacher_logits`` (T, 4) in ``probs/<uri>.h5`` (NaN for the classes
+  it does not know), ``rttm/<uri>.teacher.rttm`` (its decisions, same thresholds), and the report draws
+  both and marks where they disagree;
 * ``uris.tsv``: each input file (column ``file``) and its URI (``uri``).
 
 Memory is bounded by the chunk and window sizes, not by the file's length: audio is read piece by piece,
@@ -174,7 +178,8 @@ class _Preview:
 class Segmenter:
     """Loads a model folder once and applies it to files (``process``)."""
 
-    def __init__(self, model_dir: str | os.PathLike, device: str = "auto", batch_size: int = 16):
+    def __init__(self, model_dir: str | os.PathLike, device: str = "auto", batch_size: int = 16,
+                 teacher: bool = True):
         self.model_dir = Path(model_dir)
         self.settings = s = load_settings(model_dir)
         self.device = resolve_device(device)
@@ -186,7 +191,11 @@ class Segmenter:
         self.theta = self.proxy.theta.weight.detach().float().cpu().numpy()[:, :, 0]
         self.n_fft = int(s["spectrogram"]["n_fft"])
         self.win_length = int(s["spectrogram"]["win_length"])
-        self.teacher = self.wavlm = None
+        self.teacher = self.wavlm = self.blackbox = None
+        if s.get("blackbox") and teacher:  # the explained black box, run beside its proxy
+            from proxyseg.teacher.blackbox import load_blackbox
+
+            self.blackbox = load_blackbox(s["blackbox"]["kind"], s["blackbox"].get("path"), str(self.device))
         if s["input"] == "wavlm":
             self.teacher, _ = load_teacher(self.model_dir / s["teacher"]["file"], self.device)
             w = s["wavlm"]
@@ -273,6 +282,19 @@ class Segmenter:
                               p["step_frames"], write, self.batch_size, self.device, progress=bar.update,
                               aggregate=self.aggregate)
 
+    def _blackbox(self, reader: AudioReader, out: h5py.File, T: int, bar) -> None:
+        """The black-box teacher on the whole file (its own windows), on the same frames as the proxy."""
+        import json
+
+        logits = self.blackbox.logits(reader.read(0, reader.num_samples))[:T]
+        if len(logits) < T:
+            logits = np.concatenate([logits, np.full((T - len(logits), len(CLASSES)), np.nan, np.float32)])
+        out.create_dataset("teacher_logits", data=logits.astype(np.float32))
+        out.create_dataset("teacher_probs", data=sigmoid(logits).astype(np.float32))
+        out.attrs["teacher"] = json.dumps(self.blackbox.describe())
+        out.attrs["teacher_classes"] = json.dumps(list(self.blackbox.classes))
+        bar.update(T)
+
     # -------------------------------------------------------------------------------------------- file
 
     @torch.no_grad()
@@ -287,7 +309,7 @@ class Segmenter:
             raise InputError(audio, f"shorter than one frame ({WIN} samples at 16 kHz): nothing to segment")
         tmp_path = inside(tmp_dir, f"{uri}.features.h5")
         tmp_path.parent.mkdir(parents=True, exist_ok=True)
-        stages = 3 if self.wavlm is not None else 2
+        stages = (3 if self.wavlm is not None else 2) + (self.blackbox is not None)
         preview = _Preview(T, self.n_fft // 2 + 1)
         try:
             with h5py.File(tmp_path, "w") as tmp, atomic_path(out_h5) as out_tmp, \
@@ -301,6 +323,8 @@ class Segmenter:
                     source = tmp["X"]
                 with h5py.File(out_tmp, "w") as out:
                     self._proxy(source, out, T, bar)
+                    if self.blackbox is not None:
+                        self._blackbox(reader, out, T, bar)
                     out.create_dataset("X_preview", data=preview.result())
                     out.attrs.update(uri=uri, audio=str(Path(audio).resolve()), duration=reader.duration,
                                      num_frames=T, frame_rate=FRAME_RATE, preview_frames_per_column=preview.per,
@@ -320,18 +344,19 @@ def _segments(uri: str, probs: np.ndarray, thresholds: Mapping[str, float]) -> l
     return [Segment(uri, a, b, name) for name, spans in binarize(probs, dict(thresholds)).items() for a, b in spans]
 
 
-def _reusable(h5_path: Path, audio: Path) -> bool:
-    """Whether ``h5_path`` holds this file's probabilities: a URI made unique may name another file next run."""
+def _reusable(h5_path: Path, audio: Path, teacher: bool = False) -> bool:
+    """Whether ``h5_path`` holds this file's probabilities (and, with ``teacher``, the black box's): a URI
+    made unique may name another file next run."""
     try:
         with h5py.File(h5_path, "r") as h5:
-            return h5.attrs.get("audio") == str(audio.resolve())
+            return h5.attrs.get("audio") == str(audio.resolve()) and (not teacher or "teacher_probs" in h5)
     except OSError:  # missing or unreadable: computed again
         return False
 
 
 def segment_files(model_dir, inputs, out_dir, thresholds: Mapping[str, float] | None = None, device: str = "auto",
                   batch_size: int = 16, overwrite: bool = False, report: bool = True,
-                  report_settings: dict | None = None) -> list[dict]:
+                  report_settings: dict | None = None, teacher: bool = True) -> list[dict]:
     """Segment every audio file of ``inputs`` (files or folders) into ``out_dir`` (module docstring).
 
     A bad file (unreadable, empty, too short: an ``InputError``) is skipped with a log line and the others are
@@ -342,7 +367,7 @@ def segment_files(model_dir, inputs, out_dir, thresholds: Mapping[str, float] | 
 
     out_dir = Path(out_dir)
     files = collect_audio(inputs, out_dir)
-    segmenter = Segmenter(model_dir, device, batch_size)
+    segmenter = Segmenter(model_dir, device, batch_size, teacher=teacher)
     thresholds = dict(thresholds or parse_thresholds(None, segmenter.settings.get("threshold", Scoring.threshold)))
     log.info("segmenting %d file(s) with %s (%s input) on %s; thresholds %s", len(files), model_dir,
              segmenter.settings["input"], segmenter.device, thresholds)
@@ -352,7 +377,7 @@ def segment_files(model_dir, inputs, out_dir, thresholds: Mapping[str, float] | 
         for uri, path in tqdm(files, desc="files", unit="file", file=sys.stderr, disable=len(files) < 2):
             h5_path = inside(out_dir / "probs", f"{uri}.h5")
             try:
-                if overwrite or not _reusable(h5_path, path):
+                if overwrite or not _reusable(h5_path, path, segmenter.blackbox is not None):
                     if h5_path.is_file() and not overwrite:
                         log.info("%s: %s is not this file's (or is unreadable): recomputed", uri, h5_path)
                     segmenter.process(path, h5_path, out_dir / ".tmp", uri)
@@ -360,9 +385,15 @@ def segment_files(model_dir, inputs, out_dir, thresholds: Mapping[str, float] | 
                     log.info("%s: %s exists, not recomputed (overwrite to redo)", uri, h5_path)
                 with h5py.File(h5_path, "r") as h5:
                     probs = h5["probs"][()]
+                    teacher_probs = h5["teacher_probs"][()] if segmenter.blackbox is not None else None
                 segments = _segments(uri, probs, thresholds)
                 with atomic_open(inside(out_dir / "rttm", f"{uri}.rttm")) as f:
                     write_rttm(segments, f)
+                if teacher_probs is not None:
+                    known = segmenter.blackbox.classes
+                    with atomic_open(inside(out_dir / "rttm", f"{uri}.teacher.rttm")) as f:
+                        write_rttm([g for g in _segments(uri, np.nan_to_num(teacher_probs), thresholds)
+                                    if g.label in known], f)
                 record = {"uri": uri, "audio": str(path), "probs": str(h5_path), "segments": len(segments),
                           "duration": float(len(probs) * HOP / SAMPLE_RATE)}
                 if report:

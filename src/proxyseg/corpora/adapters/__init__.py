@@ -1,16 +1,16 @@
 """Corpus layouts on disk -> one description per split that label harmonisation consumes.
 
 Users point the workflow at corpora as they have them (AragonRadio, DIHARD III's LDC release, any folder
-of audio with RTTM, a pyannote.database protocol); each *adapter* knows one layout and turns a corpus
-entry of the config into a :class:`SplitSource`: the split's URIs, the audio of each, the RTTM and
-UEM files to read, the per-file domain where the corpus has one, whether the RTTM name field holds
-classes or speakers, and which classes the corpus annotates. ``harmonise`` then maps that to the four
-classes. Resolving only reads small index files (lists, tables, YAML), so Snakemake calls it at parse
-time to stop at once, naming the missing file, before any job runs.
+of audio with RTTM, a pyannote.database protocol, a plain folder of unlabelled audio); each *adapter* knows
+one layout and turns a corpus entry of the config into a :class:`SplitSource`: the split's URIs, the audio
+of each, the RTTM and UEM files to read, the per-file domain where the corpus has one, whether the RTTM
+name field holds classes or speakers, and which classes the corpus annotates (none for a folder corpus).
+``harmonise`` then maps that to the four classes. Resolving only reads small index files (lists, tables,
+YAML), so Snakemake calls it at parse time to stop at once, naming the missing file, before any job runs.
 
-One module per adapter (:mod:`.aragon`, :mod:`.dihard`, :mod:`.generic`, :mod:`.pyannote`: its ``LABELS``,
-``DESCRIPTION``, ``LAYOUT_HINT`` and ``resolve``), what they share in :mod:`.common`; here the registry,
-resolving and checking a corpus's splits, and reading their RTTM and UEM files.
+One module per adapter (:mod:`.aragon`, :mod:`.dihard`, :mod:`.folder`, :mod:`.generic`, :mod:`.pyannote`: its
+``LABELS``, ``DESCRIPTION``, ``LAYOUT_HINT`` and ``resolve``), what they share in :mod:`.common`; here the
+registry, resolving and checking a corpus's splits, and reading their RTTM and UEM files.
 
 This package depends on the standard library, PyYAML and the RTTM/list readers only: the Snakefile
 imports it.
@@ -24,14 +24,14 @@ from pathlib import Path
 
 from proxyseg.core.errors import InputError
 from proxyseg.core.rttm import read_rttm, read_uem_lines
-from proxyseg.corpora.adapters import aragon, dihard, generic, pyannote
+from proxyseg.corpora.adapters import aragon, dihard, folder, generic, pyannote
 from proxyseg.corpora.adapters.common import SplitSource, corpus_error, read_domains, read_table, uri_problem
 
 log = logging.getLogger(__name__)
 
 UNLISTED = ("error", "warn")  # what an RTTM URI in no split of the corpus is
 
-_MODULES = {"aragon": aragon, "dihard": dihard, "generic": generic, "pyannote": pyannote}
+_MODULES = {"aragon": aragon, "dihard": dihard, "folder": folder, "generic": generic, "pyannote": pyannote}
 #: adapter name -> (label kind or None when chosen in config, one-line description of the layout)
 ADAPTERS = {name: (module.LABELS, module.DESCRIPTION) for name, module in _MODULES.items()}
 #: former adapter names, kept so existing configs work: both are the generic layout
@@ -109,7 +109,8 @@ def _check_segment_uris(source: SplitSource, spec: dict, segments: dict[str, lis
 
     Ignored, such a URI would leave its file labelled "no event" on every frame (negative, not unknown).
     Hence: a URI listed only in another spelling is an error; one in no split of the corpus is an error
-    (a warning with ``unlisted: warn``); a listed file without any segment is a warning.
+    (a warning with ``unlisted: warn``); a listed file without any segment is a warning, unless the split
+    has no RTTM and annotates no class (a folder corpus): it has no labels by design.
     """
     stray = [u for u in segments if u not in source.origin]
     others: dict[str, tuple[Path, int | None]] = {}
@@ -136,7 +137,7 @@ def _check_segment_uris(source: SplitSource, spec: dict, segments: dict[str, lis
         if (spec.get("unlisted") or "error") == "error":
             raise InputError(where[first], message, line=segments[first][0].line)
         log.warning("%s:%s: %s", where[first], segments[first][0].line, message)
-    empty = [u for u in source.uris if u not in segments]
+    empty = [u for u in source.uris if u not in segments] if source.rttm or source.annotated else []
     if empty:
         files = sorted({str(p) for p, u in source.rttm_owner.items() if u in empty}) or list(map(str, source.rttm))
         log.warning("corpus %r, split %r: no segment for %d listed file(s) %s%s in %s; they are labelled without "

@@ -1,8 +1,8 @@
 """What the corpus adapters share: the split description they produce, path and template checks, table readers.
 
-Each adapter module (:mod:`.aragon`, :mod:`.dihard`, :mod:`.generic`, :mod:`.pyannote`) resolves one layout
-into a :class:`SplitSource` with these helpers; :mod:`proxyseg.corpora.adapters` dispatches to them. Standard
-library and the RTTM/list readers only: the Snakefile imports the package at parse time.
+Each adapter module (:mod:`.aragon`, :mod:`.dihard`, :mod:`.folder`, :mod:`.generic`, :mod:`.pyannote`) resolves
+one layout into a :class:`SplitSource` with these helpers; :mod:`proxyseg.corpora.adapters` dispatches to them.
+Standard library and the RTTM/list readers only: the Snakefile imports the package at parse time.
 """
 
 from __future__ import annotations
