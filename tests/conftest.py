@@ -138,6 +138,9 @@ OPT_IN = {"slurm": "on a local Slurm, installed with apt-get",
           "browser": "in headless Chromium, installed with apt-get",
           "slow": "end-to-end workflow runs"}
 ALL = "--all"
+#: the real black-box configs end to end (tests/workflow/test_real_explain.py): about half an hour on two
+#: cores, more than CI's budget, so only `pytest --real` (or -m real) runs them, never `--all`
+REAL = "--real"
 _LEFT_OUT = pytest.StashKey[list]()
 
 
@@ -145,6 +148,9 @@ def pytest_addoption(parser):
     parser.addoption(ALL, action="store_true",
                      help="also run the end-to-end (slow), Slurm and Chromium (browser) tests, which plain pytest "
                           "leaves out: the README's test command and CI")
+    parser.addoption(REAL, action="store_true",
+                     help="also run config/explain_silero.yaml and config/explain_pyannote.yaml end to end on the "
+                          "real recordings (about 30 min on two cores; needs ../shared, the extras, apt-get)")
 
 
 def _named_tests(config) -> list[str]:
@@ -162,7 +168,14 @@ def _named_tests(config) -> list[str]:
 
 
 def pytest_collection_modifyitems(config, items):
-    if config.getoption(ALL) or config.getoption("markexpr"):  # -m: the expression alone decides
+    if config.getoption("markexpr"):  # -m: the expression alone decides
+        return
+    if not config.getoption(REAL):
+        real = [item for item in items if item.get_closest_marker("real")]
+        if real:
+            config.hook.pytest_deselected(items=real)
+            items[:] = [item for item in items if not item.get_closest_marker("real")]
+    if config.getoption(ALL):
         return
     named = _named_tests(config)
     keep, left_out = [], []

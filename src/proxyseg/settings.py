@@ -179,8 +179,18 @@ class Proxy(Training):
     gamma: float = setting(0.1, ge=0)
     kd_direction: KdDirection = setting("teacher_proxy")
     repeats: int = setting(2, ge=1)
+    # [lo, hi] dB: each training crop's spectrogram at a random level (X' = log(1 + g^2 (e^X - 1))), the
+    # teacher's target unchanged: for a level-robust black box on corpora of very different levels; None: off
+    gain_db: list[float] | None = setting(None)
 
     PSI: ClassVar[tuple] = Training.TCN
+
+    def check(self):
+        if self.gain_db is not None:
+            if len(self.gain_db) != 2 or self.gain_db[0] > self.gain_db[1]:
+                raise self.invalid(f"gain_db: {self.gain_db} must be [lo, hi] in dB with lo <= hi")
+            if self.input != "spectrogram":
+                raise self.invalid("gain_db: applies to spectrogram-input proxies only (input: spectrogram)")
 
 
 @dataclass(frozen=True)

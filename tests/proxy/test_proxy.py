@@ -252,6 +252,36 @@ def test_crops_shapes_and_determinism(tmp_path):
         dev.close()
 
 
+def test_gain_plays_the_crop_louder_or_softer_and_keeps_the_target(tmp_path):
+    from proxyseg.proxy.data import with_gain
+
+    power = torch.tensor([[0.0, 1e-4, 1.0, 100.0]])
+    x = torch.log1p(power)
+    assert torch.allclose(with_gain(x, 0.0), x)
+    assert torch.allclose(with_gain(x, 10.0), torch.log1p(10 * power), atol=1e-6)
+    assert torch.allclose(with_gain(x, -20.0), torch.log1p(power / 100), atol=1e-6)
+    pair = _write_pair(tmp_path, "tr", [120, 75], seed=1)
+    plain = ProxyTrainCrops([pair], 50, "spectrogram", num_items=8, seed=3)
+    louder = ProxyTrainCrops([pair], 50, "spectrogram", num_items=8, seed=3, gain_db=(-30.0, 6.0))
+    gains = set()
+    for i in range(8):
+        (xp, lp, _), (xg, lg, tg) = plain[i], louder[i]
+        assert torch.equal(lp, lg) and torch.equal(xg, tg)  # the teacher's target is unchanged
+        ratio = torch.expm1(xg.double()) / torch.expm1(xp.double()).clamp(min=1e-12)
+        g = float(ratio[xp > 1e-3].median())
+        assert torch.allclose(ratio[xp > 1e-3], torch.tensor(g, dtype=torch.float64), rtol=1e-3)
+        gains.add(round(10 * np.log10(g), 3))
+        assert torch.equal(louder[i][0], xg)  # a pure function of (seed, epoch, index)
+    assert len(gains) == 8 and all(-30 <= d <= 6 for d in gains)
+    with pytest.raises(ValueError, match="spectrogram input only"):
+        ProxyTrainCrops([pair], 50, "wavlm", num_items=8, seed=3, gain_db=(-3.0, 3.0))
+    with pytest.raises(InputError, match="lo <= hi"):
+        train_proxy([pair], [pair], tmp_path / "W.npz", tmp_path / "p",
+                    {"input": "spectrogram", "gain_db": [3, -3]})
+    plain.close()
+    louder.close()
+
+
 def test_preloaded_crops_equal_streamed_crops(tmp_path):
     pair = _write_pair(tmp_path, "tr", [120, 30, 75], seed=1)
     for inp in INPUTS:

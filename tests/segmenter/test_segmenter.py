@@ -333,3 +333,43 @@ def test_segmenter_normalises_wavlm_input_as_the_model_folder_says(pipeline, tmp
     for g, w, p in zip(got, want, plain):
         torch.testing.assert_close(g, w, atol=1e-4, rtol=1e-4)
     assert any(not torch.allclose(g, p, atol=1e-3) for g, p in zip(got, plain))
+
+
+def test_segment_runs_a_black_box_beside_its_proxy(pipeline, tmp_path):
+    """A proxy distilled from Silero: segment runs Silero too, stores its probabilities, writes its
+    decisions and marks in the report where the two disagree."""
+    pytest.importorskip("silero_vad")
+    from proxyseg.teacher.blackbox import load_blackbox
+
+    root = pipeline["root"]
+    model = tmp_path / "model"
+    export_model(root / "proxy_spectrogram.pt", None, root / "dictionary.npz", None, pipeline["spec"], None, model,
+                 blackbox={"kind": "silero", "checkpoint": None})
+    settings = load_settings(model)
+    assert settings["blackbox"] == {"kind": "silero", "checkpoint": None, "copied": False, "classes": ["speech"],
+                                    "path": None}
+    out = tmp_path / "out"
+    done = segment_files(model, [pipeline["audio"] / "long.wav"], out, {c: 0.5 for c in CLASSES}, device="cpu")
+    assert done[0]["uri"] == "long"
+    expected = load_blackbox("silero").logits(load_audio(pipeline["audio"] / "long.wav"))
+    with h5py.File(out / "probs" / "long.h5") as h5:
+        np.testing.assert_allclose(h5["teacher_logits"][()], expected, atol=1e-5)
+        assert np.isnan(h5["teacher_probs"][:, 1:]).all() and h5["teacher_probs"].shape == h5["probs"].shape
+        assert json.loads(h5.attrs["teacher_classes"]) == ["speech"]
+        proxy_speech = h5["probs"][:, 0] >= 0.5
+        teacher_speech = h5["teacher_probs"][:, 0] >= 0.5
+    assert {s.label for s in read_rttm(out / "rttm" / "long.teacher.rttm").get("long", [])} <= {"speech"}
+    page = (out / "report" / "long.html").read_text()
+    data = json.loads(page.split('id="report-data">')[1].split("</script>")[0])
+    assert data["teacher"]["name"] == "silero" and data["teacher"]["classes"] == ["speech"]
+    disagree = sum(round((d["end"] - d["start"]) / 0.02) for d in data["teacher"]["disagree"])  # frames
+    assert disagree == (proxy_speech != teacher_speech).sum() > 0
+    assert "run beside it" in page
+    # without --no-teacher, stored probabilities lacking the black box's are computed again
+    plain = tmp_path / "plain"
+    segment_files(model, [pipeline["audio"] / "long.wav"], plain, device="cpu", report=False, teacher=False)
+    with h5py.File(plain / "probs" / "long.h5") as h5:
+        assert "teacher_probs" not in h5
+    segment_files(model, [pipeline["audio"] / "long.wav"], plain, device="cpu", report=False)
+    with h5py.File(plain / "probs" / "long.h5") as h5:
+        assert "teacher_probs" in h5

@@ -20,34 +20,9 @@ import torch
 from proxyseg.core.errors import InputError
 from proxyseg.core.frames import CLASSES, SAMPLE_RATE, frame_centers, num_frames
 from proxyseg.teacher import blackbox as bb
+from synthetic import pyannote_standin
 
 SHARED_SPEECH = Path(__file__).resolve().parents[2].parent / "shared/data/real/sources/speech/ljspeech_LJ050-0131.wav"
-
-
-def pyannote_standin(path: Path, powerset: bool = False, duration: float = 2.0) -> Path:
-    """A tiny randomly initialised PyanNet saved the way pyannote.audio saves checkpoints."""
-    pytest.importorskip("pyannote.audio")
-    import lightning
-    import pyannote.audio
-    from pyannote.audio.core.task import Problem, Resolution, Specifications
-    from pyannote.audio.models.segmentation import PyanNet
-
-    torch.manual_seed(0)
-    model = PyanNet(sincnet={"stride": 10}, lstm={"hidden_size": 16, "num_layers": 1, "bidirectional": True,
-                                                   "monolithic": True, "dropout": 0.0},
-                    linear={"hidden_size": 16, "num_layers": 1})
-    spec = Specifications(problem=Problem.MONO_LABEL_CLASSIFICATION if powerset else Problem.MULTI_LABEL_CLASSIFICATION,
-                          resolution=Resolution.FRAME, duration=duration,
-                          classes=["speaker#1", "speaker#2", "speaker#3"],
-                          powerset_max_classes=2 if powerset else None, permutation_invariant=True)
-    model.specifications = spec
-    model.build()
-    torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams),
-                "pytorch-lightning_version": lightning.__version__,
-                "pyannote.audio": {"versions": {"pyannote.audio": pyannote.audio.__version__},
-                                   "architecture": {"module": type(model).__module__, "class": type(model).__name__},
-                                   "specifications": spec}}, path)
-    return path
 
 
 def test_grid_interpolates_at_frame_centres_and_holds_the_ends():
@@ -89,6 +64,7 @@ def test_silero_hears_real_speech(silero):
 
 @pytest.mark.parametrize("powerset", [False, True])
 def test_pyannote_standin_speech_is_at_least_overlap(tmp_path, powerset):
+    pytest.importorskip("pyannote.audio")
     ckpt = pyannote_standin(tmp_path / "pytorch_model.bin", powerset=powerset)
     model = bb.load_blackbox("pyannote", str(ckpt), step=0.5)
     assert model.powerset is powerset and model.window == 2.0

@@ -201,9 +201,26 @@ class ProxyTrainCrops(RandomCrops, _ProxyCropReader):
     """
 
     def __init__(self, pairs: Sequence[Pair], crop_frames: int, inp: str = "wavlm",
-                 num_items: int | None = None, seed: int = 0, dtype=np.float32):
+                 num_items: int | None = None, seed: int = 0, dtype=np.float32,
+                 gain_db: Sequence[float] | None = None):
         super().__init__(pairs, crop_frames, inp, dtype)
         self.init_sampling(num_items, seed)
+        if gain_db is not None and inp != "spectrogram":
+            raise ValueError("gain_db applies to spectrogram input only")
+        self.gain_db = tuple(gain_db) if gain_db is not None else None
+
+    def __getitem__(self, index: int):
+        inp, logits, x = super().__getitem__(index)
+        if self.gain_db is None:
+            return inp, logits, x
+        g = np.random.default_rng([self.seed, self.epoch, int(index), 1]).uniform(*self.gain_db)
+        x = with_gain(x, g)
+        return x, logits, x
+
+
+def with_gain(x: torch.Tensor, gain_db: float) -> torch.Tensor:
+    """``X = log(1 + |S|^2)`` of the audio played ``gain_db`` louder: ``log(1 + g^2 (e^X - 1))``."""
+    return torch.log1p(torch.expm1(x.double()) * 10.0 ** (gain_db / 10.0)).to(x.dtype)
 
 
 class ProxyDevCrops(_ProxyCropReader):

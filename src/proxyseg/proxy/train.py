@@ -108,7 +108,7 @@ def train_proxy(train_pairs: Sequence[Pair], dev_pairs: Sequence[Pair], dictiona
     rt = Runtime.parse(runtime)
     out_dir, device, crop_frames = begin("proxy", "(teacher dump, spectrogram)", train_pairs, dev_pairs, out_dir,
                                          s, seed, rt)
-    train_ds = ProxyTrainCrops(train_pairs, crop_frames, s["input"], num_items=1, seed=seed)
+    train_ds = ProxyTrainCrops(train_pairs, crop_frames, s["input"], num_items=1, seed=seed, gain_db=s.gain_db)
     dev_ds = ProxyDevCrops(dev_pairs, crop_frames, s["input"])
     if (dev_ds.in_channels, dev_ds.n_freq) != (train_ds.in_channels, train_ds.n_freq):
         raise InputError(dev_ds.pairs[0][0], f"dev data have (C, F) = {(dev_ds.in_channels, dev_ds.n_freq)} "
