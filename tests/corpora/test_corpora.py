@@ -358,3 +358,16 @@ def test_per_domain_rows_beside_the_corpus_total(dihard, tmp_path):
     assert body[1][2] == "66.7"  # clinical speech F1: precision 1, recall 0.5
     assert set(pd.read_csv(tmp_path / "s.tsv", sep="\t", keep_default_na=False)["domain"]) == {"", "clinical",
                                                                                             "meeting"}
+
+
+def test_generic_audio_template_may_name_the_split(tmp_path, write_wav):
+    """`audio: "{split}/{uri}.wav"`: each split's recordings in a folder of its name (the template check
+    allowed {split}, and resolving used to fail on it with a KeyError)."""
+    for split in ("train", "test"):
+        write_wav(f"{split}/a_{split}.wav", seconds=1.0)
+        (tmp_path / f"{split}.rttm").write_text(f"SPEAKER a_{split} 1 0.10 0.50 <NA> <NA> spk1 <NA> <NA>\n")
+    spec = {"adapter": "generic", "labels": "speakers", "root": str(tmp_path), "audio": "{split}/{uri}.wav",
+            "splits": {s: {"rttm": f"{s}.rttm"} for s in ("train", "test")}}
+    for split in ("train", "test"):
+        source = resolve_split("c", spec, split)
+        assert source.uris == [f"a_{split}"] and source.audio[f"a_{split}"] == tmp_path / split / f"a_{split}.wav"

@@ -4,7 +4,6 @@ import json
 import logging
 
 import h5py
-import numpy as np
 import pandas as pd
 import pytest
 

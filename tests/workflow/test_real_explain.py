@@ -35,7 +35,7 @@ def test_real_config_meets_the_bars(tmp_path, kind):
     assert run.returncode == 0, run.stderr[-4000:]
     r = work / f"results-explain-{kind}"
     seg = pd.read_csv(r / "tables/segmentation.tsv", sep="\t")
-    seg = seg[(seg["corpus"] == "ami") & (seg["class"] == "speech") & seg["domain"].isna()] \\
+    seg = seg[(seg["corpus"] == "ami") & (seg["class"] == "speech") & seg["domain"].isna()] \
         if "domain" in seg.columns else seg[(seg["corpus"] == "ami") & (seg["class"] == "speech")]
     f1 = seg.set_index("system")["f1"]
     fid = pd.read_csv(r / "tables/fidelity.tsv", sep="\t")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -71,6 +72,15 @@ def portable_path(path):
         if rel != os.pardir and not rel.startswith(os.pardir + os.sep):
             return rel
     return text
+
+
+def file_sha256(path) -> str:
+    """sha256 of a file's bytes (hex), read in 1 MiB blocks: what fetched files are recorded by."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def provenance_json(**settings) -> str:

@@ -14,7 +14,6 @@ complete fetch; a killed fetch leaves hidden temporaries that the next one remov
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -27,6 +26,7 @@ from pathlib import Path
 
 from proxyseg.core.atomic import atomic_dir
 from proxyseg.core.errors import InputError
+from proxyseg.core.provenance import file_sha256
 
 log = logging.getLogger("proxyseg.corpora.debian")
 
@@ -66,13 +66,6 @@ def _run(cmd: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess
     log.info("running: %s%s", shlex.join(cmd), f" (in {cwd})" if cwd else "")
     return subprocess.run(cmd, cwd=cwd, check=True, capture_output=True, text=True)
 
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def licence_fields(tree: Path, package: str) -> list[str]:
@@ -137,7 +130,7 @@ def fetch_package(package: str, out_dir: str | os.PathLike, version: str | None 
             if control.get("Package") != package or (version is not None and control.get("Version") != version):
                 raise InputError(deb, f"the downloaded .deb is {control.get('Package')} {control.get('Version')}, "
                                       f"not the {spec} asked for")
-            record = {"package": package, "version": control["Version"], "deb": deb.name, "sha256": _sha256(deb),
+            record = {"package": package, "version": control["Version"], "deb": deb.name, "sha256": file_sha256(deb),
                       "licence": licence_fields(tree, package), "fetched_with": fetched_with}
         (tree / SOURCE_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     log.info("%s %s extracted into %s (licence: %s)", package, record["version"], out_dir,

@@ -9,7 +9,6 @@ the wheel alone (``pip download --no-deps``), copies the member out and records 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -22,6 +21,7 @@ from pathlib import Path
 
 from proxyseg.core.atomic import atomic_open, atomic_path
 from proxyseg.core.errors import InputError
+from proxyseg.core.provenance import file_sha256
 
 log = logging.getLogger("proxyseg.teacher.fetch")
 
@@ -41,13 +41,6 @@ def parse(spec: str) -> tuple[str, str] | None:
                                "pypi:whisperx==3.8.6:whisperx/assets/pytorch_model.bin")
     return requirement, member
 
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def fetch_wheel_file(requirement: str, member: str, out: str | os.PathLike) -> dict:
@@ -74,8 +67,8 @@ def fetch_wheel_file(requirement: str, member: str, out: str | os.PathLike) -> d
             with atomic_path(out) as part, zf.open(member) as src, open(part, "wb") as dst:
                 while block := src.read(1 << 20):
                     dst.write(block)
-        record = {"requirement": requirement, "wheel": wheel.name, "wheel_sha256": _sha256(wheel),
-                  "member": member, "sha256": _sha256(out), "bytes": out.stat().st_size}
+        record = {"requirement": requirement, "wheel": wheel.name, "wheel_sha256": file_sha256(wheel),
+                  "member": member, "sha256": file_sha256(out), "bytes": out.stat().st_size}
     with atomic_open(out.parent / (out.name + ".source.json")) as f:
         json.dump(record, f, indent=2)
     log.info("%s from %s (%s): %d bytes, sha256 %s", member, record["wheel"], requirement, record["bytes"],

@@ -248,7 +248,7 @@ def files_layout(corpus, split, spec, adapter, hint, labels, label_map_default, 
     audio = spec.get("audio") or defaults.get("audio")
     if not audio:
         raise corpus_error(corpus, split, "`audio` is required: the path template of a file's audio with {uri}")
-    audio = check_template(corpus, split, "audio", audio)
+    audio = check_template(corpus, split, "audio", audio).replace("{split}", split)
     if not is_template(audio):
         raise corpus_error(corpus, split, f"`audio` {audio!r} must contain {{uri}}")
     split_spec = {**({"list": defaults["list"]} if "list" in defaults else {}), **split_spec}
