@@ -305,10 +305,10 @@ def blackbox_checkpoint():
     return [c] if os.path.exists(c) else []
 
 
-def checkpoint_option():
-    """``--checkpoint PATH_OR_ID`` of the black box's commands ('' for Silero)."""
+def checkpoint_option(flag="--checkpoint"):
+    """``--checkpoint PATH_OR_ID`` of the black box's commands ('' for Silero); ``flag``: the option's name."""
     c = (blackbox_checkpoint() or [TEACHER["checkpoint"]])[0]
-    return f"--checkpoint {shlex.quote(c)}" if c else ""
+    return f"{flag} {shlex.quote(c)}" if c else ""
 
 
 def proxy_pairs(split):
@@ -379,7 +379,7 @@ def judge_inputs():
 
 def judge_options():
     if BLACKBOX:
-        return f"--teacher-kind {TEACHER['kind']} {checkpoint_option()}"
+        return f"--teacher-kind {TEACHER['kind']} {checkpoint_option('--teacher-checkpoint')}"
     wavlm = wavlm_model()
     return f"--teacher {R}/teacher/model.pt --wavlm {shlex.quote(wavlm)} --features {first_features()}"
 
@@ -388,7 +388,7 @@ def export_options():
     """What an exported model folder needs of its teacher: the WavLM and the teacher's fusion, or the
     black box to run beside the proxy."""
     if BLACKBOX:
-        return f"--blackbox {TEACHER['kind']} {checkpoint_option().replace('--checkpoint', '--blackbox-checkpoint')}"
+        return f"--blackbox {TEACHER['kind']} {checkpoint_option('--blackbox-checkpoint')}"
     return judge_options()
 
 
