@@ -67,3 +67,23 @@ def test_every_stage_has_help(capsys):
             main([stage, "--help"])
         assert e.value.code == 0
         assert "usage: proxyseg " + stage in capsys.readouterr().out
+
+
+def test_class_hours_table_has_a_row_per_split_that_exists(tmp_path):
+    """A corpus without a test split (unlabelled audio) gets no test row, and n/a marks unannotated classes."""
+    import pandas as pd
+
+    from proxyseg.core.tables import class_hours_table
+
+    rows = []
+    for corpus, splits, annotated in (("ami", ("train", "test"), True), ("prompts", ("train",), False)):
+        for split in splits:
+            path = tmp_path / f"{corpus}_{split}.tsv"
+            pd.DataFrame([{"corpus": corpus, "split": split, "class": c, "annotated": annotated,
+                           "hours": 0.5 if annotated else float("nan"), "scored_hours": 1.0, "files": 2}
+                          for c in ("speech", "overlap")]).to_csv(path, sep="\t", index=False)
+            rows.append(str(path))
+    wide = class_hours_table(rows, tmp_path / "hours.tsv", tmp_path / "hours.md")
+    assert list(zip(wide["corpus"], wide["split"])) == [("ami", "train"), ("ami", "test"), ("prompts", "train")]
+    table = (tmp_path / "hours.md").read_text().split("\n\n", 1)[1]
+    assert " nan " not in table and table.count("n/a") == 2

@@ -24,6 +24,7 @@ def class_hours_table(inputs: list[str], out_tsv, out_md) -> pd.DataFrame:
     wide = long.pivot_table(index=["corpus", "split"], columns="class", values="hours", sort=False, dropna=False)
     wide = wide.reindex(columns=[c for c in long["class"].unique()])
     totals = long.groupby(["corpus", "split"], sort=False)[["scored_hours", "files"]].first()
+    wide = wide[wide.index.isin(totals.index)]  # pivot_table crosses every corpus with every split
     wide = wide.join(totals).reset_index()
     with atomic_open(out_tsv) as f:
         long.to_csv(f, sep="\t", index=False)
