@@ -373,3 +373,28 @@ def test_segment_runs_a_black_box_beside_its_proxy(pipeline, tmp_path):
     segment_files(model, [pipeline["audio"] / "long.wav"], plain, device="cpu", report=False)
     with h5py.File(plain / "probs" / "long.h5") as h5:
         assert "teacher_probs" in h5
+
+
+@pytest.mark.browser
+def test_black_box_report_in_headless_chromium(pipeline, tmp_path):
+    """The report of a model distilled from Silero draws the black box's curve and the disagreements."""
+    import re
+
+    pytest.importorskip("silero_vad")
+    browser = _chromium()
+    root = pipeline["root"]
+    model = tmp_path / "model"
+    export_model(root / "proxy_spectrogram.pt", None, root / "dictionary.npz", None, pipeline["spec"], None, model,
+                 blackbox={"kind": "silero", "checkpoint": None})
+    out = tmp_path / "out"
+    segment_files(model, [pipeline["audio"] / "long.wav"], out, {c: 0.5 for c in CLASSES}, device="cpu")
+    page = out / "report" / "long.html"
+    data = json.loads(page.read_text().split('id="report-data">')[1].split("</script>")[0])
+    dom, console = _load(browser, page, tmp_path)
+    assert any(m.startswith("proxyseg report ready") for m in console), console
+    bad = [m for m in console if "Uncaught" in m or m.startswith("[console.error]") or m.startswith("[resource-error]")]
+    assert not bad, bad
+    assert data["teacher"]["disagree"]
+    assert len(re.findall(r'class="disagree"', dom)) == len(data["teacher"]["disagree"])
+    assert len(re.findall(r'stroke-dasharray="4 3"', dom)) == 1  # Silero knows one class: speech
+    assert "silero dashed, agreement F1" in dom
