@@ -80,13 +80,15 @@ def decisions_rttm(probs_h5: str | os.PathLike, out_rttm: str | os.PathLike, thr
     """
     import h5py
 
+    from proxyseg.teacher.blackbox import known_classes
+
     path = Path(probs_h5)
     if not path.is_file():
         raise InputError(path, "score file not found; run the inference stage first")
     segments: list[Segment] = []
     with h5py.File(path, "r", locking=False) as h5:
         # a black-box teacher and its proxies decide only the classes the teacher knows
-        known = json.loads(h5.attrs["known_classes"]) if "known_classes" in h5.attrs else list(CLASSES)
+        known = known_classes(h5)
         columns = [CLASSES.index(c) for c in known]
         for uri in h5:
             group = h5[uri]
