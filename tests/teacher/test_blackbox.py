@@ -159,6 +159,38 @@ def test_teacher_targets_are_confident_decisions():
     assert t.tolist() == [[1, -1, -1, 0], [-1, -1, -1, 1], [0, -1, -1, -1]]
 
 
+def test_one_reader_gives_labels_and_teacher_decisions_with_their_known_classes(tmp_path):
+    from proxyseg.core.frames import UNKNOWN
+    from proxyseg.dictionary.build import draw_segments, read_frame_targets
+    from proxyseg.explain.relevance import read_targets
+
+    labels = np.array([[1, UNKNOWN, 0, 0], [0, UNKNOWN, 1, 0]], dtype=np.int8)
+    with h5py.File(tmp_path / "targets.h5", "w") as h5:
+        h5.create_dataset("a", data=labels)
+    p = np.array([[0.95, np.nan, np.nan, 0.3], [0.2, np.nan, np.nan, 0.6]])
+    with h5py.File(tmp_path / "dump.h5", "w") as h5:
+        h5.create_dataset("a/logits", data=(np.log(p) - np.log1p(-p)).astype(np.float32))
+        h5.attrs["known_classes"] = json.dumps(["speech", "overlap"])
+    with h5py.File(tmp_path / "targets.h5") as h5:
+        source, read = read_frame_targets(h5, 0.9)
+    assert source == "labels" and read["a"][0].tolist() == labels.tolist()
+    assert read["a"][1].tolist() == [True, False, True, True]
+    with h5py.File(tmp_path / "dump.h5") as h5:
+        source, read = read_frame_targets(h5, 0.9)
+    assert source == "teacher" and read["a"][0].tolist() == [[1, -1, -1, -1], [-1, -1, -1, -1]]
+    assert read["a"][1].tolist() == [True, False, False, True]
+    # the explanations read decisions (p >= 0.5) through the same reader
+    assert read_targets(tmp_path / "dump.h5")["a"].tolist() == [[1, -1, -1, 0], [0, -1, -1, 1]]
+    assert read_targets(tmp_path / "targets.h5")["a"].tolist() == labels.tolist()
+    # and a dump given as labels (or labels as a dump) is named, not misread
+    with h5py.File(tmp_path / "spec.h5", "w") as h5:
+        h5.create_dataset("a", data=np.ones((2, 3), np.float16))
+    for material, path in (("labels", "dump.h5"), ("teacher", "targets.h5")):
+        with pytest.raises(InputError, match=path.replace(".", r"\.")):
+            draw_segments([(tmp_path / "spec.h5", tmp_path / path)], {"speech": 1}, 0.02, 4.0,
+                          np.random.default_rng(0), material=material)
+
+
 def test_dictionary_material_from_the_teachers_confident_frames(tmp_path):
     from proxyseg.dictionary.build import BACKGROUND, draw_segments
 

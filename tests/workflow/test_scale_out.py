@@ -47,20 +47,42 @@ def _config(workdir: Path) -> Path:
     return path
 
 
-def _snakemake(workdir: Path, *args: str, env=None, timeout: int = 900) -> subprocess.CompletedProcess:
+def _command(workdir: Path, *args: str, env=None) -> tuple[list[str], dict]:
     env = dict(env or os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
            *args, "--configfile", str(workdir / "config.yaml")]
+    return cmd, env
+
+
+def _snakemake(workdir: Path, *args: str, env=None, timeout: int = 900) -> subprocess.CompletedProcess:
+    cmd, env = _command(workdir, *args, env=env)
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
-def local_run(tmp_path_factory):
+def local_started(tmp_path_factory):
+    """The local reference run, started at once and left running: the Slurm run, which spends most of its
+    time waiting (job start-up, status polling), goes on beside it."""
     workdir = tmp_path_factory.mktemp("local")
     _config(workdir)
-    run = _snakemake(workdir, "--cores", "2")
-    assert run.returncode == 0, run.stderr[-4000:]
+    cmd, env = _command(workdir, "--cores", "2")
+    with open(workdir / "snakemake.log", "w") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True, env=env)
+    yield workdir, proc
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture(scope="module")
+def local_run(local_started):
+    workdir, proc = local_started
+    try:
+        proc.wait(timeout=900)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the local reference run did not finish in 900 s")
+    assert proc.returncode == 0, (workdir / "snakemake.log").read_text()[-4000:]
     return workdir
 
 
@@ -85,7 +107,7 @@ def cluster(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def slurm_run(cluster, tmp_path_factory):
+def slurm_run(cluster, local_started, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("onslurm")
     _config(workdir)
     started = time.monotonic()

@@ -64,6 +64,36 @@ def teacher_targets(logits: np.ndarray, confidence: float) -> np.ndarray:
     return out
 
 
+def read_frame_targets(handle: h5py.File, confidence: float,
+                       path=None) -> tuple[str, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """``(source, {uri: (targets, known)})``: frame targets ``(T, 4)`` int8 (1 active, 0 inactive,
+    ``UNKNOWN``) and the known classes (bool ``(4,)``) per URI, from either file that can say where a class
+    is (``source``):
+
+    * ``"labels"``: a harmonised ``targets.h5`` (one dataset per URI); known = annotated somewhere in the file;
+    * ``"teacher"``: a teacher dump or inference file (groups holding ``logits``,
+      :func:`proxyseg.proxy.data.dump_groups`): the teacher's decisions at ``confidence``
+      (:func:`teacher_targets`); known = its ``known_classes``.
+
+    The one reader of both, for the dictionary's material and the explanations' segments."""
+    from proxyseg.proxy.data import dump_groups
+    from proxyseg.teacher.blackbox import known_classes
+
+    groups = dump_groups(handle)
+    if groups:
+        names = set(known_classes(handle))
+        known = np.array([c in names for c in CLASSES])
+        return "teacher", {uri: (teacher_targets(g["logits"][()], confidence), known) for uri, g in groups.items()}
+    out = {}
+    for uri, obj in handle.items():
+        if not isinstance(obj, h5py.Dataset):
+            raise InputError(path or handle.filename, f"{uri!r} is neither frame targets nor a group holding "
+                                                      "logits: give targets.h5, a teacher dump or an inference file")
+        t = obj[()]
+        out[uri] = (t, (t != UNKNOWN).any(axis=0))
+    return "labels", out
+
+
 def _background(t: np.ndarray, known: np.ndarray) -> np.ndarray:
     """Frames where every known class is inactive (0): none of the classes, e.g. silence."""
     if not known.any():
@@ -101,28 +131,17 @@ def draw_segments(pairs, counts: dict[str, int], min_seconds: float, max_seconds
     try:
         targets, known = {}, {}
         for i, ((spec_path, target_path), (sh, th)) in enumerate(zip(pairs, handles)):
-            if material == "teacher":
-                from proxyseg.proxy.data import dump_groups
-                from proxyseg.teacher.blackbox import known_classes
-
-                groups = dump_groups(th)
-                names = set(known_classes(th))
-                if not groups:
-                    raise InputError(target_path, "no teacher logits: nmf material 'teacher' reads teacher dumps "
-                                                  "(teacher/dump/<corpus>/train.h5)")
-            else:
-                groups, names = {uri: th[uri] for uri in th}, None
-            for uri, data in groups.items():
+            source, read = read_frame_targets(th, confidence, target_path)
+            if material == "teacher" and source != "teacher":
+                raise InputError(target_path, "no teacher logits: nmf material 'teacher' reads teacher dumps "
+                                              "(teacher/dump/<corpus>/train.h5)")
+            if material == "labels" and source != "labels":
+                raise InputError(target_path, "this is a teacher dump, not labels: set nmf.material: teacher "
+                                              "or give labels/<corpus>/<split>/targets.h5")
+            for uri, (t, k) in read.items():
                 if uri not in sh:
                     raise InputError(spec_path, f"no spectrogram of {uri} (it has targets in {target_path})")
-                both = min(data["logits"].shape[0] if names is not None else data.shape[0], sh[uri].shape[0])
-                if names is not None:
-                    t = teacher_targets(data["logits"][:both], confidence)
-                    k = np.array([c in names for c in CLASSES])
-                else:
-                    t = data[:both]
-                    k = (t != UNKNOWN).any(axis=0)
-                targets[(i, uri)], known[(i, uri)] = t, k
+                targets[(i, uri)], known[(i, uri)] = t[:sh[uri].shape[0]], k
         pieces, summary = [], {}
         wanted = [(name, n, lambda t, key, c=CLASSES.index(name): t[:, c] == 1) for name, n in counts.items()]
         wanted.append((BACKGROUND, background, lambda t, key: _background(t, known[key])))

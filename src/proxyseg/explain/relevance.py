@@ -476,24 +476,15 @@ def select_segments(targets, segment_frames: int, per_class: int, rng=0, min_fra
 
 def read_targets(path) -> dict[str, np.ndarray]:
     """Frame targets ``(T, 4)`` int8 per URI: a harmonised ``targets.h5`` (the labels), or a teacher's
-    inference file or dump (groups holding ``logits``): then the teacher's decisions, ``p >= 0.5`` active,
-    NaN (a class a black-box teacher does not know) unknown. Explaining a black box on unlabelled audio
-    draws its segments where the black box decided the class."""
+    inference file or dump: then the teacher's decisions, ``p >= 0.5`` active, a class a black-box teacher
+    does not know unknown (:func:`proxyseg.dictionary.build.read_frame_targets`). Explaining a black box on
+    unlabelled audio draws its segments where the black box decided the class."""
     import h5py
 
-    from proxyseg.dictionary.build import teacher_targets
+    from proxyseg.dictionary.build import read_frame_targets
 
     with h5py.File(path, "r") as h5:
-        out = {}
-        for uri, obj in h5.items():
-            if isinstance(obj, h5py.Group):
-                if "logits" not in obj:
-                    raise InputError(path, f"group {uri!r} holds no logits: give targets.h5 or a teacher's "
-                                           "inference file")
-                out[uri] = teacher_targets(obj["logits"][()], 0.5)
-            else:
-                out[uri] = obj[()]
-    return out
+        return {uri: t for uri, (t, _) in read_frame_targets(h5, 0.5, path)[1].items()}
 
 
 def select_segments_across(targets_by_file: Mapping[str, object], segment_frames: int, per_class: int,
