@@ -100,9 +100,8 @@ def _stop_pid(pidfile: Path, comm: str, wait: float = 10.0) -> None:
 class LocalSlurm:
     """One controller and one compute node on this host, configured and logged under ``root``."""
 
-    def __init__(self, root: str | os.PathLike, cpus: int = VIRTUAL_CPUS):
+    def __init__(self, root: str | os.PathLike):
         self.root = Path(root).resolve()
-        self.cpus = int(cpus)
         self.conf = self.root / "slurm.conf"
         self.host = socket.gethostname().split(".")[0]
         self.started_munge = False
@@ -156,8 +155,8 @@ class LocalSlurm:
         # RealMemory above what slurmd detects makes the node INVAL ("Low RealMemory"): keep a margin.
         fields["RealMemory"] = str(max(1024, int(fields.get("RealMemory", "2048")) - 512))
         fields.pop("NodeName", None)
-        if self.cpus > int(fields.get("CPUs", "1")):  # one socket of self.cpus cores (config_overrides)
-            fields.update(CPUs=str(self.cpus), Boards="1", SocketsPerBoard="1", CoresPerSocket=str(self.cpus),
+        if VIRTUAL_CPUS > int(fields.get("CPUs", "1")):  # one socket of VIRTUAL_CPUS cores (config_overrides)
+            fields.update(CPUs=str(VIRTUAL_CPUS), Boards="1", SocketsPerBoard="1", CoresPerSocket=str(VIRTUAL_CPUS),
                           ThreadsPerCore="1")
         topo = " ".join(f"{k}={fields[k]}" for k in ("CPUs", "Boards", "SocketsPerBoard", "CoresPerSocket",
                                                        "ThreadsPerCore", "RealMemory") if k in fields)
