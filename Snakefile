@@ -29,6 +29,23 @@ include: "workflow/rules/explain.smk"
 include: "workflow/rules/segmenter.smk"
 
 
+# Rules that take seconds run where Snakemake runs, never as cluster jobs (a queued job would wait longer
+# than it works); fetch_debian too, as compute nodes often cannot reach the package mirror.
+localrules:
+    all,
+    class_hours,
+    fetch_debian,
+    gather_features,
+    decide,
+    score,
+    segmentation_table,
+    fidelity,
+    fidelity_table,
+    faithfulness_table,
+    groundtruth_table,
+    saliency_table,
+
+
 rule all:
     input:
         all_outputs(),

@@ -144,7 +144,8 @@ def cmd_fetch_checkpoint(a):
 def cmd_spectrograms(a):
     from proxyseg.dictionary.spectrogram_cache import cache_spectrograms
 
-    cache_spectrograms(a.manifest, a.out, n_fft=a.settings.n_fft, win_length=a.settings.win_length)
+    cache_spectrograms(a.manifest, a.out, n_fft=a.settings.n_fft, win_length=a.settings.win_length,
+                       level_db=a.settings.level_db)
 
 
 def cmd_pretrain_nmf(a):
@@ -157,7 +158,7 @@ def cmd_train_proxy(a):
     from proxyseg.proxy.train import train_proxy
 
     train_proxy(_pairs(a.train, "--train"), _pairs(a.dev, "--dev"), a.dictionary, a.out_dir, a.settings, a.seed,
-                a.runtime)
+                a.runtime, _pairs(a.calibrate, "--calibrate") if a.calibrate else (), a.inference, a.threshold)
 
 
 def cmd_infer(a):
@@ -464,6 +465,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", required=True)
     p.add_argument("--seed", type=int, default=0)
     settings(p, "the proxy's settings (proxy_defaults merged with its entry in proxies)", S.Proxy, runtime=True)
+    p.add_argument("--calibrate", nargs="+", metavar="H5",
+                   help="with the setting calibrate: pairs DUMP.h5 SPECTROGRAMS.h5 to calibrate the decisions on")
+    p.add_argument("--threshold", type=float, default=S.Scoring.threshold,
+                   help="the scoring threshold the calibrated proxy decides at")
+    section(p, S.Inference, "the inference section (window step, aggregation) calibration infers with")
 
     p = stage("infer", cmd_infer, "Frame probabilities of the teacher (from its dump) or of a proxy (--checkpoint).")
     p.add_argument("--dump", required=True, help="teacher dump HDF5 of the split")

@@ -136,6 +136,9 @@ class Spectrogram(Settings):
     SECTION: ClassVar[str] = "spectrogram"
     n_fft: int = setting(512, ge=16)
     win_length: int = setting(400, ge=16)
+    # None: the raw level (the paper's); a number: every file brought to that level (dBFS of its loud 20 ms
+    # blocks, dictionary.spectrogram.level_gain) before the proxy's spectrogram
+    level_db: float | None = setting(None, le=0)
 
     def check(self):
         if self.win_length > self.n_fft:
@@ -182,10 +185,16 @@ class Proxy(Training):
     # [lo, hi] dB: each training crop's spectrogram at a random level (X' = log(1 + g^2 (e^X - 1))), the
     # teacher's target unchanged: for a level-robust black box on corpora of very different levels; None: off
     gain_db: list[float] | None = setting(None)
+    # the classes whose bias is shifted after training so that the proxy decides like its teacher (at the
+    # scoring threshold) on the dev splits of the scored corpora (proxyseg.proxy.calibrate); []: the paper's
+    calibrate: list[str] = setting([])
 
     PSI: ClassVar[tuple] = Training.TCN
 
     def check(self):
+        unknown = sorted(set(self.calibrate) - set(CLASSES))
+        if unknown:
+            raise self.invalid(f"calibrate: {unknown} are not classes; choose among {list(CLASSES)}")
         if self.gain_db is not None:
             if len(self.gain_db) != 2 or self.gain_db[0] > self.gain_db[1]:
                 raise self.invalid(f"gain_db: {self.gain_db} must be [lo, hi] in dB with lo <= hi")

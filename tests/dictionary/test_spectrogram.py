@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from proxyseg.core.frames import HOP, WIN, num_frames
-from proxyseg.dictionary.spectrogram import frame_layout, istft, log_power_spectrogram, stft, stft_frequencies
+from proxyseg.dictionary.spectrogram import (block_powers, frame_layout, istft, level_gain, log_power_spectrogram, scaled,
+                                              stft, stft_frequencies)
 
 SETTINGS = [(512, 400), (1024, 1024)]
 
@@ -102,3 +103,56 @@ def test_istft_batched_and_masked_is_bounded():
     z = istft(S * mask, 8000)
     assert torch.isfinite(z).all()
     assert z.abs().max() < 50 * x.abs().max()
+
+
+def _bursts(level_db, seconds=3.0, on=0.3, seed=0):
+    """Noise bursts at ``level_db`` dBFS (mean square) for ``on`` of the time, silence between."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * 16000)
+    x = rng.standard_normal(n) * 10 ** (level_db / 20)
+    x[(np.arange(n) // 3200) % 10 >= 10 * on] = 0.0
+    return x.astype(np.float32)
+
+
+def test_level_gain_brings_the_loud_part_to_the_asked_level():
+    """spectrogram.level_db: a file's loud part (not its silences) ends at the asked level, whatever its own."""
+    for own in (-45.0, -12.0):
+        x = _bursts(own)
+        g = level_gain(block_powers(x), -15.0)
+        assert abs(20 * np.log10(g) - (-15.0 - own)) < 1.0  # 70 % silence does not pull the level down
+        loud = np.percentile(block_powers(scaled(x, g)), 95)
+        assert abs(10 * np.log10(loud) + 15.0) < 1e-3
+    assert level_gain(block_powers(_bursts(-30.0)), None) == 1.0  # the paper's: the raw level
+    assert level_gain(block_powers(np.zeros(16000, np.float32)), -15.0) == 1.0  # silence stays silence
+    assert level_gain(np.zeros(0), -15.0) == 1.0
+    assert abs(20 * np.log10(level_gain(block_powers(_bursts(-90.0)), -15.0)) - 40.0) < 1e-9  # at most +40 dB
+    x = _bursts(-20.0)
+    assert scaled(x, 1.0) is x and scaled(x, 2.0).dtype == np.float32
+
+
+def test_spectrogram_cache_at_one_level_is_blind_to_recording_gain(tmp_path):
+    """With level_db a recording and a copy 25 dB softer give the proxy the same X; without, they do not."""
+    import h5py
+    import pandas as pd
+    import soundfile as sf
+
+    from proxyseg.dictionary.spectrogram_cache import cache_spectrograms
+
+    x = _bursts(-20.0, seed=1)
+    rows = []
+    for uri, gain in (("loud", 1.0), ("soft", 10 ** (-25 / 20))):
+        sf.write(str(tmp_path / f"{uri}.wav"), x * gain, 16000, subtype="FLOAT")
+        rows.append({"uri": uri, "audio": str(tmp_path / f"{uri}.wav"), "num_frames": num_frames(len(x))})
+    pd.DataFrame(rows).to_csv(tmp_path / "m.tsv", sep="\t", index=False)
+    for level, out in ((-15.0, tmp_path / "level.h5"), (None, tmp_path / "raw.h5")):
+        cache_spectrograms(tmp_path / "m.tsv", out, level_db=level)
+        with h5py.File(out) as h5:
+            loud, soft = h5["loud"][()].astype(np.float32), h5["soft"][()].astype(np.float32)
+            gains = h5["loud"].attrs["gain"], h5["soft"].attrs["gain"]
+            if level is None:
+                assert gains == (1.0, 1.0) and "level_db" not in h5.attrs
+                assert np.abs(loud - soft).max() > 1.0
+            else:
+                assert h5.attrs["level_db"] == -15.0
+                assert abs(20 * np.log10(gains[1] / gains[0]) - 25.0) < 1e-3
+                np.testing.assert_allclose(soft, loud, atol=0.02, rtol=0.01)  # float16, float32 rounding

@@ -430,6 +430,12 @@ def test_masked_audio_log_domain():
     assert np.linalg.norm(lin - y) > 0.05 * np.linalg.norm(y)
     with pytest.raises(ValueError, match="mask domain"):
         ex.masked_audio(x, part, domain="mel")
+    # spectrogram.level_db: the mask takes its fraction of the X the proxy saw (the file at gain g), and
+    # the explanation keeps the file's own level
+    g = 10 ** (18 / 20)
+    np.testing.assert_allclose(ex.masked_audio(x, part, domain="log", level_gain=g),
+                               ex.masked_audio(g * x, part, domain="log") / g, atol=1e-5)
+    np.testing.assert_allclose(ex.masked_audio(x, part, domain="linear", level_gain=g), lin, atol=1e-6)
 
 
 def test_explain_stage_log_domain_setting(tmp_path):

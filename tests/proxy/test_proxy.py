@@ -363,6 +363,53 @@ def test_training_writes_outputs_and_dev_loss_decreases(tmp_path, pairs, inp, mo
         assert np.allclose(model.W.norm(dim=0).detach().numpy(), 1, atol=1e-5)
 
 
+def test_best_thresholds_find_where_a_hedging_proxy_agrees_with_its_teacher():
+    """A proxy whose speech probability sits 0.25 below its teacher's agrees with it best at about 0.25;
+    a class left out is not touched; a proxy already in agreement keeps the scoring threshold."""
+    from proxyseg.proxy.calibrate import best_thresholds
+
+    rng = np.random.default_rng(0)
+    teacher = rng.random((4000, 4))
+    hedging = np.clip(teacher - 0.25, 0, 1)
+    got = best_thresholds(teacher, hedging, ["speech", "music"], 0.5)
+    assert set(got) == {"speech", "music"}
+    assert abs(got["speech"]["threshold"] - 0.25) <= 0.01 and got["speech"]["agreement"] > 0.99
+    assert got["speech"]["agreement_before"] < 0.8
+    assert best_thresholds(teacher, teacher, ["speech"], 0.5)["speech"]["threshold"] == 0.5
+
+
+def test_calibrated_training_shifts_only_the_named_biases(tmp_path, pairs):
+    """calibrate: [speech, music]: the checkpoint is the uncalibrated one but for those biases, shifted as
+    train.json records; on the calibration files the proxy then agrees with the teacher as recorded."""
+    from proxyseg.evaluate.scoring import frame_f1
+
+    train, dev, npz = pairs
+    settings = {**SMALL, "max_epochs": 2, "input": "spectrogram", "alpha": 1.0}
+    train_proxy(train, dev, npz, tmp_path / "plain", settings, seed=3)
+    rec = train_proxy(train, dev, npz, tmp_path / "cal", {**settings, "calibrate": ["speech", "music"]}, seed=3,
+                      calibration_pairs=dev)
+    plain = torch.load(tmp_path / "plain" / "model.pt", weights_only=False)["state_dict"]
+    cal = torch.load(tmp_path / "cal" / "model.pt", weights_only=False)["state_dict"]
+    classes = rec["calibration"]["classes"]
+    assert set(classes) == {"speech", "music"} and rec["calibration"]["frames"] == 350
+    assert all(torch.equal(plain[k], cal[k]) for k in plain if k != "theta.bias")
+    shift = (cal["theta.bias"] - plain["theta.bias"]).numpy()
+    np.testing.assert_allclose(shift, [classes["speech"]["bias_shift"], 0, classes["music"]["bias_shift"], 0],
+                               atol=1e-6)
+    infer_proxy(tmp_path / "cal" / "model.pt", *dev[0], tmp_path / "cal.h5")
+    with h5py.File(tmp_path / "cal.h5") as inf, h5py.File(dev[0][0]) as dump:
+        p = np.concatenate([inf[u]["probs"][:, 0] for u in sorted(inf)])
+        t = np.concatenate([dump[u]["logits"][:, 0] for u in sorted(inf)])
+    assert abs(frame_f1(p >= 0.5, t >= 0) - classes["speech"]["agreement_after"]) < 1e-9
+    assert json.loads((tmp_path / "cal" / "train.json").read_text())["calibration"]["classes"] == classes
+    assert rec["calibration"] is not None and train_proxy(
+        train, dev, npz, tmp_path / "plain2", settings, seed=3)["calibration"] is None
+    with pytest.raises(InputError, match="calibrate needs"):
+        train_proxy(train, dev, npz, tmp_path / "x", {**settings, "calibrate": ["speech"]}, seed=3)
+    with pytest.raises(InputError, match="not classes"):
+        proxy_settings({"calibrate": ["laughter"]})
+
+
 def test_cosine_schedule_decays_lr_to_zero(tmp_path, pairs):
     train, dev, npz = pairs
     rec = train_proxy(train, dev, npz, tmp_path / "cos", {**SMALL, "lr_schedule": "cosine"}, seed=0)

@@ -21,7 +21,7 @@ from proxyseg.proxy.model import Proxy
 from proxyseg.segmenter.export import export_model, load_settings
 from proxyseg.segmenter.run import collect_audio, parse_thresholds, segment_files
 from proxyseg.segmenter.stream import AudioReader, spectrogram_range, stream_window_average
-from proxyseg.dictionary.spectrogram import log_power_spectrogram
+from proxyseg.dictionary.spectrogram import block_powers, log_power_spectrogram
 from proxyseg.dictionary.spectrogram_cache import cache_spectrograms
 from proxyseg.teacher.dump import dump_teacher, sliding_window_average
 from proxyseg.teacher.model import Teacher
@@ -185,6 +185,29 @@ def test_segment_reproduces_workflow_probabilities(pipeline, inp, tmp_path):
     rttm = read_rttm(tmp_path / "segments.rttm")
     assert set(rttm) <= {"long", "other_rate"}
     assert not list(tmp_path.glob(".tmp/*"))
+
+
+def test_segment_brings_new_audio_to_the_level_the_proxy_was_trained_at(pipeline, tmp_path):
+    """spectrogram.level_db: the model folder records it and segment scales each file as the cache did
+    (its gain from the whole file, read in pieces), so the probabilities are the workflow's."""
+    root = pipeline["root"]
+    reader = AudioReader(pipeline["audio"] / "long.wav")
+    np.testing.assert_array_equal(reader.block_powers(blocks_per_read=7), block_powers(load_audio(reader.path)))
+    spec = tmp_path / "spec_level.h5"
+    cache_spectrograms(root / "manifest.tsv", spec, level_db=-30.0)
+    infer_proxy(root / "proxy_spectrogram.pt", root / "dump.h5", spec, tmp_path / "infer.h5", device="cpu")
+    export_model(root / "proxy_spectrogram.pt", root / "teacher.pt", root / "dictionary.npz", None, spec, None,
+                 tmp_path / "model")
+    assert load_settings(tmp_path / "model")["spectrogram"]["level_db"] == -30.0
+    assert load_settings(root / "model_spectrogram")["spectrogram"]["level_db"] is None
+    segment_files(tmp_path / "model", [pipeline["audio"]], tmp_path / "out", device="cpu", report=False)
+    with h5py.File(tmp_path / "infer.h5") as ref, h5py.File(spec) as cache, \
+            h5py.File(root / "infer_spectrogram.h5") as raw:
+        for uri in ("long", "other_rate"):
+            with h5py.File(tmp_path / "out" / "probs" / f"{uri}.h5") as got:
+                assert abs(got.attrs["gain"] - cache[uri].attrs["gain"]) < 1e-3 * cache[uri].attrs["gain"]
+                np.testing.assert_allclose(got["probs"][()], ref[uri]["probs"][()], atol=5e-3)
+            assert np.abs(ref[uri]["probs"][()] - raw[uri]["probs"][()]).max() > 0.01  # the level mattered
 
 
 def test_segment_cli_report_and_resume(pipeline, tmp_path, capsys):

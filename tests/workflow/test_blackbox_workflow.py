@@ -42,6 +42,9 @@ def _config(workdir: Path, kind: str) -> dict:
                      "segments": {"speech": 4, "music": 0, "noise": 0, "overlap": 0}}
     config["proxies"] = {"spec_fixedW": {"input": "spectrogram", "dictionary": "fixed"}}
     config["features"] = {"model": "untrained-demo"}
+    if kind == "silero":  # as config/explain_silero.yaml: one level, speech decisions calibrated
+        config["spectrogram"] = {"level_db": -15.0}
+        config["proxy_defaults"] = {**config.get("proxy_defaults", {}), "calibrate": ["speech"]}
     return config
 
 
@@ -78,3 +81,14 @@ def test_workflow_explains_a_black_box(tmp_path, kind):
     assert settings["blackbox"]["kind"] == kind and settings["blackbox"]["classes"] == known
     assert (r / "export/spec_fixedW/blackbox.bin").is_file() == (kind == "pyannote")
     assert not (r / "tables/saliency.md").exists()
+    level = {"silero": -15.0, "pyannote": None}[kind]
+    assert settings["spectrogram"]["level_db"] == level  # segment scales new audio as training did
+    with h5py.File(r / "spectrograms/unlabelled/train.h5") as spec:
+        assert all((spec[u].attrs["gain"] == 1.0) == (level is None) for u in spec)
+    calibration = json.loads((r / "proxies/spec_fixedW/train.json").read_text())["calibration"]
+    if kind == "silero":  # on the dev split of the scored corpus (demo_meeting), not on the folder corpus
+        assert set(calibration["classes"]) == {"speech"}
+        assert calibration["pairs"] == [["results/teacher/dump/demo_meeting/dev.h5",
+                                         "results/spectrograms/demo_meeting/dev.h5"]]
+    else:
+        assert calibration is None

@@ -67,6 +67,29 @@ def generated_folder(path):
     return plan.generated_folder(path, R, names)
 
 
+def calibration_pairs(proxy):
+    """DUMP.h5 SPECTROGRAMS.h5 of the scored corpora's dev splits, for a proxy that calibrates classes."""
+    if not plan.proxy_settings(config, proxy)["calibrate"]:
+        return []
+    corpora = [c for c in SCORED if "dev" in CORPORA[c]["splits"]]
+    if not corpora:
+        raise WorkflowError(
+            f"config proxies.{proxy}: calibrate needs a dev split in a scored corpus "
+            f"({', '.join(SCORED) or 'none is scored'}): it calibrates on their dev splits"
+        )
+    return [p for c in corpora for p in (teacher_dump(c, "dev"), spectrograms(c, "dev"))]
+
+
+def calibration_options(wildcards, input):
+    """The train-proxy options of calibration; none without it (its settings then rerun nothing)."""
+    if not input.calibrate:
+        return ""
+    return (
+        f"--calibrate {' '.join(input.calibrate)} --inference {shlex.quote(as_json(INFERENCE))} "
+        f"--threshold {SCORING['threshold']}"
+    )
+
+
 def _generated_corpus(spec):
     """A corpus whose files a job of this workflow writes: that job's output folder (its files do not
     exist yet)."""

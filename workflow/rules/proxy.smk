@@ -7,6 +7,7 @@ rule train_proxy:
         train=proxy_pairs("train"),
         dev=proxy_pairs("dev"),
         dictionary=lambda wildcards: dictionary_path(wildcards.proxy),
+        calibrate=lambda wildcards: calibration_pairs(wildcards.proxy),
     output:
         model=f"{R}/proxies/{{proxy}}/model.pt",
         curve=f"{R}/proxies/{{proxy}}/curve.tsv",
@@ -23,6 +24,7 @@ rule train_proxy:
         runtime=runtime_param(),
         seed=config["seed"],
         out_dir=lambda wildcards, output: os.path.dirname(output.model),
+        calibration=calibration_options,
     priority: CRITICAL_PATH
     threads: 1  # small model: two 1-thread proxies in parallel beat one 2-thread proxy (1.47x per thread pair)
     resources:
@@ -38,7 +40,7 @@ rule train_proxy:
     shell:
         "proxyseg --threads {threads} train-proxy --train {input.train} --dev {input.dev} "
         "--dictionary {input.dictionary} --out-dir {params.out_dir} --seed {params.seed} "
-        "--settings {params.settings:q} --runtime {params.runtime:q} > {log} 2>&1"
+        "--settings {params.settings:q} --runtime {params.runtime:q} {params.calibration} > {log} 2>&1"
 
 
 rule infer_proxy:

@@ -221,6 +221,7 @@ def faithfulness_rows(checkpoint, items, settings: Faithfulness | dict | None = 
                         t0 = start / FRAME_RATE
                         x = load_audio(audio[uri], t0, t0 + (frames - 1) / FRAME_RATE + WIN / SAMPLE_RATE)
                         row.update(_teacher_level(judge, x, Wpos, H, sets, c, domain=e.mask_domain,
+                                                  level_gain=float(sp[uri].attrs.get("gain", 1.0)),
                                                   **stft_settings))
                         judged += 1
                     rows.append(row)
@@ -228,10 +229,11 @@ def faithfulness_rows(checkpoint, items, settings: Faithfulness | dict | None = 
 
 
 def _teacher_level(judge: TeacherJudge, x: np.ndarray, W: np.ndarray, H: np.ndarray, sets, c: int,
-                   n_fft: int, win_length: int, domain: str = "linear") -> dict:
+                   n_fft: int, win_length: int, domain: str = "linear", level_gain: float = 1.0) -> dict:
     """Resynthesise the segment without each component set's part and ask the teacher again; also the
     explanation alone (relevant part kept) for L-MAC's AD and AI. ``domain``: what the mask takes a
-    fraction of (:func:`proxyseg.explain.relevance.mask_gain`)."""
+    fraction of (:func:`proxyseg.explain.relevance.mask_gain`), of the X the proxy saw (``level_gain``, the
+    file's spectrogram.level_db gain); the teacher hears the audio at the file's own level."""
     spec = stft(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), n_fft=n_fft, win_length=win_length)
     if spec.shape[0] != W.shape[0]:
         raise ValueError(f"the spectrogram settings (n_fft {n_fft}) give {spec.shape[0]} bins but the proxy's "
@@ -241,7 +243,7 @@ def _teacher_level(judge: TeacherJudge, x: np.ndarray, W: np.ndarray, H: np.ndar
     kinds = [kind for kind, comp_sets in sets.items() for _ in comp_sets]
     masks = [ex.explanation_mask(W, H, comps) for comp_sets in sets.values() for comps in comp_sets]
     keep = [np.ones_like(masks[0])] + [1.0 - m for m in masks] + [masks[kinds.index("relevant")]]
-    mag = spec.abs().double()
+    mag = spec.abs().double() * float(level_gain)
     gains = torch.stack([ex.mask_gain(mag, torch.from_numpy(k), domain) for k in keep]).float()
     length = HOP * (T - 1) + WIN if T else 0
     wavs = istft(spec[None] * gains, length=length, n_fft=n_fft, win_length=win_length).numpy()

@@ -53,7 +53,8 @@ def _segment(items, key: str, start: int, frames: int):
         H = inf[uri]["H"][start:start + frames].astype(np.float32).T  # (K, t)
         probs = inf[uri]["probs"][start:start + frames]
         X = spec[uri][start:start + frames].astype(np.float32).T  # (F, t)
-    return uri, H, probs, X
+        gain = float(spec[uri].attrs.get("gain", 1.0))  # spectrogram.level_db's, 1.0 at the raw level
+    return uri, H, probs, X, gain
 
 
 def _audio_paths(items) -> dict[str, str]:
@@ -70,7 +71,7 @@ def _audio_paths(items) -> dict[str, str]:
 
 
 def write_listenable(path_wav, samples, W, H, components, n_fft: int, win_length: int,
-                     mask_domain: str = "linear") -> Path:
+                     mask_domain: str = "linear", level_gain: float = 1.0) -> Path:
     """Write the listenable explanation ``path_wav`` and its residual ``<stem>_residual.wav`` (16 kHz):
     masks ``M`` and ``1 - M`` of the relevant components (non-negative part of W) in ``mask_domain``."""
     import soundfile as sf
@@ -79,7 +80,8 @@ def write_listenable(path_wav, samples, W, H, components, n_fft: int, win_length
     path_wav = Path(path_wav)
     residual = path_wav.with_name(path_wav.stem + "_residual.wav")
     for path, m in ((path_wav, mask), (residual, 1.0 - mask)):
-        y = np.clip(ex.masked_audio(samples, m, n_fft, win_length, domain=mask_domain), -1.0, 1.0)
+        y = np.clip(ex.masked_audio(samples, m, n_fft, win_length, domain=mask_domain, level_gain=level_gain),
+                    -1.0, 1.0)
         with atomic_path(path) as tmp:
             sf.write(str(tmp), y, SAMPLE_RATE, subtype="PCM_16", format="WAV")
     return residual
@@ -112,7 +114,7 @@ def explain_proxy(checkpoint, items, out_dir, settings: Explain | dict | None, s
     written = []
     for name in CLASSES:
         for n, (key, start) in enumerate(chosen.get(name, [])):
-            uri, H, probs, X = _segment(local_items, key, start, local_frames)
+            uri, H, probs, X, gain = _segment(local_items, key, start, local_frames)
             r = ex.local_relevance(H, theta)
             comps = ex.relevant_components(r, s["tau"])[name]
             path = out_dir / "local" / f"{name}_{n}.png"
@@ -126,7 +128,7 @@ def explain_proxy(checkpoint, items, out_dir, settings: Explain | dict | None, s
                 t0 = start * HOP / SAMPLE_RATE
                 samples = load_audio(audio[key], t0, t0 + (HOP * (H.shape[1] - 1) + WIN) / SAMPLE_RATE)
                 wav = path.with_suffix(".wav")
-                residual = write_listenable(wav, samples, W, H, comps, n_fft, win_length, s["mask_domain"])
+                residual = write_listenable(wav, samples, W, H, comps, n_fft, win_length, s["mask_domain"], gain)
                 record.update(audio=str(wav), residual=str(residual))
             written.append(record)
 
@@ -137,7 +139,7 @@ def explain_proxy(checkpoint, items, out_dir, settings: Explain | dict | None, s
     acc = ex.PrototypeAccumulator(W.shape[1])
     for name in CLASSES:
         for key, start in pool.get(name, []):
-            _, H, _, _ = _segment(items, key, start, proto_frames)
+            _, H, _, _, _ = _segment(items, key, start, proto_frames)
             acc.add_segment(H, theta, [name])
     counts = acc.counts_by_class()
     short = {c: n for c, n in counts.items() if 0 < n < s["prototype_segments"]}

@@ -257,14 +257,17 @@ def explanation_mask(W, H, components, eps: float = 1e-8) -> np.ndarray:
     return part / (full + eps)
 
 
-def masked_audio(samples, mask, n_fft: int = 512, win_length: int = 400, domain: str = "linear") -> np.ndarray:
+def masked_audio(samples, mask, n_fft: int = 512, win_length: int = 400, domain: str = "linear",
+                 level_gain: float = 1.0) -> np.ndarray:
     """Listenable explanation: apply ``mask`` (F x T, values in [0, 1]) to the STFT of ``samples``, keep
     the original phase and invert (``proxyseg.dictionary.spectrogram.stft`` / ``istft``, same framing as ``X``).
 
     ``domain`` (:data:`MASK_DOMAINS`, module docstring): ``"linear"`` scales the magnitude, ``|S| M``;
     ``"log"`` scales the log-power spectrogram ``X = log(1 + |S|²)`` and resynthesises the magnitude
     ``sqrt(exp(M X) - 1)`` (L2I). Both give the input back for ``M = 1`` and silence for ``M = 0``.
-    Returns float32 samples of the same length as ``samples``.
+    ``level_gain``: the file's gain before the proxy's spectrogram (``spectrogram.level_db``; the cache's
+    ``gain`` attribute), so a ``"log"`` mask takes its fraction of the X the proxy saw; the audio keeps the
+    file's own level. Returns float32 samples of the same length as ``samples``.
     """
     import torch
 
@@ -277,7 +280,7 @@ def masked_audio(samples, mask, n_fft: int = 512, win_length: int = 400, domain:
     m = torch.as_tensor(_np(mask, "mask", 2), dtype=torch.float64)
     if tuple(m.shape) != tuple(spec.shape):
         raise ValueError(f"mask is {tuple(m.shape)} but the STFT of the samples is {tuple(spec.shape)}")
-    gain = mask_gain(spec.abs().double(), m, domain)
+    gain = mask_gain(spec.abs().double() * float(level_gain), m, domain)
     y = istft(spec * gain.float(), length=x.shape[0], n_fft=n_fft, win_length=win_length)
     return y.numpy().astype(np.float32)
 

@@ -30,8 +30,9 @@ import torch
 from proxyseg.core.errors import InputError
 from proxyseg.core.frames import CLASSES, FRAME_RATE
 from proxyseg.core.provenance import portable_path, provenance
+from proxyseg.settings import Inference, Runtime, Scoring
 from proxyseg.settings import Proxy as ProxySettings
-from proxyseg.settings import Runtime
+from proxyseg.proxy.calibrate import calibrate
 from proxyseg.proxy.data import Pair, ProxyDevCrops, ProxyTrainCrops
 from proxyseg.proxy.loss import distillation_loss
 from proxyseg.proxy.model import Proxy
@@ -101,11 +102,19 @@ def _dictionary_stats(model: Proxy, w0: torch.Tensor) -> dict:
 
 def train_proxy(train_pairs: Sequence[Pair], dev_pairs: Sequence[Pair], dictionary_npz: str | os.PathLike,
                 out_dir: str | os.PathLike, settings: ProxySettings | dict | None = None, seed: int = 0,
-                runtime: Runtime | dict | None = None) -> dict:
+                runtime: Runtime | dict | None = None, calibration_pairs: Sequence[Pair] = (),
+                inference: Inference | dict | None = None, threshold: float = Scoring.threshold) -> dict:
     """Distil the teacher into an NMF proxy on (dump.h5, spectrogram.h5) pairs; early stopping on the dev
-    total loss. Returns the ``train.json`` record. Same seed and data give the same checkpoint on CPU."""
+    total loss. Returns the ``train.json`` record. Same seed and data give the same checkpoint on CPU.
+
+    With the setting ``calibrate`` (a list of classes), the best weights' biases of those classes are then
+    shifted on ``calibration_pairs`` (the dev splits of the scored corpora), inferred with ``inference``'s
+    window settings, to decide like the teacher at ``threshold`` (:mod:`proxyseg.proxy.calibrate`)."""
     s = proxy_settings(settings)
     rt = Runtime.parse(runtime)
+    if s.calibrate and not calibration_pairs:
+        raise InputError(None, "calibrate needs the dev splits of the scored corpora (--calibrate "
+                               "DUMP.h5 SPECTROGRAMS.h5 ...); the workflow passes them when a scored corpus has one")
     out_dir, device, crop_frames = begin("proxy", "(teacher dump, spectrogram)", train_pairs, dev_pairs, out_dir,
                                          s, seed, rt)
     train_ds = ProxyTrainCrops(train_pairs, crop_frames, s["input"], num_items=1, seed=seed, gain_db=s.gain_db)
@@ -148,6 +157,11 @@ def train_proxy(train_pairs: Sequence[Pair], dev_pairs: Sequence[Pair], dictiona
         loop.fit(s["max_epochs"], loop.epochs(train_loader, batch_loss),
                  lambda scored: evaluate(scored, dev_loader, device, s), s["patience"], resume)
     best_model = loop.best_model("check the dev dump and spectrograms")
+    calibration = None
+    if s.calibrate:
+        inf = Inference.parse(inference)
+        loop.best_state, calibration = calibrate(loop.best_state, hparams, calibration_pairs, out_dir, s.calibrate,
+                                                 threshold, inf.step, inf.aggregate, str(device))
     record = {
         **loop.summary(),
         "settings": s.as_dict(),
@@ -163,6 +177,7 @@ def train_proxy(train_pairs: Sequence[Pair], dev_pairs: Sequence[Pair], dictiona
         "dictionary_npz": portable_path(dictionary_npz),
         "dictionary": _dictionary_stats(best_model, w_init),
         "seconds": loop.elapsed,
+        "calibration": calibration,
         "provenance": prov,
     }
     write_outputs(out_dir, loop, record, hparams, prov, CURVE_COLUMNS,

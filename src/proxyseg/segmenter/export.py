@@ -70,7 +70,8 @@ def export_model(proxy_pt, teacher_pt, dictionary_npz, features_h5, spectrograms
         "proxy": {"file": "proxy.pt", "window_frames": window, "step_frames": max(1, round(window * step_fraction)),
                   "components": int(hp["components"]), "dictionary_mode": hp.get("dictionary", hp.get("mode"))},
         "dictionary": "dictionary.npz",
-        "spectrogram": {"n_fft": int(spec["n_fft"]), "win_length": int(spec["win_length"])},
+        "spectrogram": {"n_fft": int(spec["n_fft"]), "win_length": int(spec["win_length"]),
+                        "level_db": spec.get("level_db")},  # None: the raw level
         "aggregate": agg.check(aggregate),
         "threshold": float(threshold),
         "tau": float(tau),

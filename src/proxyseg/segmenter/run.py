@@ -55,6 +55,7 @@ from proxyseg.segmenter.export import load_settings
 from proxyseg.settings import Scoring
 from proxyseg.segmenter.report import inside
 from proxyseg.segmenter.stream import AudioReader, spectrogram_range, stream_window_average
+from proxyseg.dictionary.spectrogram import level_gain, scaled
 
 log = logging.getLogger("proxyseg.segment")
 
@@ -191,6 +192,8 @@ class Segmenter:
         self.theta = self.proxy.theta.weight.detach().float().cpu().numpy()[:, :, 0]
         self.n_fft = int(s["spectrogram"]["n_fft"])
         self.win_length = int(s["spectrogram"]["win_length"])
+        # folders exported before spectrogram.level_db existed have no key: the raw level, as they were trained
+        self.level_db = s["spectrogram"].get("level_db")
         self.teacher = self.wavlm = self.blackbox = None
         if s.get("blackbox") and teacher:  # the explained black box, run beside its proxy
             from proxyseg.teacher.blackbox import load_blackbox
@@ -218,8 +221,12 @@ class Segmenter:
         F = self.n_fft // 2 + 1
         X = tmp.create_dataset("X", (T, F), dtype=np.float16, chunks=(min(T, 250) or 1, F))
 
+        gain = level_gain(reader.block_powers(), self.level_db) if self.level_db is not None else 1.0
+        tmp.attrs["gain"] = gain
+
         def spectrogram(a, b):
-            x = spectrogram_range(reader.read, a, b, self.n_fft, self.win_length).astype(np.float16)
+            x = spectrogram_range(lambda i, j: scaled(reader.read(i, j), gain), a, b, self.n_fft,
+                                  self.win_length).astype(np.float16)
             X[a:b] = x
             preview.add(a, x.astype(np.float32))
 
@@ -329,7 +336,7 @@ class Segmenter:
                     out.attrs.update(uri=uri, audio=str(Path(audio).resolve()), duration=reader.duration,
                                      num_frames=T, frame_rate=FRAME_RATE, preview_frames_per_column=preview.per,
                                      model_dir=str(self.model_dir.resolve()), input=self.settings["input"],
-                                     n_fft=self.n_fft, win_length=self.win_length,
+                                     n_fft=self.n_fft, win_length=self.win_length, gain=float(tmp.attrs["gain"]),
                                      provenance=provenance_json(stage="segment", audio=str(audio),
                                                                 model=str(self.model_dir),
                                                                 settings={k: v for k, v in self.settings.items()

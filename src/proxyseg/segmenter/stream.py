@@ -19,7 +19,7 @@ import torch
 from proxyseg.core.errors import InputError
 from proxyseg.core.frames import HOP, SAMPLE_RATE, WIN, num_frames
 from proxyseg.core.audio import resample
-from proxyseg.dictionary.spectrogram import frame_layout
+from proxyseg.dictionary.spectrogram import block_powers, frame_layout
 from proxyseg.core import aggregate as agg
 from proxyseg.teacher.dump import window_starts
 
@@ -80,6 +80,14 @@ class AudioReader:
             piece = res[lo - offset:hi - offset]
         out[lo - start:lo - start + len(piece)] = piece
         return out
+
+
+    def block_powers(self, blocks_per_read: int = 8192) -> np.ndarray:
+        """:func:`proxyseg.dictionary.spectrogram.block_powers` of the whole file, read a piece at a time."""
+        step = HOP * blocks_per_read
+        n = self.num_samples // HOP * HOP
+        return np.concatenate([block_powers(self.read(a, min(n, a + step))) for a in range(0, n, step)]
+                              or [np.zeros(0)])
 
 
 def spectrogram_range(read: Callable[[int, int], np.ndarray], first: int, last: int, n_fft: int = 512,

@@ -1,0 +1,116 @@
+"""Decision calibration of a distilled proxy (beyond the paper; ``calibrate: true``, off by default).
+
+A proxy trained on a mix of corpora is calibrated to that mix. On a corpus unlike most of it (far-field
+meeting excerpts among telephone prompts and music) it hedges where its black box is sure: on the AMI
+development files the proxies of Silero and pyannote put speech on 6-10 % fewer frames than their black
+box at the threshold of 0.5, and missed speech the black box found (docs/results.md). Calibration shifts
+each class's bias ``b_c`` of ``Θ`` so that, at the scoring threshold, the proxy decides like its teacher on
+the dev splits of the corpora it is scored on (their domain): the per-class threshold ``t_c`` on a grid
+where the proxy's frame decisions best agree with the teacher's (frame F1) becomes the bias shift
+``logit(threshold) - logit(t_c)``. Only the teacher's outputs are read (no labels), so an unlabelled corpus
+can be calibrated on, and no test file is. Relevances ``z_k Θ[c, k]``, prototypes and the masks do not
+involve the bias: the explanations are unchanged; the decisions are the teacher's more often.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+import h5py
+import numpy as np
+import torch
+
+from proxyseg.core.errors import InputError
+from proxyseg.core.frames import CLASSES
+from proxyseg.core.provenance import portable_path
+from proxyseg.evaluate.scoring import frame_f1
+from proxyseg.proxy.data import Pair, dump_groups
+from proxyseg.teacher.blackbox import known_classes
+
+logger = logging.getLogger("proxyseg.proxy")
+
+#: thresholds tried, 0.05 to 0.95 by 0.01
+GRID = np.round(np.arange(5, 96) / 100.0, 2)
+
+
+def _logit(p: float) -> float:
+    return math.log(p / (1.0 - p))
+
+
+def best_thresholds(teacher: np.ndarray, proxy: np.ndarray, classes: Sequence[str], threshold: float) -> dict:
+    """Per class of ``classes``: the threshold of :data:`GRID` at which ``proxy`` probabilities (T, 4) agree best
+    (frame F1) with the teacher's decisions ``teacher >= threshold``; ties go to the one nearest
+    ``threshold``. Returns ``{class: {"threshold", "agreement", "agreement_before"}}`` (F1 in [0, 1]; the
+    last at ``threshold`` itself)."""
+    out = {}
+    for c, name in enumerate(CLASSES):
+        if name not in classes:
+            continue
+        target = teacher[:, c] >= threshold
+        scores = np.array([frame_f1(proxy[:, c] >= t, target) for t in GRID])
+        order = np.lexsort((np.abs(GRID - threshold), -np.nan_to_num(scores, nan=-1.0)))
+        best = int(order[0])
+        out[name] = {"threshold": float(GRID[best]), "agreement": float(scores[best]),
+                     "agreement_before": float(frame_f1(proxy[:, c] >= threshold, target))}
+    return out
+
+
+def _probs(checkpoint: Path, pairs: Sequence[Pair], work: Path, step_fraction: float, aggregate: str,
+           device: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Teacher and proxy probabilities on every frame of ``pairs`` (the workflow's own inference)."""
+    from proxyseg.proxy.infer import infer_proxy, sigmoid
+
+    teacher, proxy, known = [], [], list(CLASSES)
+    for i, (dump_h5, spec_h5) in enumerate(pairs):
+        out = work / f"calibration_{i}.h5"
+        infer_proxy(checkpoint, dump_h5, spec_h5, out, step_fraction=step_fraction, device=device,
+                    aggregate=aggregate)
+        with h5py.File(dump_h5, "r") as dump, h5py.File(out, "r") as inf:
+            known, groups = known_classes(dump), dump_groups(dump)
+            for uri in sorted(inf):
+                p = inf[uri]["probs"][()]
+                t = sigmoid(np.nan_to_num(np.asarray(groups[uri]["logits"], dtype=np.float32), nan=0.0))
+                n = min(len(p), len(t))
+                teacher.append(t[:n])
+                proxy.append(p[:n])
+        out.unlink()
+    return np.concatenate(teacher), np.concatenate(proxy), known
+
+
+def calibrate(state: dict, hparams: dict, pairs: Sequence[Pair], out_dir: str | os.PathLike, classes: Sequence[str],
+              threshold: float, step_fraction: float, aggregate: str, device: str = "cpu") -> tuple[dict, dict]:
+    """The proxy's ``state`` (its state_dict) with the bias of each of ``classes`` shifted (module
+    docstring), and the record for ``train.json``: per class the chosen threshold, the shift, and the dev
+    agreement with the teacher before and after (measured again with the shifted weights). A class the
+    teacher does not know (a black box's) is an error: there is nothing to agree with."""
+    if not 0.0 < threshold < 1.0:
+        raise ValueError(f"the scoring threshold must be in (0, 1) to calibrate, got {threshold}")
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".calibrate") as tmp:
+        work = Path(tmp)
+        ckpt = work / "model.pt"
+        torch.save({"state_dict": state, "hparams": hparams}, ckpt)
+        teacher, proxy, known = _probs(ckpt, pairs, work, step_fraction, aggregate, device)
+        unknown = sorted(set(classes) - set(known))
+        if unknown:
+            raise InputError(pairs[0][0], f"calibrate names {unknown}, which this teacher does not know "
+                                          f"(it knows {list(known)}): leave them out of calibrate")
+        chosen = best_thresholds(teacher, proxy, classes, threshold)
+        shifted = {k: v.clone() for k, v in state.items()}
+        for name, r in chosen.items():
+            r["bias_shift"] = _logit(threshold) - _logit(r["threshold"])
+            shifted["theta.bias"][CLASSES.index(name)] += r["bias_shift"]
+        torch.save({"state_dict": shifted, "hparams": hparams}, ckpt)
+        teacher, proxy, _ = _probs(ckpt, pairs, work, step_fraction, aggregate, device)
+    for name, r in chosen.items():
+        c = CLASSES.index(name)
+        r["agreement_after"] = float(frame_f1(proxy[:, c] >= threshold, teacher[:, c] >= threshold))
+        logger.info("calibration, %s: threshold %.2f (bias %+.3f); dev agreement with the teacher %.1f -> %.1f",
+                    name, r["threshold"], r["bias_shift"], 100 * r["agreement_before"], 100 * r["agreement_after"])
+    record = {"threshold": threshold, "frames": int(len(teacher)), "classes": chosen,
+              "pairs": [[portable_path(a), portable_path(b)] for a, b in pairs]}
+    return shifted, record
