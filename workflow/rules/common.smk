@@ -181,6 +181,16 @@ def as_json(value):
     return json.dumps(value, sort_keys=True)
 
 
+# Settings added after results existed, left out of a rule's parameters while off (the stage's default
+# then applies), so that results made before they existed are not redone for nothing.
+LATER_SETTINGS = {"level_db": None, "calibrate": []}
+
+
+def settings_json(section):
+    """as_json of a settings section less the LATER_SETTINGS left at their off value."""
+    return as_json({k: v for k, v in section.items() if k not in LATER_SETTINGS or v != LATER_SETTINGS[k]})
+
+
 def runtime_param():
     """The runtime section (device, workers, preloading, batch sizes) as JSON for `--runtime`.
 

@@ -10,7 +10,7 @@ rule spectrograms:
     output:
         f"{R}/spectrograms/{{corpus}}/{{split}}.h5",
     params:
-        settings=as_json(config["spectrogram"]),
+        settings=settings_json(config["spectrogram"]),
     threads: SIDE_THREADS
     resources:
         mem_mb=retry_mem(8000),

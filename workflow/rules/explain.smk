@@ -163,7 +163,7 @@ rule saliency:
     params:
         wavlm=lambda wildcards, input: input.model[0] if DEMO_MODEL else FEATURES["model"],
         settings=as_json({k: v for k, v in SALIENCY.items() if k != "bands"}),  # bands: the saliency table's
-        spectrogram=as_json(config["spectrogram"]),
+        spectrogram=as_json({k: config["spectrogram"][k] for k in ("n_fft", "win_length")}),  # the raw audio's STFT
         runtime=runtime_param(),
         seed=config["seed"],
     threads: 1

@@ -20,7 +20,7 @@ rule train_proxy:
         ),
         summary=f"{R}/proxies/{{proxy}}/train.json",
     params:
-        settings=lambda wildcards: as_json(plan.proxy_settings(config, wildcards.proxy)),
+        settings=lambda wildcards: settings_json(plan.proxy_settings(config, wildcards.proxy)),
         runtime=runtime_param(),
         seed=config["seed"],
         out_dir=lambda wildcards, output: os.path.dirname(output.model),

@@ -110,7 +110,9 @@ def teacher_saliency(teacher_pt, wavlm: str, features_h5, items, out_npz, settin
             for uri, start in chosen[name]:
                 t0 = start / FRAME_RATE
                 x = load_audio(audio[uri], t0, t0 + (frames - 1) / FRAME_RATE + 0.025)
-                sums[:, c] += segment_saliency(x, net, teacher, layers, c, device=device, **spectrogram)
+                # the STFT of the raw audio the teacher hears (spectrogram.level_db is the proxy's alone)
+                sums[:, c] += segment_saliency(x, net, teacher, layers, c, device=device, n_fft=spectrogram.n_fft,
+                                               win_length=spectrogram.win_length)
                 counts[c] += 1
         log.info("saliency %s: segments per class %s", manifest, dict(zip(CLASSES, counts.tolist())))
     profiles = sums / np.maximum(counts, 1)[None, :]

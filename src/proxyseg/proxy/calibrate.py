@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Sequence
@@ -90,6 +91,8 @@ def calibrate(state: dict, hparams: dict, pairs: Sequence[Pair], out_dir: str | 
     teacher does not know (a black box's) is an error: there is nothing to agree with."""
     if not 0.0 < threshold < 1.0:
         raise ValueError(f"the scoring threshold must be in (0, 1) to calibrate, got {threshold}")
+    for stale in Path(out_dir).glob(".calibrate*"):  # a killed run's working files
+        shutil.rmtree(stale, ignore_errors=True)
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".calibrate") as tmp:
         work = Path(tmp)
         ckpt = work / "model.pt"
