@@ -125,7 +125,7 @@ def test_sharded_features_equal_unsharded_bit_for_bit(caches):
 
 
 def test_index_is_relocatable_and_a_missing_shard_is_reported(split, tiny_wavlm, tmp_path):
-    index = _sharded(split, tiny_wavlm, 2, tmp_path / "a" / "features")
+    _sharded(split, tiny_wavlm, 2, tmp_path / "a" / "features")
     moved = tmp_path / "b"
     (tmp_path / "a").rename(moved)
     got, _ = _read_all(moved / "features" / "index.h5")

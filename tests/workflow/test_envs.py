@@ -7,7 +7,6 @@ from importlib import metadata
 from pathlib import Path
 
 import numpy as np
-import pytest
 import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
