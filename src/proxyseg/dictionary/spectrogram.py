@@ -29,7 +29,8 @@ import torch.nn.functional as Fn
 
 from proxyseg.core.frames import HOP, SAMPLE_RATE, WIN
 
-__all__ = ["log_power_spectrogram", "stft", "istft", "stft_frequencies", "frame_layout", "block_powers", "level_gain", "scaled"]
+__all__ = ["log_power_spectrogram", "stft", "istft", "stft_frequencies", "frame_layout", "block_powers", "level_gain",
+           "scaled"]
 
 
 def _as_tensor(samples: torch.Tensor | np.ndarray) -> torch.Tensor:

@@ -37,7 +37,7 @@ def cache_spectrograms(manifest: str | os.PathLike, out_h5: str | os.PathLike, n
             h5.attrs["level_db"] = float(level_db)
         for row in tqdm(table.itertuples(), total=len(table), desc="spectrograms", unit="file"):
             samples = load_audio(row.audio)
-            gain = level_gain(block_powers(samples), level_db)
+            gain = 1.0 if level_db is None else level_gain(block_powers(samples), level_db)  # no float64 copy when off
             x = log_power_spectrogram(scaled(samples, gain), n_fft=n_fft, win_length=win_length)
             if x.shape[1] != row.num_frames:
                 raise InputError(row.audio, f"audio gives {x.shape[1]} frames but {manifest} says "

@@ -215,14 +215,14 @@ class Segmenter:
 
     # ------------------------------------------------------------------------------------------ stages
 
-    def _features(self, reader: AudioReader, tmp: h5py.File, preview: _Preview, bar) -> None:
-        """WavLM states chunk by chunk, fused by the teacher's layer weights (``mixed``), and X."""
+    def _features(self, reader: AudioReader, tmp: h5py.File, preview: _Preview, bar) -> float:
+        """WavLM states chunk by chunk, fused by the teacher's layer weights (``mixed``), and X; returns the
+        file's gain before X (spectrogram.level_db; 1.0 at the raw level)."""
         T = reader.num_frames
         F = self.n_fft // 2 + 1
         X = tmp.create_dataset("X", (T, F), dtype=np.float16, chunks=(min(T, 250) or 1, F))
 
-        gain = level_gain(reader.block_powers(), self.level_db) if self.level_db is not None else 1.0
-        tmp.attrs["gain"] = gain
+        gain = 1.0 if self.level_db is None else level_gain(reader.block_powers(), self.level_db)
 
         def spectrogram(a, b):
             x = spectrogram_range(lambda i, j: scaled(reader.read(i, j), gain), a, b, self.n_fft,
@@ -235,7 +235,7 @@ class Segmenter:
                 b = min(T, a + SPECTROGRAM_BLOCK)
                 spectrogram(a, b)
                 bar.update(b - a)
-            return
+            return gain
         w = self.settings["wavlm"]
         D = self.wavlm.config.hidden_size
         mixed = tmp.create_dataset("mixed", (T, D), dtype=np.float32, chunks=(min(T, 250) or 1, D))
@@ -255,6 +255,7 @@ class Segmenter:
             mixed[plan.keep_start:plan.keep_end] = m[0].T.cpu().numpy()
             spectrogram(plan.keep_start, plan.keep_end)
             bar.update(plan.keep_end - plan.keep_start)
+        return gain
 
     def _fused(self, tmp: h5py.File, T: int, bar) -> None:
         """S = instance-normalised fused states, window-averaged like the teacher's dump."""
@@ -322,7 +323,7 @@ class Segmenter:
             with h5py.File(tmp_path, "w") as tmp, atomic_path(out_h5) as out_tmp, \
                     tqdm(total=T * stages, unit="frame", unit_scale=True, desc=uri, file=sys.stderr,
                          dynamic_ncols=True, mininterval=1.0) as bar:
-                self._features(reader, tmp, preview, bar)
+                gain = self._features(reader, tmp, preview, bar)
                 if self.wavlm is not None:
                     self._fused(tmp, T, bar)
                     source = tmp["S"]
@@ -336,7 +337,7 @@ class Segmenter:
                     out.attrs.update(uri=uri, audio=str(Path(audio).resolve()), duration=reader.duration,
                                      num_frames=T, frame_rate=FRAME_RATE, preview_frames_per_column=preview.per,
                                      model_dir=str(self.model_dir.resolve()), input=self.settings["input"],
-                                     n_fft=self.n_fft, win_length=self.win_length, gain=float(tmp.attrs["gain"]),
+                                     n_fft=self.n_fft, win_length=self.win_length, gain=gain,
                                      provenance=provenance_json(stage="segment", audio=str(audio),
                                                                 model=str(self.model_dir),
                                                                 settings={k: v for k, v in self.settings.items()

@@ -81,7 +81,6 @@ class AudioReader:
         out[lo - start:lo - start + len(piece)] = piece
         return out
 
-
     def block_powers(self, blocks_per_read: int = 8192) -> np.ndarray:
         """:func:`proxyseg.dictionary.spectrogram.block_powers` of the whole file, read a piece at a time."""
         step = HOP * blocks_per_read
