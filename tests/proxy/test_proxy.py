@@ -363,19 +363,30 @@ def test_training_writes_outputs_and_dev_loss_decreases(tmp_path, pairs, inp, mo
         assert np.allclose(model.W.norm(dim=0).detach().numpy(), 1, atol=1e-5)
 
 
-def test_best_thresholds_find_where_a_hedging_proxy_agrees_with_its_teacher():
-    """A proxy whose speech probability sits 0.25 below its teacher's agrees with it best at about 0.25;
-    a class left out is not touched; a proxy already in agreement keeps the scoring threshold."""
-    from proxyseg.proxy.calibrate import best_thresholds
+def test_matching_thresholds_give_a_hedging_proxy_its_teachers_rate():
+    """A proxy whose speech probability sits 0.25 below its teacher's decides speech on as many frames as
+    its teacher at about 0.25 (and then on the same frames); a class left out is not touched; a proxy
+    already at its teacher's rate keeps the scoring threshold, and so does a class neither ever decides."""
+    from proxyseg.proxy.calibrate import matching_thresholds
 
     rng = np.random.default_rng(0)
     teacher = rng.random((4000, 4))
+    teacher[:, 3] = 0.0
     hedging = np.clip(teacher - 0.25, 0, 1)
-    got = best_thresholds(teacher, hedging, ["speech", "music"], 0.5)
-    assert set(got) == {"speech", "music"}
-    assert abs(got["speech"]["threshold"] - 0.25) <= 0.01 and got["speech"]["agreement"] > 0.99
-    assert got["speech"]["agreement_before"] < 0.8
-    assert best_thresholds(teacher, teacher, ["speech"], 0.5)["speech"]["threshold"] == 0.5
+    got = matching_thresholds(teacher, hedging, ["speech", "music", "overlap"], 0.5)
+    assert set(got) == {"speech", "music", "overlap"}
+    speech = got["speech"]
+    assert abs(speech["threshold"] - 0.25) <= 0.01 and abs(speech["teacher_rate"] - 0.5) < 0.03
+    assert speech["proxy_rate_before"] < 0.3 and speech["agreement_before"] < 0.8
+    assert got["overlap"]["threshold"] == 0.5 and got["overlap"]["teacher_rate"] == 0.0
+    assert matching_thresholds(teacher, teacher, ["speech"], 0.5)["speech"]["threshold"] == 0.5
+    # a confident teacher (most frames speech) and a proxy whose probabilities are its teacher's squashed
+    # towards 0.3: the rate is matched where the F1 with the teacher is flat
+    confident = (rng.random(4000) < 0.85).astype(float)
+    proxy = np.zeros((4000, 4))
+    proxy[:, 0] = 0.3 + 0.1 * confident + 0.05 * rng.random(4000)
+    got = matching_thresholds(np.stack([confident] * 4, 1), proxy, ["speech"], 0.5)["speech"]
+    assert 0.3 < got["threshold"] <= 0.4 and got["proxy_rate_before"] == 0.0
 
 
 def test_calibrated_training_shifts_only_the_named_biases(tmp_path, pairs):
@@ -401,6 +412,8 @@ def test_calibrated_training_shifts_only_the_named_biases(tmp_path, pairs):
         p = np.concatenate([inf[u]["probs"][:, 0] for u in sorted(inf)])
         t = np.concatenate([dump[u]["logits"][:, 0] for u in sorted(inf)])
     assert abs(frame_f1(p >= 0.5, t >= 0) - classes["speech"]["agreement_after"]) < 1e-9
+    assert abs(float(np.mean(p >= 0.5)) - classes["speech"]["proxy_rate_after"]) < 1e-9
+    assert abs(float(np.mean(t >= 0)) - classes["speech"]["teacher_rate"]) < 1e-9
     assert json.loads((tmp_path / "cal" / "train.json").read_text())["calibration"]["classes"] == classes
     assert rec["calibration"] is not None and train_proxy(
         train, dev, npz, tmp_path / "plain2", settings, seed=3)["calibration"] is None
