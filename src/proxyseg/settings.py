@@ -185,8 +185,9 @@ class Proxy(Training):
     # [lo, hi] dB: each training crop's spectrogram at a random level (X' = log(1 + g^2 (e^X - 1))), the
     # teacher's target unchanged: for a level-robust black box on corpora of very different levels; None: off
     gain_db: list[float] | None = setting(None)
-    # the classes whose bias is shifted after training so that the proxy decides like its teacher (at the
-    # scoring threshold) on the dev splits of the scored corpora (proxyseg.proxy.calibrate); []: the paper's
+    # the classes whose bias is shifted after training so that the proxy decides them (at the scoring
+    # threshold) on as many frames of the scored corpora's dev splits as its teacher
+    # (proxyseg.proxy.calibrate); []: the paper's
     calibrate: list[str] = setting([])
 
     PSI: ClassVar[tuple] = Training.TCN
