@@ -1,18 +1,18 @@
 """Decision calibration of a distilled proxy (beyond the paper; ``calibrate: [classes]``, off by default).
 
 A proxy trained on a mix of corpora is calibrated to that mix. On a corpus unlike most of it (far-field
-meeting excerpts among telephone prompts and music) its decisions are shifted where its black box's are
-not: on the AMI development files the proxies of Silero and pyannote put speech on 6-10 % fewer frames than
-their black box at the threshold of 0.5 (docs/results.md). Calibration is a prior-shift correction: each
-named class's bias ``b_c`` of ``Θ`` is shifted so that, at the scoring threshold, the proxy decides the class
-on as many frames of the dev splits of the corpora it is scored on (their domain) as the teacher does. The
-threshold ``t_c`` (0.05 to 0.95 by 0.01) at which the proxy's rate of positive frames is nearest the
-teacher's becomes the bias shift ``logit(threshold) - logit(t_c)``. The rate is chosen rather than the
-threshold of best frame agreement because agreement is flat where the teacher says yes on most frames (on
-the dev minute of AMI, 84 % speech for pyannote, its fixed-W proxy's F1 stayed within 94.7-95.0 over
-thresholds 0.2 to 0.6, so the argmax was noise); the rate is set by the data. Only the teacher's outputs are read (no labels), so an
-unlabelled corpus can be calibrated on, and no test file is. Relevances ``z_k Θ[c, k]``, prototypes and the
-masks do not involve the bias: the explanations are unchanged.
+meeting excerpts among telephone prompts and music) it says a class less (or more) often than its black
+box: on the AMI development files the proxies of Silero and pyannote put speech on 6-10 % fewer frames
+than their black box at the threshold of 0.5 (docs/results.md). Calibration is a prior-shift correction:
+each named class's bias ``b_c`` of ``Θ`` is shifted so that, at the scoring threshold, the proxy decides
+the class on as many frames of the dev splits of the corpora it is scored on (their domain) as the teacher
+does. The threshold ``t_c`` (0.05 to 0.95 by 0.01) at which the proxy's rate of positive frames is nearest
+the teacher's becomes the bias shift ``logit(threshold) - logit(t_c)``. The rate, not the threshold of best
+frame agreement: agreement is flat where the teacher says yes on most frames (on the dev minute of AMI,
+84 % speech for pyannote, its fixed-W proxy's F1 stayed within 94.7-95.0 over thresholds 0.2 to 0.6, so
+the argmax was noise); the rate is set by the data. Only the teacher's outputs are read (no labels), so an
+unlabelled corpus can be calibrated on, and no test file is. Relevances ``z_k Θ[c, k]``, prototypes and
+the masks do not involve the bias: the explanations are unchanged.
 """
 
 from __future__ import annotations
