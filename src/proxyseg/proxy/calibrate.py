@@ -62,9 +62,10 @@ def matching_thresholds(teacher: np.ndarray, proxy: np.ndarray, classes: Sequenc
         if name not in classes:
             continue
         target = teacher[:, c] >= threshold
-        gaps = np.array([abs(rate(proxy[:, c] >= t) - rate(target)) for t in GRID])
-        best = int(np.lexsort((np.abs(GRID - threshold), np.round(gaps, 9)))[0])
-        out[name] = {"threshold": float(GRID[best]), "teacher_rate": rate(target),
+        wanted = rate(target)
+        gaps = np.array([abs(rate(proxy[:, c] >= t) - wanted) for t in GRID])
+        best = int(np.lexsort((np.abs(GRID - threshold), np.round(gaps, 9)))[0])  # rounded: float noise is no tie-break
+        out[name] = {"threshold": float(GRID[best]), "teacher_rate": wanted,
                      "proxy_rate_before": rate(proxy[:, c] >= threshold),
                      "agreement_before": float(frame_f1(proxy[:, c] >= threshold, target))}
     return out
@@ -97,8 +98,8 @@ def calibrate(state: dict, hparams: dict, pairs: Sequence[Pair], out_dir: str | 
     """The proxy's ``state`` (its state_dict) with the bias of each of ``classes`` shifted (module
     docstring), and the record for ``train.json``: per class the chosen threshold, the shift, the teacher's
     rate and the proxy's, and the dev agreement with the teacher, before and after (measured again with the
-    shifted weights). A class the
-    teacher does not know (a black box's) is an error: there is nothing to agree with."""
+    shifted weights). A class the teacher does not know (a black box's) is an error: there is nothing to
+    match."""
     if not 0.0 < threshold < 1.0:
         raise ValueError(f"the scoring threshold must be in (0, 1) to calibrate, got {threshold}")
     for stale in Path(out_dir).glob(".calibrate*"):  # a killed run's working files
