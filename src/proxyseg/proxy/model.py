@@ -10,7 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from proxyseg.core.errors import InputError
 from proxyseg.core.frames import CLASSES
+from proxyseg.core.safeload import load_checkpoint
 from proxyseg.nn.tcn import TCN, count_parameters
 from proxyseg.settings import DICTIONARY_MODES
 from proxyseg.settings import Proxy as ProxySettings
@@ -80,6 +82,13 @@ class Proxy(nn.Module):
 
 
 def load_proxy(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[Proxy, dict]:
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    model = Proxy.from_checkpoint(ckpt).to(device).eval()
+    """``model.pt`` / ``proxy.pt`` -> (model in eval mode, checkpoint); weights only, never code, and a
+    checkpoint that is not a proxy's is an :class:`InputError` naming the file."""
+    ckpt = load_checkpoint(path, "proxy checkpoint")
+    try:
+        model = Proxy.from_checkpoint(ckpt)
+    except (KeyError, TypeError, RuntimeError) as err:
+        raise InputError(path, f"not a proxyseg proxy checkpoint, or another proxy's ({type(err).__name__}: "
+                               f"{err}); export the model folder again") from err
+    model = model.to(device).eval()
     return model, ckpt

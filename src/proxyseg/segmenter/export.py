@@ -22,12 +22,12 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-import torch
 
 from proxyseg.core import aggregate as agg
 from proxyseg.core.atomic import atomic_dir
 from proxyseg.core.errors import InputError
 from proxyseg.core.provenance import portable_path, provenance, without_machine
+from proxyseg.core.safeload import load_checkpoint
 from proxyseg.settings import Explain, Export, Inference, Scoring
 
 FORMAT = "proxyseg-model/1"
@@ -57,7 +57,7 @@ def export_model(proxy_pt, teacher_pt, dictionary_npz, features_h5, spectrograms
     ``blackbox``: ``{"kind", "checkpoint"}`` of a black-box teacher (spectrogram-input proxies only; then
     ``teacher_pt``, ``features_h5`` and ``wavlm`` may be None): a local checkpoint file is copied.
     """
-    ckpt = torch.load(proxy_pt, map_location="cpu", weights_only=False)
+    ckpt = load_checkpoint(proxy_pt, "proxy checkpoint")
     hp = ckpt["hparams"]
     inp = hp.get("input", "wavlm")
     window = int(hp["crop_frames"])
@@ -94,7 +94,7 @@ def export_model(proxy_pt, teacher_pt, dictionary_npz, features_h5, spectrograms
                                     "classes": list(KNOWN[blackbox["kind"]])}
         if inp == "wavlm":
             feats = _attrs(features_h5, "feature cache")
-            tckpt = torch.load(teacher_pt, map_location="cpu", weights_only=True)
+            tckpt = load_checkpoint(teacher_pt, "teacher checkpoint")
             thp = tckpt["hparams"]
             twin = int(thp["crop_frames"])
             layers = [int(i) for i in np.atleast_1d(feats["layers"])]

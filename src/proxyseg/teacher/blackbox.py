@@ -29,6 +29,7 @@ import numpy as np
 
 from proxyseg.core.errors import InputError
 from proxyseg.core.frames import CLASSES, SAMPLE_RATE, frame_centers, num_frames
+from proxyseg.core.safeload import check_blackbox_checkpoint
 
 logger = logging.getLogger("proxyseg.teacher.blackbox")
 
@@ -138,6 +139,8 @@ class Pyannote(BlackBox):
         from pyannote.audio import Inference, Model
 
         self.checkpoint = str(checkpoint)
+        if os.path.isfile(self.checkpoint):  # pyannote unpickles it in full: refuse globals that could run code
+            check_blackbox_checkpoint(self.checkpoint)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from proxyseg.core.frames import CLASSES
+from proxyseg.core.safeload import load_checkpoint
 from proxyseg.nn.tcn import TCN, count_parameters
 from proxyseg.settings import Teacher as TeacherSettings
 
@@ -94,7 +95,7 @@ def load_teacher(checkpoint: str | os.PathLike | dict, device: str | torch.devic
     if isinstance(checkpoint, dict):
         ckpt = checkpoint
     else:
-        ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        ckpt = load_checkpoint(checkpoint, "teacher checkpoint")
     model = Teacher.from_hparams(ckpt["hparams"])
     model.load_state_dict(ckpt["state_dict"])
     model.to(resolve_device(device)).eval()
