@@ -246,35 +246,32 @@ def cmd_explain(a):
 
 
 def cmd_faithfulness(a):
-    from proxyseg.explain.faithfulness import TeacherJudge, faithfulness_rows
-    from proxyseg.core.tables import write_table
+    from proxyseg.explain.faithfulness import write_faithfulness
 
-    if len(a.items) % 5:
-        raise InputError(None, "--items takes quintuples CORPUS INFERENCE.h5 SPECTROGRAMS.h5 TARGETS.h5 MANIFEST.tsv")
-    items = [tuple(a.items[i:i + 5]) for i in range(0, len(a.items), 5)]
-    judge = None
-    if a.settings.classifier != "proxy" and a.teacher_kind != "wavlm":
-        from proxyseg.explain.faithfulness import BlackBoxJudge
+    if len(a.items) % 6:
+        raise InputError(None, "--items takes sextuples CORPUS INFERENCE.h5 SPECTROGRAMS.h5 DECISIONS.h5 "
+                               "MANIFEST.tsv STEMS_DIR (- when the corpus keeps no stems)")
+    items = [tuple(a.items[i:i + 6]) for i in range(0, len(a.items), 6)]
+    if a.teacher_kind != "wavlm":
+        from proxyseg.explain.judges import BlackBoxJudge
 
         judge = BlackBoxJudge(a.teacher_kind, a.teacher_checkpoint, device=a.runtime.device)
-    elif a.settings.classifier != "proxy":
+    else:
+        from proxyseg.explain.judges import TeacherJudge
+
         if not (a.teacher and a.wavlm and a.features):
-            raise InputError(None, "faithfulness judged by the teacher needs --teacher, --wavlm and --features "
-                                   "(or settings classifier: proxy)")
+            raise InputError(None, "faithfulness judged by the teacher needs --teacher, --wavlm and --features")
         judge = TeacherJudge(a.teacher, a.wavlm, a.features, device=a.runtime.device)
-    write_table(faithfulness_rows(a.checkpoint, items, a.settings, a.seed, a.system, judge=judge,
-                                  explain=a.explain), a.out)
+    write_faithfulness(a.checkpoint, items, judge, a.out, a.settings, a.seed, a.system, explain=a.explain,
+                       threshold=a.threshold)
 
 
 def cmd_faithfulness_table(a):
-    import pandas as pd
+    from proxyseg.explain.faithfulness import faithfulness_table
 
-    from proxyseg.explain.faithfulness import faithfulness_summary, plot_faithfulness
-    from proxyseg.core.tables import write_table
-
-    summary = faithfulness_summary(pd.concat([pd.read_csv(p, sep="\t") for p in a.inputs], ignore_index=True))
-    write_table(summary, a.out_tsv, a.out_md, floatfmt=".4g")
-    plot_faithfulness(a.out_png, summary)
+    if a.figures and len(a.figures) != len(a.inputs):
+        raise InputError(None, f"--figures: {len(a.figures)} paths for {len(a.inputs)} inputs (one per proxy)")
+    faithfulness_table(a.inputs, a.out_tsv, a.out_md, a.out_summary, a.out_curves, a.figures or ())
 
 
 def cmd_groundtruth(a):
@@ -521,10 +518,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     settings(p, "the explain section of the config", S.Explain)
 
-    p = stage("faithfulness", cmd_faithfulness, "Remove the relevant (vs random, least relevant) components and classify again.")
+    p = stage("faithfulness", cmd_faithfulness, "Remove the explanation's bins (vs baselines of equal energy) and ask the judge again.")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--items", nargs="+", required=True, metavar="X",
-                   help="quintuples CORPUS INFERENCE.h5 SPECTROGRAMS.h5 TARGETS.h5 MANIFEST.tsv of the tested split")
+                   help="sextuples CORPUS INFERENCE.h5 SPECTROGRAMS.h5 DECISIONS.h5 MANIFEST.tsv STEMS_DIR (or -) "
+                        "of the tested split; DECISIONS.h5: where the judge decided each class")
     p.add_argument("--teacher", help="the teacher checkpoint (the model whose judgement counts)")
     p.add_argument("--wavlm", help="the teacher's WavLM: hub id or save_pretrained folder")
     p.add_argument("--features", help="a feature cache of the teacher (gives the cached WavLM layers)")
@@ -532,16 +530,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="pyannote or silero: the black-box teacher judges (no --teacher, --wavlm, --features)")
     p.add_argument("--teacher-checkpoint", help="the black box's checkpoint (pyannote)")
     p.add_argument("--system", required=True, help="proxy name written in the rows")
-    p.add_argument("--out", required=True, help="TSV of per-segment drops")
+    p.add_argument("--threshold", type=float, default=S.Scoring.threshold, help="the judge's decision threshold")
+    p.add_argument("--out", required=True, help="TSV of curve rows (OUT.segments.tsv: one row per segment)")
     p.add_argument("--seed", type=int, default=0)
     settings(p, "the faithfulness section of the config", S.Faithfulness, runtime=True)
-    section(p, S.Explain, "the explain section (tau and mask_domain make the tested explanations)")
+    section(p, S.Explain, "the explain section (tau makes the paper's soft explanation for L-MAC's figures)")
 
-    p = stage("faithfulness-table", cmd_faithfulness_table, "Mean probability drops and ratios per proxy and class.")
+    p = stage("faithfulness-table", cmd_faithfulness_table, "Faithfulness tables, curves and summary with intervals.")
     p.add_argument("inputs", nargs="+", help="per-proxy TSVs written by faithfulness")
     p.add_argument("--out-tsv", required=True)
     p.add_argument("--out-md", required=True)
-    p.add_argument("--out-png", required=True)
+    p.add_argument("--out-summary", required=True, help="faithfulness_summary.tsv (metric, value, 95 %% interval)")
+    p.add_argument("--out-curves", required=True, help="faithfulness_curves.tsv (mean curves)")
+    p.add_argument("--figures", nargs="+", help="one PNG per input: deletion and insertion curves")
 
     p = stage("groundtruth", cmd_groundtruth, "Score a proxy's listenable explanations against the true class "
                                               "stems of a synthetic test split (SI-SDR improvement, band share).")

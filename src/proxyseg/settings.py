@@ -18,7 +18,7 @@ from typing import ClassVar, Literal, get_args
 from proxyseg.core.frames import CLASSES, FRAME_RATE
 from proxyseg.core.settings import Settings, setting
 
-__all__ = ["AGGREGATES", "CLASSIFIERS", "DICTIONARY_MODES", "INPUTS", "KD_DIRECTIONS", "LR_SCHEDULES",
+__all__ = ["AGGREGATES", "REFILLS", "DICTIONARY_MODES", "INPUTS", "KD_DIRECTIONS", "LR_SCHEDULES",
            "MASK_DOMAINS", "MOVED", "SECTIONS", "DemoPretrain", "Mix", "Explain", "Export", "Faithfulness", "Features",
            "Groundtruth", "Inference", "NMF", "Proxy", "Runtime", "Saliency", "Scoring", "Spectrogram", "Teacher",
            "Training"]
@@ -30,12 +30,12 @@ Input = Literal["wavlm", "spectrogram"]
 DictionaryMode = Literal["fixed", "learned", "learned_random"]
 KdDirection = Literal["teacher_proxy", "proxy_teacher"]
 MaskDomain = Literal["linear", "log"]
-Classifier = Literal["teacher", "proxy", "both"]
+Refill = Literal["zero", "floor"]
 TeacherKind = Literal["wavlm", "pyannote", "silero"]
 Material = Literal["labels", "teacher"]
-AGGREGATES, LR_SCHEDULES, INPUTS, DICTIONARY_MODES, KD_DIRECTIONS, MASK_DOMAINS, CLASSIFIERS, TEACHER_KINDS, \
+AGGREGATES, LR_SCHEDULES, INPUTS, DICTIONARY_MODES, KD_DIRECTIONS, MASK_DOMAINS, REFILLS, TEACHER_KINDS, \
     MATERIALS = (get_args(t) for t in (Aggregate, LrSchedule, Input, DictionaryMode, KdDirection, MaskDomain,
-                                       Classifier, TeacherKind, Material))
+                                       Refill, TeacherKind, Material))
 
 
 @dataclass(frozen=True)
@@ -240,15 +240,21 @@ class Explain(Settings):
 
 @dataclass(frozen=True)
 class Faithfulness(Settings):
-    """Removal tests of explanations (METHOD §7)."""
+    """The faithfulness test of explanations (METHOD §7, proxyseg.explain.faithfulness): the judge's logit
+    drop and flip rate when bins are removed up to shares of the segment's energy."""
 
     SECTION: ClassVar[str] = "faithfulness"
-    classifier: Classifier = setting("both")
-    teacher_segments: int = setting(40, ge=1)
+    segments: int = setting(30, ge=1)
     segment_seconds: float = setting(2.0, gt=0)
-    max_segments: int = setting(200, ge=1)
     draws: int = setting(5, ge=1)
-    input_level: bool = setting(True)
+    energy_levels: list[float] = setting([0.1, 0.25, 0.5, 0.75], gt=0, le=1)
+    refill: Refill = setting("zero")
+
+    def check(self):
+        if not self.energy_levels or sorted(set(self.energy_levels)) != list(self.energy_levels):
+            raise self.invalid(f"energy_levels: {self.energy_levels} must be increasing, without repeats")
+        if self.segment_seconds * FRAME_RATE < 1:
+            raise self.invalid(f"segment_seconds: {self.segment_seconds} is shorter than one frame ({1 / FRAME_RATE} s)")
 
 
 @dataclass(frozen=True)

@@ -140,7 +140,7 @@ def test_dry_run_with_a_misspelt_key_prints_a_short_message(tmp_path):
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path),
            "--configfile", str(tmp_path / "config.yaml"), "--cores", "1", "-n"]
-    run = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    run = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=3600)
     said = run.stdout + run.stderr
     assert run.returncode != 0
     assert "proxies.spec_fixedW.gama: unknown key 'gama'; did you mean 'gamma'?" in said

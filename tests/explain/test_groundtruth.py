@@ -93,6 +93,9 @@ def test_rows_explanations_find_their_sources(gt_files):
     assert (speech["share_explanation"] > speech["share_mixture"] + 0.5).all()
     assert (speech["share_stem"] >= 0.9 - 1e-9).all()
     assert speech["stem_energy"].between(0.15, 0.2).all()  # one tone of six
+    # the energy-matched reference keeps at least as much of the audio as the explanation, and still loses
+    assert (speech["kept_random_energy"] >= 0.8 * speech["kept_explanation"]).all()
+    assert (speech["sisdri_explanation"] > speech["sisdri_random_energy"] + 5).all()
     again = groundtruth_rows(gt_files / "proxy.pt", _items(gt_files), {"segment_seconds": 1.0, "draws": 3},
                              seed=0, system="p")
     pd.testing.assert_frame_equal(rows, again)  # seeded

@@ -30,10 +30,13 @@ def test_segment_saliency_profile(tmp_path):
     teacher = Teacher(3, 32, blocks=1, repeats=1).eval()
     t = np.arange(16000) / 16000
     x = (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
-    prof = segment_saliency(x, wavlm, teacher, [0, 1, 2], c=0)
-    assert prof.shape == (257,) and (prof >= 0).all() and prof.sum() == pytest.approx(1.0)
+    signed, prof = segment_saliency(x, wavlm, teacher, [0, 1, 2], c=0)
+    assert prof.shape == signed.shape == (257,) and (prof >= 0).all() and prof.sum() == pytest.approx(1.0)
+    assert (signed >= 0).all() and signed.sum() == pytest.approx(1.0)  # evidence for the class only
     # gradient x input: bins with no energy carry (almost) no saliency
     assert prof[np.argmin(np.abs(stft_frequencies(512) - 440))] > prof[-20:].max()
+    # the signed map keeps the sign: bins that speak against the class get no share of the signed profile
+    assert not np.allclose(signed, prof)
     assert all(p.grad is None for p in wavlm.parameters())  # the models stay frozen
 
 

@@ -15,7 +15,7 @@ def dry_run(tmp_path, *configs):
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path),
            "-n", "--cores", "1", "--configfile", *map(str, configs)]
-    run = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    run = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=3600)
     assert run.returncode == 0, run.stderr[-3000:]
     return run.stdout
 

@@ -58,7 +58,7 @@ def _kill_when(workdir: Path, ready, *args: str, timeout: float = 600) -> None:
 
 
 def _run(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(_command(workdir, *args), capture_output=True, text=True, env=_env(), timeout=900)
+    return subprocess.run(_command(workdir, *args), capture_output=True, text=True, env=_env(), timeout=3600)
 
 
 def _recover(workdir: Path) -> None:

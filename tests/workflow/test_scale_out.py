@@ -55,7 +55,7 @@ def _command(workdir: Path, *args: str, env=None) -> tuple[list[str], dict]:
     return cmd, env
 
 
-def _snakemake(workdir: Path, *args: str, env=None, timeout: int = 900) -> subprocess.CompletedProcess:
+def _snakemake(workdir: Path, *args: str, env=None, timeout: int = 3600) -> subprocess.CompletedProcess:
     cmd, env = _command(workdir, *args, env=env)
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
 
@@ -79,7 +79,7 @@ def local_started(tmp_path_factory):
 def local_run(local_started):
     workdir, proc = local_started
     try:
-        proc.wait(timeout=900)
+        proc.wait(timeout=3600)
     except subprocess.TimeoutExpired:
         pytest.fail("the local reference run did not finish in 900 s")
     assert proc.returncode == 0, (workdir / "snakemake.log").read_text()[-4000:]
@@ -174,7 +174,7 @@ def test_shard_count_changes_neither_features_nor_teacher(local_run, slurm_run):
 
 def test_report_states_the_settings(local_run, tmp_path):
     report = tmp_path / "report.html"
-    run = _snakemake(local_run, "--report", str(report), timeout=600)
+    run = _snakemake(local_run, "--report", str(report), timeout=3600)
     assert run.returncode == 0, run.stderr[-3000:]
     html = report.read_text(errors="replace")
     assert len(html) > 10_000
@@ -189,7 +189,7 @@ def test_cluster_profile_is_valid_and_shards_features(tmp_path):
     """profiles/slurm parses with the plugin (its keys are checked) and plans 8 feature shards per split."""
     pytest.importorskip("snakemake_executor_plugin_slurm", reason="snakemake-executor-plugin-slurm not installed")
     _config(tmp_path)
-    run = _snakemake(tmp_path, "-n", "--profile", str(REPO / "profiles" / "slurm"), timeout=300)
+    run = _snakemake(tmp_path, "-n", "--profile", str(REPO / "profiles" / "slurm"), timeout=3600)
     assert run.returncode == 0, run.stderr[-3000:]
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", run.stdout + run.stderr, flags=re.M))
     assert int(counts["extract_features"]) == 8 * int(counts["gather_features"]) == 8 * 3

@@ -385,21 +385,42 @@ SALIENCY = config["saliency"]
 EXPORT = config["export"]
 
 
-def scored_items(proxy):
-    """CORPUS INFERENCE.h5 SPECTROGRAMS.h5 TARGETS.h5 MANIFEST.tsv of every corpus on the scored split."""
+def stems_folder(corpus, split):
+    """The demo corpus folder whose stems/ keep the true sources of ``corpus``'s files (test split only), or
+    None."""
+    if split != "test" or "test" not in CORPORA[corpus]["splits"]:
+        return None
+    for kind in DEMO_KINDS:
+        if os.path.normpath(CORPORA[corpus].get("root") or "") == os.path.normpath(demo_folder(kind)):
+            return demo_folder(kind)
+    return None
+
+
+def faithfulness_items(proxy):
+    """CORPUS INFERENCE.h5 SPECTROGRAMS.h5 DECISIONS.h5 MANIFEST.tsv STEMS_DIR of every corpus on the scored
+    split: the proxy's activations, the STFT settings and level gains, where the judge (the teacher or the
+    black box) decided each class, the audio, and the true stems (or -)."""
     s = SCORING["split"]
-    return [
-        p
-        for c in CORPORA
-        if s in CORPORA[c]["splits"]
-        for p in (
-            c,
-            inference(proxy, c, s),
-            spectrograms(c, s),
-            segment_targets(c, s),
-            labels(c, s, "manifest.tsv"),
-        )
-    ]
+    out = []
+    for c in CORPORA:
+        if s in CORPORA[c]["splits"]:
+            folder = stems_folder(c, s)
+            out += [
+                c,
+                inference(proxy, c, s),
+                spectrograms(c, s),
+                inference("teacher", c, s),
+                labels(c, s, "manifest.tsv"),
+                f"{folder}/stems" if folder else "-",
+            ]
+    return out
+
+
+def faithfulness_inputs(proxy):
+    """The files among faithfulness_items (the stems through their demo corpus folder)."""
+    files = [p for i, p in enumerate(faithfulness_items(proxy)) if i % 6 not in (0, 5)]
+    folders = {stems_folder(c, SCORING["split"]) for c in CORPORA if SCORING["split"] in CORPORA[c]["splits"]}
+    return files + sorted(f for f in folders if f)
 
 
 def judge_inputs():
@@ -433,7 +454,7 @@ def first_features():
 def trust_outputs():
     if not PROXIES:
         return []
-    out = [f"{R}/tables/faithfulness.md", f"{R}/explanations/faithfulness.png"]
+    out = [f"{R}/tables/faithfulness.md", f"{R}/tables/faithfulness_summary.tsv"]
     out += [f"{R}/export/{p}" for p in PROXIES if EXPORT["proxies"] == "all" or p in EXPORT["proxies"]]
     if not BLACKBOX:  # a black box has no gradient saliency here
         out += [f"{R}/tables/saliency.md"]

@@ -1,4 +1,4 @@
-# Stage `explain`: prototypes and local explanations, faithfulness judged by the teacher, agreement
+# Stage `explain`: prototypes and local explanations, faithfulness judged by the explained model, agreement
 # with the teacher's gradient saliency, ground truth (proxyseg.explain).
 
 
@@ -42,20 +42,22 @@ rule explain:
 
 
 rule faithfulness:
-    """Remove the audio of a proxy's relevant components (vs random and least relevant ones); the teacher
-    classifies it again (and the proxy, as an internal check)."""
+    """Remove the bins a proxy's explanation names (vs baselines of equal energy) and ask the model it explains,
+    in its own context window; deletion and insertion curves, L-MAC's figures, the proxy's sanity gate."""
     input:
         model=f"{R}/proxies/{{proxy}}/model.pt",
-        data=lambda wildcards: [p for i, p in enumerate(scored_items(wildcards.proxy)) if i % 5],
+        data=lambda wildcards: faithfulness_inputs(wildcards.proxy),
         teacher=judge_inputs(),
         recordings=scored_audio(),
     output:
-        f"{R}/scores/faithfulness/{{proxy}}.tsv",
+        curves=f"{R}/scores/faithfulness/{{proxy}}.tsv",
+        segments=f"{R}/scores/faithfulness/{{proxy}}.segments.tsv",
     params:
-        quints=lambda wildcards: scored_items(wildcards.proxy),
+        sextuples=lambda wildcards: faithfulness_items(wildcards.proxy),
         judge=judge_options(),
         settings=as_json(FAITH),
-        explain=as_json({"tau": config["explain"]["tau"], "mask_domain": config["explain"]["mask_domain"]}),
+        explain=as_json({"tau": config["explain"]["tau"]}),
+        threshold=SCORING["threshold"],
         runtime=runtime_param(),
         seed=config["seed"],
     threads: 1
@@ -70,19 +72,34 @@ rule faithfulness:
     conda:
         "../../envs/proxyseg.yaml"
     shell:
-        "proxyseg --threads {threads} faithfulness --checkpoint {input.model} --items {params.quints} "
-        "{params.judge} --system {wildcards.proxy} --seed {params.seed} --out {output} --settings {params.settings:q} "
-        "--explain {params.explain:q} --runtime {params.runtime:q} > {log} 2>&1"
+        "proxyseg --threads {threads} faithfulness --checkpoint {input.model} --items {params.sextuples} "
+        "{params.judge} --system {wildcards.proxy} --seed {params.seed} --threshold {params.threshold} "
+        "--out {output.curves} --settings {params.settings:q} --explain {params.explain:q} "
+        "--runtime {params.runtime:q} > {log} 2>&1"
 
 
 rule faithfulness_table:
-    """Mean probability drops (relevant / random / least relevant) and their ratios for every proxy."""
+    """The faithfulness tables (per removal and energy level; the summary with 95 % intervals; mean curves)
+    and one figure of deletion and insertion curves per proxy."""
     input:
         [f"{R}/scores/faithfulness/{p}.tsv" for p in PROXIES],
+        [f"{R}/scores/faithfulness/{p}.segments.tsv" for p in PROXIES],
     output:
         tsv=f"{R}/tables/faithfulness.tsv",
         md=f"{R}/tables/faithfulness.md",
-        figure=f"{R}/explanations/faithfulness.png",
+        summary=f"{R}/tables/faithfulness_summary.tsv",
+        curves=f"{R}/tables/faithfulness_curves.tsv",
+        figures=[
+            report(
+                f"{R}/explanations/{p}/faithfulness.png",
+                caption="../report/faithfulness.rst",
+                category="Explanations",
+                labels={"figure": "faithfulness curves", "proxy": p},
+            )
+            for p in PROXIES
+        ],
+    params:
+        curves=[f"{R}/scores/faithfulness/{p}.tsv" for p in PROXIES],
     resources:
         **LIGHT,
     log:
@@ -90,8 +107,8 @@ rule faithfulness_table:
     conda:
         "../../envs/proxyseg.yaml"
     shell:
-        "proxyseg faithfulness-table {input} --out-tsv {output.tsv} --out-md {output.md} "
-        "--out-png {output.figure} > {log} 2>&1"
+        "proxyseg faithfulness-table {params.curves} --out-tsv {output.tsv} --out-md {output.md} "
+        "--out-summary {output.summary} --out-curves {output.curves} --figures {output.figures} > {log} 2>&1"
 
 
 rule groundtruth:

@@ -1,40 +1,33 @@
-"""Faithfulness of the proxy's explanations (METHOD §7, from L2I): does the decision really rest on the
-components the explanation names?
+"""Faithfulness of the proxy's explanations (METHOD §7): does the model the proxy explains (the judge: the
+demo teacher or a black-box segmenter) change its decision when the part of the audio that the
+explanation names is removed, more than when other parts of the same energy are removed?
 
-For every test segment where class c is annotated active, the relevant components R (local relevance
-``r[k, c] > tau``) are removed from H (their rows set to zero) and the segment is classified again
-(``y = Θ H + b``, the proxy's own classifier). The drop of the class probability (mean over the segment's
-frames, before minus after) is compared with removing
+A test that can fail (docs/method.md, "Judging explanations"):
 
-* the same number of **random** components, drawn uniformly from all K (several seeded draws, averaged);
-* the same number of random components among those **active** in the segment (mean activation above
-  :data:`ACTIVE`), a harder baseline: inactive components change nothing when removed;
-* the same number of **least relevant** components (the bottom of the relevance ranking for c, i.e.
-  those that speak most against c; removing them should *raise* the probability, a negative drop).
-
-For spectrogram-input proxies the **input-level** test removes the explanation from the input itself:
-with the soft mask M of R (``explain.explanation_mask``) on the magnitude spectrum,
-``X' = log(1 + (1 - M)^2 (exp(X) - 1))`` (the residual's log-power spectrogram), and the proxy runs
-again on X'; same baselines with the masks of random components.
-
-Segments in which no component is relevant for c are counted (``no_relevant``) and left out.
-
-Both tests above ask the proxy, whose logit is linear in H: removing components from H and re-reading Θ
-is close to true by construction (r is each component's share of the logit), so they are an **internal
-check**. The test that says whether an explanation names what the *explained model* rests on asks the
-**teacher** (METHOD §7, L2I's protocol; ``classifier: teacher`` or ``both``, the default): the segment's
-audio is resynthesised without the part the components explain (magnitude STFT times ``1 - M``, original
-phase, ISTFT; M is the soft mask of the component set over ReLU(W)), WavLM and the teacher classify it
-again, and the drop of the teacher's class probability (mean over the segment's frames, against the
-unmasked resynthesis) is compared for the relevant, random, random-active and least relevant sets (the
-same sets as above). Where it fits, L-MAC's figures (Paissan et al. 2024) on the explanation itself
-(audio times M of the relevant set): AD, the average drop ``max(0, p - p_expl) / p`` (%, lower is
-better), and AI, the share of segments where ``p_expl > p`` (%, higher is better). The teacher sees
-every segment alone (2 s, no context), the same for every kind, so context effects cancel in the
-comparison; it is run on at most ``teacher_segments`` segments per class and corpus (the first of the
-segments drawn above), since each costs 2 + 2·draws WavLM forwards. ``mask_domain`` (the workflow passes
-``explain.mask_domain``) says what M takes a fraction of: the magnitude (``linear``) or, as L2I, the
-log-power ``log(1 + |S|²)`` (``log``: a far harder cut of loud bins).
+* **Units.** For a segment where the judge decided class c, the judge's mean **logit** drop over the frames
+  it decided and the **flip rate** (share of those frames that fall below the threshold); probability
+  drop as a third column.
+* **Removal that removes.** Hard time-frequency masks: ranking the segment's STFT bins, the first bins up
+  to a share of the segment's energy are zeroed (``refill: floor`` puts the segment's noise floor there
+  instead, as a check); the ISTFT (original phase) goes back to the judge. For an ordering of atoms, the
+  bins are ranked by the first k at which the k first atoms explain >= 50 % of the bin (of ``W⁺H``).
+* **Curves on an energy axis.** Deletion (the ranked bins removed) and insertion (only the ranked bins
+  kept, the rest of the segment silent) at every level of ``energy_levels``, for the explanation (atoms
+  in the order of their relevance, positive ones first) and for baselines ranked the same way: random
+  *active* atoms (``draws`` orders), the atoms relevant to the judge's other classes, the loudest bins,
+  and the judge's own evidence (signed gradient x input for the demo teacher, occlusion for a black box);
+  the true stem removed (an oracle) where the corpus keeps its sources (the demo's test files).
+* **In context.** The removal is confined to the segment, but the judge hears its own window around it
+  (:meth:`proxyseg.explain.judges.Judge.context`).
+* **Sanity gate.** The deletion at 50 % energy is also fed to the proxy: its own logit drop as a share of
+  the drop of removing the same atoms from its H (``proxy_sanity``); a class whose median is below 0.5 is
+  marked not judgeable.
+* **L-MAC's figures** (Paissan et al. 2024, in their definitions): AI, AD, AG on the explanation kept
+  (log-power mask in), FF on it removed (mask out), Fid-In as decision agreement at the threshold; for the
+  paper's soft explanation mask (relevance > ``explain.tau``) and, beside it, a signed-saliency mask of
+  equal sparsity.
+* **Sampling and statistics.** A seeded draw of ``segments`` per class, round-robin across files; per
+  segment paired differences; 95 % bootstrap intervals (:func:`faithfulness_summary`).
 """
 
 from __future__ import annotations
@@ -45,308 +38,615 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pandas as pd
-import torch
 
-from proxyseg.explain import relevance as ex
-from proxyseg.core.frames import CLASSES, FRAME_RATE, HOP, SAMPLE_RATE, WIN
 from proxyseg.core.audio import load_audio
-from proxyseg.proxy.model import load_proxy
-from proxyseg.dictionary.spectrogram import istft, stft
-from proxyseg.settings import CLASSIFIERS, Explain, Faithfulness
+from proxyseg.core.frames import CLASSES, FRAME_RATE, HOP, SAMPLE_RATE, WIN
+from proxyseg.explain import relevance as ex
+from proxyseg.explain.judges import BlackBoxJudge, Judge, TeacherJudge
+from proxyseg.settings import Explain, Faithfulness, Scoring
 
 log = logging.getLogger("proxyseg.explain.faithfulness")
 
 #: A component counts as active in a segment when its mean activation exceeds this.
 ACTIVE = 1e-3
+#: Methods ranked on the energy axis; ``random_active`` has ``draws`` orders.
+METHODS = ("explanation", "random_active", "other_class", "loudest", "saliency")
+DIRECTIONS = ("deletion", "insertion")
+#: Metrics of ``tables/faithfulness_summary.tsv`` (besides the ``saliency_*`` L-MAC twins).
+LMAC = ("AI", "AD", "AG", "FF", "fid_in")
+SUMMARY_COLUMNS = ["system", "judge", "class", "metric", "value", "ci_low", "ci_high", "segments"]
+
+__all__ = ["ACTIVE", "METHODS", "BlackBoxJudge", "Judge", "TeacherJudge", "atom_bin_order", "prefix_mask",
+           "draw_segments", "faithfulness_rows", "faithfulness_summary", "faithfulness_table", "bootstrap"]
 
 
+# ----------------------------------------------------------------------------------------- rankings
 
-KINDS = ("relevant", "random", "random_active", "least")
+def atom_bin_order(W: np.ndarray, H: np.ndarray, atoms, claim: float = 0.5, eps: float = 1e-8):
+    """Bins (flat indices of (F, T)) in the order an ordering of ``atoms`` claims them: bin b gets key k,
+    the first k at which atoms[:k] explain >= ``claim`` of ``(W⁺H)[b]``; bins never claimed come after, by
+    the share the atoms explain. Returns ``(order, key)``, key (F*T,) with ``len(atoms) + 1`` unclaimed."""
+    Wp = np.maximum(np.asarray(W, np.float64), 0.0)
+    H = np.asarray(H, np.float64)
+    full = Wp @ H + eps
+    cum = np.zeros_like(full)
+    key = np.full(full.shape, len(atoms) + 1, dtype=np.int64)
+    at = np.zeros_like(full)
+    for i, k in enumerate(atoms):
+        cum += np.outer(Wp[:, k], H[k]) / full
+        new = (cum >= claim) & (key > len(atoms))
+        key[new] = i + 1
+        at[new] = cum[new]
+    second = np.where(key > len(atoms), cum, at)
+    order = np.lexsort((-second.ravel(), key.ravel()))
+    return order, key.ravel()
 
-__all__ = ["ACTIVE", "CLASSIFIERS", "KINDS", "BlackBoxJudge", "TeacherJudge", "removal_sets", "probability_drops", "residual_spectrogram",
-           "faithfulness_rows", "faithfulness_summary", "plot_faithfulness"]
+
+def prefix_mask(order: np.ndarray, energy: np.ndarray, level: float) -> tuple[np.ndarray, float, int]:
+    """Boolean (F, T) mask of the first bins of ``order`` whose energy reaches ``level`` of the total (the
+    bin that crosses it included); returns ``(mask, energy share removed, number of bins)``."""
+    e = energy.ravel()[order]
+    total = float(e.sum())
+    mask = np.zeros(energy.size, dtype=bool)
+    if total <= 0:
+        return mask.reshape(energy.shape), 0.0, 0
+    cum = np.cumsum(e) / total
+    n = min(int(np.searchsorted(cum, level - 1e-12, side="left")) + 1, e.size)
+    mask[order[:n]] = True
+    return mask.reshape(energy.shape), float(cum[n - 1]), n
+
+
+# ----------------------------------------------------------------------------------------- sampling
+
+def draw_segments(targets_by_file, segment_frames: int, per_class: int, rng: np.random.Generator,
+                  classes=CLASSES) -> dict[str, list[tuple[str, int]]]:
+    """Up to ``per_class`` windows per class where the class is decided on >= half the frames, drawn
+    round-robin across files in a seeded random file order (each file's windows shuffled): never the first
+    N of a sorted list, and no file takes every slot while others have candidates."""
+    cands = {uri: ex.candidate_segments(t, segment_frames) for uri, t in sorted(targets_by_file.items())}
+    out = {}
+    for name in CLASSES:
+        if name not in classes:
+            out[name] = []
+            continue
+        files = [u for u in cands if cands[u][name].size]
+        queues = {u: list(rng.permutation(cands[u][name])) for u in files}
+        order = [files[i] for i in rng.permutation(len(files))]
+        picked: list[tuple[str, int]] = []
+        while len(picked) < per_class and any(queues[u] for u in order):
+            for u in order:
+                if queues[u] and len(picked) < per_class:
+                    picked.append((u, int(queues[u].pop())))
+        out[name] = sorted(picked)
+    return out
+
+
+# ------------------------------------------------------------------------------------------ one segment
+
+def _logit(p: float) -> float:
+    return float(np.log(p) - np.log1p(-p))
 
 
 def _sigmoid(x):
     return 1.0 / (1.0 + np.exp(-x))
 
 
-def removal_sets(r_c: np.ndarray, z: np.ndarray, tau: float, rng: np.random.Generator, draws: int
-                 ) -> dict[str, list[np.ndarray]]:
-    """Component sets to remove for one segment and class: ``{"relevant": [R], "random": [...draws],
-    "random_active": [...draws], "least": [L]}``; all of size ``|R|`` (``random_active`` smaller when
-    fewer components are active). ``r_c`` (K,) relevance for the class, ``z`` (K,) mean activations."""
-    K = r_c.shape[0]
-    rel = np.flatnonzero(r_c > tau)
-    n = rel.size
+class _Proxy:
+    """The explained proxy, for the sanity gate: its logits on a segment's input, and Θ."""
+
+    def __init__(self, checkpoint):
+        from proxyseg.proxy.model import load_proxy
+
+        self.model, ckpt = load_proxy(checkpoint)
+        self.input = ckpt["hparams"].get("input", "wavlm")
+        self.theta = self.model.theta.weight.detach().double().numpy()[:, :, 0]
+        self.W = np.maximum(self.model.W.detach().double().numpy(), 0.0)
+
+    def run(self, inp):
+        """``inp`` (B, C_in, T) torch -> (logits (B, 4, T), H (B, K, T)) numpy float64."""
+        import torch
+
+        with torch.no_grad():
+            out = self.model(inp.float())
+        return out["logits"].double().numpy(), out["H"].double().numpy()
+
+
+def _segment(judge: Judge, proxy: _Proxy, x: np.ndarray, seg: slice, c: int, H: np.ndarray, rng, s, e,
+             threshold: float, n_fft: int, win_length: int, gain: float, stem: np.ndarray | None,
+             shuffle: bool = False):
+    """Every removal of one segment and class, judged in one batch -> (curve rows, segment row) or None
+    when the judge does not decide the class on any frame of the segment in context."""
+    import torch
+
+    from proxyseg.dictionary.spectrogram import istft, stft
+
+    thr = _logit(threshold)
+    spec = stft(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), n_fft=n_fft, win_length=win_length)
+    if spec.shape[0] != proxy.W.shape[0]:
+        raise ValueError(f"the spectrogram settings (n_fft {n_fft}) give {spec.shape[0]} bins but the proxy's "
+                         f"dictionary has {proxy.W.shape[0]}")
+    T = seg.stop - seg.start
+    H = H[:, :T]
+    mag = spec.abs().double()
+    energy = mag[:, seg].square().numpy()
+    base_wav = istft(spec[None], length=len(x), n_fft=n_fft, win_length=win_length).numpy()
+    L0 = judge.logits(base_wav)[0, c, seg]
+    decided = L0 > thr
+    if not decided.any():
+        return None
+    # --- rankings
+    r_all = ex.local_relevance(H, proxy.theta)  # (K, C), normalised by the class maximum
+    r = r_all[:, c]
+    if shuffle:  # the negative control: relevance shuffled across atoms must score as random
+        r = r[rng.permutation(r.size)]
+    positive = [int(k) for k in np.argsort(-r, kind="stable") if r[k] > 0]
+    z = H.mean(axis=1)
     active = np.flatnonzero(z > ACTIVE)
-    least = np.argsort(r_c, kind="stable")[:n]
-    return {
-        "relevant": [rel],
-        "random": [rng.choice(K, size=n, replace=False) for _ in range(draws)],
-        "random_active": [rng.choice(active, size=min(n, active.size), replace=False) for _ in range(draws)],
-        "least": [least],
-    }
+    orders = {("explanation", 0): atom_bin_order(proxy.W, H, positive)}
+    for d in range(int(s.draws)):
+        orders[("random_active", d)] = atom_bin_order(proxy.W, H, [int(k) for k in rng.permutation(active)])
+    others = [CLASSES.index(n) for n in judge.classes if CLASSES.index(n) != c]
+    if others:
+        r_other = r_all[:, others].max(axis=1)
+        other_atoms = [int(k) for k in np.argsort(-r_other, kind="stable") if r_other[k] > 0]
+        if other_atoms:
+            orders[("other_class", 0)] = atom_bin_order(proxy.W, H, other_atoms)
+    flat = energy.ravel()
+    orders[("loudest", 0)] = (np.argsort(-flat, kind="stable"), None)
+    sal = judge.saliency(base_wav[0], c, seg, decided, n_fft, win_length)
+    orders[("saliency", 0)] = (np.argsort(-sal.ravel(), kind="stable"), None)
+    # --- variants: magnitude gains over the whole clip, 1 outside the segment
+    floor = np.quantile(mag[:, seg].numpy(), 0.1, axis=1, keepdims=True) if s.refill == "floor" else None
+    gains, meta = [], []
+
+    def add(g_seg, info):
+        g = torch.ones(spec.shape, dtype=torch.float64)
+        g[:, seg] = torch.as_tensor(g_seg, dtype=torch.float64)
+        gains.append(g)
+        meta.append(info)
+
+    def removed(mask):
+        if floor is None:
+            return ~mask
+        keep = np.minimum(1.0, floor / np.maximum(mag[:, seg].numpy(), 1e-12))
+        return np.where(mask, keep, 1.0)
+
+    add(np.zeros((spec.shape[0], T)), {"kind": "floor"})
+    for (method, draw), (order, key) in orders.items():
+        for level in s.energy_levels:
+            mask, got, nbins = prefix_mask(order, energy, level)
+            k = int(key[mask.ravel()].max()) if key is not None and mask.any() else -1
+            base = {"method": method, "draw": draw, "level": level, "energy": got, "bins": nbins, "k": k}
+            add(removed(mask), {**base, "kind": "curve", "direction": "deletion", "mask": mask})
+            add(mask.astype(np.float64), {**base, "kind": "curve", "direction": "insertion"})
+    # the paper's soft explanation (relevance > tau): removed in both mask domains (old columns), and
+    # L-MAC's mask in / mask out in the log-power domain; a saliency mask of equal sparsity beside it
+    rel = np.flatnonzero(r > e.tau)
+    lmac = rel.size > 0
+    if lmac:
+        soft = ex.explanation_mask(proxy.W, H, rel)
+        seg_mag = mag[:, seg] * float(gain)
+        for domain in ("linear", "log"):
+            g = ex.mask_gain(seg_mag, torch.from_numpy(1.0 - soft), domain).numpy()
+            add(g, {"kind": "soft", "method": f"soft_{domain}", "energy": float((energy * (1 - g ** 2)).sum()
+                                                                              / max(energy.sum(), 1e-20))})
+        n_sal = max(1, int(round(soft.sum())))
+        sal_mask = np.zeros(flat.size)
+        sal_mask[np.argsort(-sal.ravel(), kind="stable")[:n_sal]] = 1.0
+        sal_mask = sal_mask.reshape(energy.shape)
+        for name, m in (("nmf", soft), ("saliency", sal_mask)):
+            add(ex.mask_gain(seg_mag, torch.from_numpy(m), "log").numpy(), {"kind": "lmac_in", "method": name})
+            add(ex.mask_gain(seg_mag, torch.from_numpy(1.0 - m), "log").numpy(), {"kind": "lmac_out", "method": name})
+    stem_spec = None
+    if stem is not None:
+        stem_spec = stft(torch.from_numpy(np.ascontiguousarray(stem, dtype=np.float32)), n_fft=n_fft,
+                         win_length=win_length)
+    specs = spec[None] * torch.stack(gains).to(spec.dtype)
+    stem_share = (float(stem_spec[:, seg].abs().square().sum().item() / max(energy.sum(), 1e-20))
+                  if stem_spec is not None else 0.0)
+    if stem_spec is not None and stem_share > 1e-4:  # a stem silent in the segment is no oracle
+        oracle = spec.clone()
+        oracle[:, seg] = spec[:, seg] - stem_spec[:, seg]
+        specs = torch.cat([specs, oracle[None]])
+        meta.append({"kind": "oracle", "energy": min(1.0, stem_share)})
+    wavs = istft(specs, length=len(x), n_fft=n_fft, win_length=win_length).numpy()
+    L = judge.logits(wavs)[:, c, seg][:, decided]  # (N, decided frames)
+    l0 = L0[decided]
+    p0 = _sigmoid(l0)
+
+    def scores(lv):
+        return {"logit_drop": float(np.mean(l0 - lv)), "flip_rate": float(np.mean(lv <= thr)),
+                "prob_drop": float(np.mean(p0 - _sigmoid(lv)))}
+
+    curves, seg_row = [], {"decided_frames": int(decided.sum()), "base_logit": float(l0.mean()),
+                           "base_prob": float(p0.mean()), "n_positive": len(positive), "n_active": int(active.size),
+                           "n_relevant": int(rel.size)}
+    expl_del = {}
+    for info, lv in zip(meta, L):
+        kind = info["kind"]
+        if kind == "floor":
+            seg_row["floor_logit_drop"] = scores(lv)["logit_drop"]
+        elif kind == "curve":
+            row = {k: info[k] for k in ("method", "draw", "direction", "level", "energy", "bins", "k")}
+            row.update(scores(lv))
+            curves.append(row)
+            if info["method"] == "explanation" and info["direction"] == "deletion":
+                expl_del[info["level"]] = (info, lv)
+        elif kind == "soft":
+            sc = scores(lv)
+            seg_row[f"{info['method']}_logit_drop"] = sc["logit_drop"]
+            seg_row[f"{info['method']}_energy"] = info["energy"]
+        elif kind in ("lmac_in", "lmac_out"):
+            p = _sigmoid(lv)
+            pre = "" if info["method"] == "nmf" else "saliency_"
+            if kind == "lmac_in":
+                pm, bm = float(p.mean()), float(p0.mean())
+                seg_row[pre + "AI"] = 100.0 * float(pm > bm)
+                seg_row[pre + "AD"] = 100.0 * max(0.0, bm - pm) / max(bm, 1e-12)
+                seg_row[pre + "AG"] = 100.0 * max(0.0, pm - bm) / max(1.0 - bm, 1e-12)
+                seg_row[pre + "fid_in"] = float(np.mean(lv > thr))
+            else:
+                seg_row[pre + "FF"] = float(p0.mean() - p.mean())
+        elif kind == "oracle":
+            sc = scores(lv)
+            seg_row.update({"oracle_energy": info["energy"], "oracle_logit_drop": sc["logit_drop"],
+                            "oracle_flip_rate": sc["flip_rate"]})
+    # k to flip: the atoms behind the first level whose deletion flips >= half the decided frames
+    flips = [(lvl, row["k"]) for row in curves if row["method"] == "explanation" and row["direction"] == "deletion"
+             and row["flip_rate"] >= 0.5 for lvl in [row["level"]]]
+    seg_row["k_to_flip"] = float(min(flips)[1]) if flips else np.nan
+    seg_row.update(_sanity(proxy, judge, spec, seg, c, positive, expl_del, decided, gain, len(x), n_fft, win_length))
+    return curves, seg_row
 
 
-def probability_drops(H: np.ndarray, theta: np.ndarray, bias: np.ndarray, c: int,
-                      sets: dict[str, list[np.ndarray]]) -> dict[str, float]:
-    """Mean over frames of ``p_c(H) - p_c(H without the set)``, averaged over the draws of each kind."""
-    base = _sigmoid(theta[c] @ H + bias[c])
-    out = {"base": float(base.mean())}
-    for kind, draws in sets.items():
-        drops = []
-        for comps in draws:
-            removed = theta[c, comps] @ H[comps] if len(comps) else 0.0
-            drops.append(float((base - _sigmoid(theta[c] @ H + bias[c] - removed)).mean()))
-        out[kind] = float(np.mean(drops)) if drops else float("nan")
-    return out
+def _sanity(proxy: _Proxy, judge: Judge, spec, seg: slice, c: int, positive, expl_del, decided, gain, length: int,
+            n_fft: int, win_length: int) -> dict:
+    """The proxy's own logit drop when the explanation's deletion at 50 % energy (or the nearest level)
+    is fed to it, as a share of the drop of removing the same atoms from its H."""
+    import torch
+
+    from proxyseg.dictionary.spectrogram import istft
+
+    if not expl_del or not positive:
+        return {"proxy_sanity": np.nan}
+    level = min(expl_del, key=lambda v: abs(v - 0.5))
+    info, _ = expl_del[level]
+    k = min(len(positive), max(1, info["k"]))
+    atoms = positive[:k]
+    mask = info["mask"]
+    masked = spec.clone()
+    masked[:, seg] = spec[:, seg] * torch.from_numpy(~mask)
+    if proxy.input == "spectrogram":
+        both = torch.stack([spec[:, seg], masked[:, seg]]).abs().double() * float(gain)
+        inp = torch.log1p(both.square())
+    else:
+        feats = judge.features(istft(torch.stack([spec, masked]), length=length, n_fft=n_fft,
+                                     win_length=win_length).numpy())
+        if feats is None:
+            return {"proxy_sanity": np.nan}
+        inp = feats[:, :, seg]
+    logits, Hp = proxy.run(inp)
+    input_drop = float(np.mean((logits[0, c] - logits[1, c])[decided]))
+    h_drop = float(np.mean((proxy.theta[c, atoms] @ Hp[0][atoms])[decided]))
+    return {"proxy_input_drop": input_drop, "proxy_h_drop": h_drop,
+            "proxy_sanity": input_drop / h_drop if h_drop > 1e-9 else np.nan}
 
 
-def residual_spectrogram(X: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Log-power spectrogram of the residual: ``log(1 + (1 - M)^2 (exp(X) - 1))`` (X = log(1 + |S|^2))."""
-    return np.log1p(np.square(1.0 - mask) * np.expm1(X))
+# -------------------------------------------------------------------------------------------- the run
+
+def _read_manifest(path) -> dict[str, str]:
+    return pd.read_csv(path, sep="\t").set_index("uri")["audio"].to_dict()
 
 
-def _segments(targets_h5, seconds: float, max_segments: int, rng) -> dict[str, list[tuple[str, int]]]:
-    targets = ex.read_targets(targets_h5)
-    return ex.select_segments_across(targets, int(round(seconds * FRAME_RATE)), max_segments, rng=rng)
+def faithfulness_rows(checkpoint, items, judge: Judge, settings: Faithfulness | dict | None = None, seed: int = 0,
+                      system: str = "", explain: Explain | dict | None = None,
+                      threshold: float = Scoring.threshold, shuffle_relevance: bool = False
+                      ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(curves, segments)``: one curve row per segment, class, method (draw), direction and energy level;
+    one segment row per segment and class (the judge's base decision, L-MAC's figures, the oracle, the
+    proxy's sanity gate).
 
-
-class TeacherJudge:
-    """The explained model on waveforms: WavLM (the feature cache's layers, float16 like the cache) -> the
-    teacher's fusion and TCN -> per-frame class probabilities, a batch of equal-length clips at a time."""
-
-    def __init__(self, teacher_pt, wavlm: str, features_h5, device: str = "auto"):
-        from proxyseg.features.wavlm import load_wavlm
-        from proxyseg.teacher.model import load_teacher, resolve_device
-
-        self.device = resolve_device(device)
-        self.teacher, _ = load_teacher(teacher_pt, self.device)
-        self.wavlm = str(wavlm)
-        with h5py.File(features_h5, "r") as h5:
-            self.layers = [int(i) for i in np.atleast_1d(h5.attrs["layers"])]
-            do_normalize = bool(h5.attrs.get("do_normalize", False))  # as the cache the teacher learned from
-        self.net = load_wavlm(self.wavlm, normalize=do_normalize).to(self.device)
-
-    @torch.no_grad()
-    def probs(self, wavs: np.ndarray) -> np.ndarray:
-        """``wavs`` (B, N) float32 at 16 kHz -> probabilities (B, C, T) float64."""
-        from proxyseg.features.wavlm import hidden_states
-
-        states = hidden_states(self.net, torch.from_numpy(np.ascontiguousarray(wavs, dtype=np.float32)).to(self.device),
-                          self.layers, use_amp=False)
-        logits, _ = self.teacher(torch.from_numpy(states.astype(np.float32)).to(self.device))
-        return torch.sigmoid(logits).double().cpu().numpy()
-
-
-class BlackBoxJudge:
-    """A pre-trained black-box teacher (:mod:`proxyseg.teacher.blackbox`) on waveforms: per-frame
-    probabilities of the classes it knows (NaN for the others, which are not tested)."""
-
-    def __init__(self, kind: str, checkpoint: str | None = None, device: str = "auto"):
-        from proxyseg.teacher.blackbox import load_blackbox
-        from proxyseg.teacher.model import resolve_device
-
-        self.model = load_blackbox(kind, checkpoint, str(resolve_device(device)))
-        self.classes = self.model.classes
-
-    def probs(self, wavs: np.ndarray) -> np.ndarray:
-        """``wavs`` (B, N) float32 at 16 kHz -> probabilities (B, C, T) float64."""
-        return np.stack([_sigmoid(self.model.logits(w).astype(np.float64)).T for w in wavs])
-
-
-@torch.no_grad()
-def faithfulness_rows(checkpoint, items, settings: Faithfulness | dict | None = None, seed: int = 0,
-                      system: str = "", judge: TeacherJudge | None = None,
-                      explain: Explain | dict | None = None) -> pd.DataFrame:
-    """One row per (corpus, class, segment): drops of every kind, H-level and (spectrogram input)
-    input-level (the proxy's internal check) and, with a ``judge``, teacher-level.
-
-    ``items``: ``(corpus, inference.h5, spectrograms.h5, targets.h5, manifest.tsv)`` of the split to test
-    (the manifest gives the audio the teacher hears; quadruples without it are accepted when no judge).
-    ``explain``: the explain settings, whose ``tau`` and ``mask_domain`` make the explanations tested.
+    ``items``: ``(corpus, inference.h5, spectrograms.h5, decisions.h5, manifest.tsv[, stems_dir])`` of the
+    split to test: the proxy's activations, the spectrogram cache (STFT settings, each file's level gain),
+    where the judge decided each class (its inference file, or labels), the audio, and the true stems.
+    ``shuffle_relevance``: the negative control (each segment's relevance shuffled across atoms).
     """
+    from proxyseg.explain.groundtruth import stem_path
+
     s = Faithfulness.parse(settings)
     e = Explain.parse(explain)
-    by_proxy = s["classifier"] in ("proxy", "both")
-    if s["classifier"] in ("teacher", "both") and judge is None:
-        raise ValueError(f"faithfulness classifier {s['classifier']!r} needs the teacher (judge)")
-    if s["classifier"] == "proxy":
-        judge = None
-    model, ckpt = load_proxy(checkpoint)
-    inp = ckpt["hparams"].get("input", "wavlm")
-    theta = model.theta.weight.detach().double().numpy()[:, :, 0]
-    bias = model.theta.bias.detach().double().numpy()
-    W = model.W.detach().double().numpy()
-    if (W < 0).any():
-        log.warning("%s: the dictionary has negative entries (learned_random): masks use ReLU(W)", checkpoint)
-    Wpos = np.maximum(W, 0.0)
-    input_level = by_proxy and bool(s["input_level"]) and inp == "spectrogram"
-    frames = int(round(s["segment_seconds"] * FRAME_RATE))
-    rows = []
-    for item in items:
-        corpus, infer_h5, spec_h5, targets_h5 = item[:4]
-        manifest = item[4] if len(item) > 4 else None
-        if judge is not None and manifest is None:
-            raise ValueError(f"{corpus}: the teacher-judged test needs the split's manifest.tsv (its audio)")
-        audio = pd.read_csv(manifest, sep="\t").set_index("uri")["audio"].to_dict() if judge is not None else {}
-        rng = np.random.default_rng(seed)
-        chosen = _segments(targets_h5, s["segment_seconds"], int(s["max_segments"]), rng)
+    proxy = _Proxy(checkpoint)
+    frames = int(round(s.segment_seconds * FRAME_RATE))
+    rng = np.random.default_rng(seed)
+    judge_classes = tuple(judge.classes)
+    curves, segments = [], []
+    # one draw per class over the files of every corpus (``segments`` per class in all)
+    targets = {}
+    for i, item in enumerate(items):
+        targets.update({(i, uri): t for uri, t in ex.read_targets(item[3]).items()})
+    chosen = draw_segments(targets, frames, int(s.segments), rng, judge_classes)
+    for name in judge_classes:
+        n_files = len({key for key, _ in chosen[name]})
+        log.info("%s: %d segments from %d files (%d asked)", name, len(chosen[name]), n_files, s.segments)
+    for i, item in enumerate(items):
+        corpus, infer_h5, spec_h5, targets_h5, manifest = item[:5]
+        stems = item[5] if len(item) > 5 and item[5] not in (None, "", "-") else None
+        audio = _read_manifest(manifest)
         with h5py.File(infer_h5, "r") as inf, h5py.File(spec_h5, "r") as sp:
-            stft_settings = {"n_fft": int(sp.attrs.get("n_fft", 512)), "win_length": int(sp.attrs.get("win_length", 400))}
-            for c, name in enumerate(CLASSES):
-                if name not in getattr(judge, "classes", CLASSES):
-                    continue  # a black-box teacher's unknown class: nothing to judge, nothing was distilled
-                judged = 0
-                for uri, start in chosen[name]:
+            n_fft, win_length = int(sp.attrs.get("n_fft", 512)), int(sp.attrs.get("win_length", 400))
+            for name in judge_classes:
+                c = CLASSES.index(name)
+                for (j, uri), start in chosen[name]:
+                    if j != i:
+                        continue
                     H = inf[uri]["H"][start:start + frames].astype(np.float64).T
                     if H.shape[1] < frames:
                         continue
-                    r = ex.local_relevance(H, theta)[:, c]
-                    row = {"system": system, "corpus": corpus, "class": name, "uri": uri,
-                           "start": start / FRAME_RATE, "n_relevant": int((r > e.tau).sum())}
-                    if row["n_relevant"] == 0:
-                        rows.append({**row, "no_relevant": True})
+                    before, after = judge.context(s.segment_seconds)
+                    b = min(start, int(round(before * FRAME_RATE)))
+                    first = start - b
+                    n_after = int(round(after * FRAME_RATE))
+                    t0 = first * HOP / SAMPLE_RATE
+                    t1 = ((start + frames + n_after - 1) * HOP + WIN) / SAMPLE_RATE
+                    x = load_audio(audio[uri], t0, t1)
+                    seg = slice(b, b + frames)
+                    if (len(x) - WIN) // HOP + 1 < seg.stop:
                         continue
-                    sets = removal_sets(r, H.mean(axis=1), e.tau, rng, int(s["draws"]))
-                    row["no_relevant"] = False
-                    if by_proxy:
-                        drops = probability_drops(H, theta, bias, c, sets)
-                        row.update({"base": drops["base"], **{f"drop_{k}": drops[k] for k in KINDS}})
-                    if input_level:
-                        row.update(_input_level(model, sp[uri][start:start + frames].astype(np.float32).T,
-                                                Wpos, theta, c, e.tau, rng, int(s["draws"])))
-                    if judge is not None and judged < int(s["teacher_segments"]):
-                        t0 = start / FRAME_RATE
-                        x = load_audio(audio[uri], t0, t0 + (frames - 1) / FRAME_RATE + WIN / SAMPLE_RATE)
-                        row.update(_teacher_level(judge, x, Wpos, H, sets, c, domain=e.mask_domain,
-                                                  level_gain=float(sp[uri].attrs.get("gain", 1.0)),
-                                                  **stft_settings))
-                        judged += 1
-                    rows.append(row)
+                    stem = None
+                    if stems is not None and name != "overlap":
+                        p = stem_path(stems, uri, name)
+                        if p.exists():
+                            stem = load_audio(p, t0, t1)
+                            stem = np.pad(stem, (0, max(0, len(x) - len(stem))))[:len(x)]
+                    out = _segment(judge, proxy, x, seg, c, H, rng, s, e, threshold, n_fft, win_length,
+                                   float(sp[uri].attrs.get("gain", 1.0)), stem, shuffle_relevance)
+                    ident = {"system": system, "judge": judge.name, "corpus": corpus, "class": name, "uri": uri,
+                             "start": start / FRAME_RATE}
+                    if out is None:
+                        segments.append({**ident, "decided_frames": 0})
+                        continue
+                    rows, seg_row = out
+                    curves += [{**ident, **r} for r in rows]
+                    segments.append({**ident, **seg_row})
+    return pd.DataFrame(curves), pd.DataFrame(segments)
+
+
+def write_faithfulness(checkpoint, items, judge: Judge, out_tsv, settings=None, seed: int = 0, system: str = "",
+                       explain=None, threshold: float = Scoring.threshold) -> None:
+    """Write ``out_tsv`` (curve rows) and ``<out>.segments.tsv`` beside it (atomically, both or none)."""
+    from proxyseg.core.tables import write_table
+
+    curves, segments = faithfulness_rows(checkpoint, items, judge, settings, seed, system, explain, threshold)
+    if curves.empty:
+        curves = pd.DataFrame(columns=["system", "judge", "corpus", "class", "uri", "start", "method", "draw",
+                                       "direction", "level", "energy", "bins", "k", "logit_drop", "flip_rate",
+                                       "prob_drop"])
+    write_table(segments, segments_path(out_tsv))
+    write_table(curves, out_tsv)
+
+
+def segments_path(out_tsv) -> Path:
+    p = Path(out_tsv)
+    return p.with_name(p.name[:-4] + ".segments.tsv" if p.name.endswith(".tsv") else p.name + ".segments.tsv")
+
+
+# ------------------------------------------------------------------------------------------ statistics
+
+def bootstrap(values, stat=np.mean, n: int = 1000, seed: int = 0, paired=None) -> tuple[float, float, float]:
+    """``(stat, 2.5 %, 97.5 %)`` of the percentile bootstrap over segments; ``paired``: a second array, the
+    statistic then being ``stat(values) / stat(paired)`` resampled together (a ratio of means)."""
+    v = np.asarray(values, dtype=np.float64)
+    ok = np.isfinite(v) if paired is None else np.isfinite(v) & np.isfinite(np.asarray(paired, np.float64))
+    v = v[ok]
+    w = None if paired is None else np.asarray(paired, np.float64)[ok]
+    if v.size == 0:
+        return np.nan, np.nan, np.nan
+
+    def f(idx):
+        if w is None:
+            return stat(v[idx])
+        den = stat(w[idx])
+        return stat(v[idx]) / den if abs(den) > 1e-12 else np.nan
+
+    point = f(np.arange(v.size))
+    rng = np.random.default_rng(seed)
+    boots = np.array([f(rng.integers(0, v.size, v.size)) for _ in range(n)])
+    boots = boots[np.isfinite(boots)]
+    if boots.size == 0:
+        return float(point), np.nan, np.nan
+    return float(point), float(np.quantile(boots, 0.025)), float(np.quantile(boots, 0.975))
+
+
+def _curve_at(g: pd.DataFrame, levels) -> np.ndarray:
+    """The mean logit drop of one segment's curve at the energy ``levels`` (interpolated on the energy
+    each mask actually removed, starting at (0, 0))."""
+    g = g.sort_values("energy")
+    return np.interp(levels, np.r_[0.0, g["energy"].to_numpy()], np.r_[0.0, g["logit_drop"].to_numpy()])
+
+
+def _area(drops: np.ndarray, levels) -> float:
+    x = np.r_[0.0, levels]
+    y = np.r_[0.0, drops]
+    return float(np.trapezoid(y, x) / x[-1])
+
+
+def per_segment(curves: pd.DataFrame, segments: pd.DataFrame) -> pd.DataFrame:
+    """One row per judged segment and class with the paired quantities the summary bootstraps."""
+    keys = ["system", "judge", "corpus", "class", "uri", "start"]
+    levels = np.sort(curves["level"].unique()) if len(curves) else np.array([0.5])
+    out = []
+    for key, g in curves.groupby(keys, sort=False):
+        rec = dict(zip(keys, key))
+        at = {}
+        for (method, direction), gm in g.groupby(["method", "direction"]):
+            per_draw = [_curve_at(gd, levels) for _, gd in gm.groupby("draw")]
+            at[method, direction] = np.mean(per_draw, axis=0)
+        for direction, sign in (("deletion", 1.0), ("insertion", -1.0)):
+            pre = "" if direction == "deletion" else "ins_"
+            expl = at.get(("explanation", direction))
+            if expl is None:
+                continue
+            for base in ("random_active", "loudest", "other_class", "saliency"):
+                if (base, direction) in at:
+                    rec[f"{pre}auc_gap_{base}"] = sign * (_area(expl, levels) - _area(at[base, direction], levels))
+        expl = at.get(("explanation", "deletion"))
+        sal = at.get(("saliency", "deletion"))
+        for lvl in (0.25, 0.5):
+            if expl is not None:
+                rec[f"expl_drop_{int(lvl * 100)}"] = float(np.interp(lvl, levels, expl))
+            if sal is not None:
+                rec[f"saliency_drop_{int(lvl * 100)}"] = float(np.interp(lvl, levels, sal))
+        d = g[(g["method"] == "explanation") & (g["direction"] == "deletion")].sort_values("energy")
+        if len(d):
+            rec["flip_rate_50"] = float(np.interp(0.5, np.r_[0.0, d["energy"]], np.r_[0.0, d["flip_rate"]]))
+            rec["_energy"] = d["energy"].to_numpy()
+            rec["_drop"] = d["logit_drop"].to_numpy()
+        out.append(rec)
+    df = pd.DataFrame(out)
+    if df.empty:
+        return df
+    merged = df.merge(segments, on=keys, how="left")
+    if "oracle_energy" in merged:
+        merged["expl_drop_oracle"] = [
+            float(np.interp(oe, np.r_[0.0, en], np.r_[0.0, dr])) if np.isfinite(oe) else np.nan
+            for oe, en, dr in zip(merged["oracle_energy"], merged["_energy"], merged["_drop"])]
+    return merged.drop(columns=["_energy", "_drop"])
+
+
+def faithfulness_summary(curves: pd.DataFrame, segments: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+    """``tables/faithfulness_summary.tsv``: one row per system, judge, class and metric, with its 95 %
+    bootstrap interval and the number of segments behind it (:data:`SUMMARY_COLUMNS`)."""
+    rows = []
+    seg = per_segment(curves, segments)
+    if seg.empty:
+        return pd.DataFrame(columns=SUMMARY_COLUMNS)
+    for (system, judge, cls), g in seg.groupby(["system", "judge", "class"], sort=False):
+        def add(metric, vals, stat=np.mean, paired=None, who=judge):
+            v, lo, hi = bootstrap(vals, stat, seed=seed, paired=paired)
+            n = int(np.isfinite(np.asarray(vals, np.float64)).sum() if paired is None else
+                    (np.isfinite(np.asarray(vals, np.float64)) & np.isfinite(np.asarray(paired, np.float64))).sum())
+            rows.append({"system": system, "judge": who, "class": cls, "metric": metric, "value": v,
+                         "ci_low": lo, "ci_high": hi, "segments": n})
+
+        for pre in ("", "ins_"):
+            for base in ("random_active", "loudest", "other_class", "saliency"):
+                col = f"{pre}auc_gap_{base}"
+                if col in g:
+                    add(col, g[col])
+        for lvl in (25, 50):
+            if f"expl_drop_{lvl}" in g and f"saliency_drop_{lvl}" in g:
+                add(f"ratio_to_saliency_{lvl}", g[f"expl_drop_{lvl}"], paired=g[f"saliency_drop_{lvl}"])
+        if "expl_drop_oracle" in g and np.isfinite(g["expl_drop_oracle"]).any():
+            add("oracle_share", g["expl_drop_oracle"], paired=g["oracle_logit_drop"])
+        if "flip_rate_50" in g:
+            add("flip_rate_50", g["flip_rate_50"])
+        for col in ("expl_drop_50", "saliency_drop_50"):
+            if col in g:
+                add(col, g[col])
+        if "k_to_flip" in g:
+            add("k_to_flip", g["k_to_flip"], stat=np.median)
+        if "proxy_sanity" in g:
+            add("proxy_sanity", g["proxy_sanity"], stat=np.median, who="proxy")
+        for m in LMAC:
+            for pre in ("", "saliency_"):
+                if pre + m in g:
+                    add(pre + m, g[pre + m])
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+
+
+def mean_curves(curves: pd.DataFrame) -> pd.DataFrame:
+    """``tables/faithfulness_curves.tsv``: per system, judge, class, method, direction and level, the mean
+    energy removed, logit drop, flip rate and probability drop over segments (draws averaged first)."""
+    if curves.empty:
+        return pd.DataFrame(columns=["system", "judge", "class", "method", "direction", "level", "energy",
+                                     "logit_drop", "flip_rate", "prob_drop", "segments"])
+    keys = ["system", "judge", "class", "method", "direction", "level"]
+    per_seg = curves.groupby(keys + ["corpus", "uri", "start"], sort=False)[
+        ["energy", "logit_drop", "flip_rate", "prob_drop"]].mean().reset_index()
+    g = per_seg.groupby(keys, sort=False)
+    out = g[["energy", "logit_drop", "flip_rate", "prob_drop"]].mean()
+    out["segments"] = g.size()
+    return out.reset_index()
+
+
+def wide_table(curves_mean: pd.DataFrame, segments: pd.DataFrame) -> pd.DataFrame:
+    """``tables/faithfulness.tsv``: per system, class and removal, the mean logit drop and flip rate at each
+    energy level (deletion), and the soft-mask removals of the paper's explanation as extra rows."""
+    rows = []
+    dele = curves_mean[curves_mean["direction"] == "deletion"]
+    for (system, judge, cls, method), g in dele.groupby(["system", "judge", "class", "method"], sort=False):
+        rec = {"system": system, "judge": judge, "class": cls, "removal": method, "segments": int(g["segments"].max())}
+        for _, r in g.sort_values("level").iterrows():
+            pct = int(round(r["level"] * 100))
+            rec[f"energy_{pct}"] = r["energy"]
+            rec[f"logit_drop_{pct}"] = r["logit_drop"]
+            rec[f"flip_{pct}"] = r["flip_rate"]
+        rows.append(rec)
+    judged = segments[segments.get("decided_frames", pd.Series(dtype=float)).fillna(0) > 0] if len(segments) else segments
+    for (system, judge, cls), g in judged.groupby(["system", "judge", "class"], sort=False) if len(judged) else []:
+        for domain in ("linear", "log"):
+            col = f"soft_{domain}_logit_drop"
+            if col in g and g[col].notna().any():
+                rows.append({"system": system, "judge": judge, "class": cls, "removal": f"soft_{domain} (tau)",
+                             "segments": int(g[col].notna().sum()), "soft_energy": g[f"soft_{domain}_energy"].mean(),
+                             "soft_logit_drop": g[col].mean()})
     return pd.DataFrame(rows)
 
 
-def _teacher_level(judge: TeacherJudge, x: np.ndarray, W: np.ndarray, H: np.ndarray, sets, c: int,
-                   n_fft: int, win_length: int, domain: str = "linear", level_gain: float = 1.0) -> dict:
-    """Resynthesise the segment without each component set's part and ask the teacher again; also the
-    explanation alone (relevant part kept) for L-MAC's AD and AI. ``domain``: what the mask takes a
-    fraction of (:func:`proxyseg.explain.relevance.mask_gain`), of the X the proxy saw (``level_gain``, the
-    file's spectrogram.level_db gain); the teacher hears the audio at the file's own level."""
-    spec = stft(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), n_fft=n_fft, win_length=win_length)
-    if spec.shape[0] != W.shape[0]:
-        raise ValueError(f"the spectrogram settings (n_fft {n_fft}) give {spec.shape[0]} bins but the proxy's "
-                         f"dictionary has {W.shape[0]}")
-    T = min(spec.shape[1], H.shape[1])
-    spec, H = spec[:, :T], H[:, :T]
-    kinds = [kind for kind, comp_sets in sets.items() for _ in comp_sets]
-    masks = [ex.explanation_mask(W, H, comps) for comp_sets in sets.values() for comps in comp_sets]
-    keep = [np.ones_like(masks[0])] + [1.0 - m for m in masks] + [masks[kinds.index("relevant")]]
-    mag = spec.abs().double() * float(level_gain)
-    gains = torch.stack([ex.mask_gain(mag, torch.from_numpy(k), domain) for k in keep]).float()
-    length = HOP * (T - 1) + WIN if T else 0
-    wavs = istft(spec[None] * gains, length=length, n_fft=n_fft, win_length=win_length).numpy()
-    p = judge.probs(wavs)[:, c, :].mean(axis=1)
-    base, after, expl = p[0], p[1:-1], p[-1]
-    out = {"teacher_base": float(base), "teacher_expl": float(expl)}
-    for kind in sets:
-        out[f"teacher_drop_{kind}"] = float(np.mean([base - a for k, a in zip(kinds, after) if k == kind]))
-    return out
+# ---------------------------------------------------------------------------------------------- figures
+
+_COLORS = {"explanation": "tab:red", "random_active": "tab:olive", "other_class": "tab:purple",
+           "loudest": "tab:gray", "saliency": "tab:blue"}
 
 
-def _input_level(model, X: np.ndarray, W: np.ndarray, theta, c: int, tau: float, rng, draws: int) -> dict:
-    """Run the proxy on the segment's X, remove masks of component sets from X, run it again."""
-    def run(x):
-        out = model(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None])
-        return torch.sigmoid(out["logits"][0, c]).double().numpy(), out["H"][0].double().numpy()
-
-    base, H = run(X)
-    r = ex.local_relevance(H, theta)[:, c]
-    if not (r > tau).any():
-        return {"input_n_relevant": 0}
-    sets = removal_sets(r, H.mean(axis=1), tau, rng, draws)
-    out = {"input_n_relevant": int((r > tau).sum()), "input_base": float(base.mean())}
-    kinds = [kind for kind, comp_sets in sets.items() for _ in comp_sets]
-    X64 = X.astype(np.float64)
-    batch = np.stack([residual_spectrogram(X64, ex.explanation_mask(W, H, comps))
-                      for comp_sets in sets.values() for comps in comp_sets]).astype(np.float32)
-    after = torch.sigmoid(model(torch.from_numpy(batch))["logits"][:, c]).double().numpy()  # one batch
-    drops = (base[None, :] - after).mean(axis=1)
-    for kind in sets:
-        out[f"input_drop_{kind}"] = float(np.mean([d for k, d in zip(kinds, drops) if k == kind]))
-    return out
-
-
-def faithfulness_summary(rows: pd.DataFrame) -> pd.DataFrame:
-    """Per system and class (over every corpus of the split): segments, mean drops, ratios.
-
-    ``teacher_*``: the teacher's judgement (segments it heard, mean drops, ``teacher_ratio_random``, and
-    L-MAC's ``teacher_AD`` / ``teacher_AI`` in %); the other drops are the proxy's internal check.
-    """
-    out = []
-    for (system, cls), g in rows.groupby(["system", "class"], sort=False):
-        ok = g[~g["no_relevant"].astype(bool)]
-        rec = {"system": system, "class": cls, "segments": len(ok), "no_relevant": int(g["no_relevant"].sum()),
-               "n_relevant": ok["n_relevant"].mean() if len(ok) else np.nan}
-        if "teacher_base" in ok:
-            t = ok.dropna(subset=["teacher_base"])
-            rec["teacher_segments"] = len(t)
-            rec["teacher_base_prob"] = t["teacher_base"].mean() if len(t) else np.nan
-            for kind in KINDS:
-                rec[f"teacher_drop_{kind}"] = t[f"teacher_drop_{kind}"].mean() if len(t) else np.nan
-            rec["teacher_ratio_random"] = _ratio(rec["teacher_drop_relevant"], rec["teacher_drop_random"])
-            base = t["teacher_base"].to_numpy()
-            expl = t["teacher_expl"].to_numpy()
-            rec["teacher_AD"] = float(np.mean(np.maximum(0.0, base - expl) / np.maximum(base, 1e-12)) * 100) \
-                if len(t) else np.nan
-            rec["teacher_AI"] = float(np.mean(expl > base) * 100) if len(t) else np.nan
-        if "base" in ok:
-            rec["base_prob"] = ok["base"].mean() if len(ok) else np.nan
-            for kind in KINDS:
-                rec[f"drop_{kind}"] = ok[f"drop_{kind}"].mean() if len(ok) else np.nan
-            rec["ratio_random"] = _ratio(rec["drop_relevant"], rec["drop_random"])
-            rec["ratio_random_active"] = _ratio(rec["drop_relevant"], rec["drop_random_active"])
-        if "input_drop_relevant" in ok:
-            inp = ok.dropna(subset=["input_drop_relevant"])
-            for kind in KINDS:
-                rec[f"input_drop_{kind}"] = inp[f"input_drop_{kind}"].mean() if len(inp) else np.nan
-            rec["input_ratio_random"] = _ratio(rec["input_drop_relevant"], rec["input_drop_random"])
-        out.append(rec)
-    return pd.DataFrame(out)
-
-
-def _ratio(a: float, b: float) -> float:
-    if not (np.isfinite(a) and np.isfinite(b)) or b <= 0:
-        return float("inf") if np.isfinite(a) and a > 0 and np.isfinite(b) and b <= 0 else float("nan")
-    return float(a / b)
-
-
-def plot_faithfulness(path, summary: pd.DataFrame) -> None:
-    """Grouped bars: mean probability drop per class for each removal kind, one panel per system: the
-    teacher's drops when it judged (else the proxy's own, the internal check)."""
+def plot_curves(path, curves_mean: pd.DataFrame, segments: pd.DataFrame, system: str) -> None:
+    """Deletion and insertion curves (mean logit drop against the share of energy removed or kept) of one
+    proxy's explanation and every baseline, one row per class; the oracle (true stem removed) as a star."""
     from proxyseg.explain.relevance import new_figure, save_figure
 
-    by_teacher = "teacher_drop_relevant" in summary and bool(np.isfinite(summary["teacher_drop_relevant"]).any())
-    prefix, count = ("teacher_drop_", "teacher_segments") if by_teacher else ("drop_", "segments")
-    systems = list(dict.fromkeys(summary["system"]))
-    fig = new_figure(figsize=(4.2 * max(1, len(systems)), 4.2))
-    axes = np.atleast_1d(fig.subplots(1, max(1, len(systems)), sharey=True))
-    colors = {"relevant": "tab:red", "random": "tab:gray", "random_active": "tab:olive", "least": "tab:blue"}
-    for ax, system in zip(axes, systems):
-        g = summary[summary["system"] == system].set_index("class").reindex(CLASSES)
-        x = np.arange(len(CLASSES))
-        for i, kind in enumerate(KINDS):
-            ax.bar(x + (i - 1.5) * 0.2, g[f"{prefix}{kind}"].fillna(0.0), width=0.2, color=colors[kind], label=kind)
-        ax.axhline(0, color="k", lw=0.6)
-        ax.set_xticks(x, [f"{c}\n(n={int(n) if np.isfinite(n) else 0})" for c, n in zip(CLASSES, g[count])],
-                      fontsize=8)
-        ax.set_title(system, fontsize=9)
-        ax.grid(axis="y", alpha=0.3)
-    axes[0].set_ylabel("mean drop of the teacher's class probability" if by_teacher
-                       else "mean drop of the proxy's class probability (internal check)")
-    axes[0].legend(fontsize=8, title="components removed", title_fontsize=8)
-    fig.suptitle("Faithfulness: the relevant components' audio removed vs random / least relevant ones, judged by "
-                 + ("the teacher" if by_teacher else "the proxy itself") + " (test split)", fontsize=10)
+    g = curves_mean[curves_mean["system"] == system]
+    classes = [c for c in CLASSES if c in set(g["class"])] or ["(none)"]
+    fig = new_figure(figsize=(9, 2.8 * len(classes)))
+    axes = np.atleast_2d(fig.subplots(len(classes), 2, squeeze=False))
+    for i, cls in enumerate(classes):
+        for j, direction in enumerate(DIRECTIONS):
+            ax = axes[i, j]
+            gc = g[(g["class"] == cls) & (g["direction"] == direction)]
+            for method, gm in gc.groupby("method", sort=False):
+                gm = gm.sort_values("energy")
+                ax.plot(np.r_[0, gm["energy"]], np.r_[0 if direction == "deletion" else np.nan, gm["logit_drop"]],
+                        marker="o", ms=3, color=_COLORS.get(method, "k"), label=method.replace("_", " "))
+            sg = segments[(segments["system"] == system) & (segments["class"] == cls)] if len(segments) else segments
+            if direction == "deletion" and "oracle_energy" in sg and sg["oracle_energy"].notna().any():
+                ax.plot(sg["oracle_energy"].mean(), sg["oracle_logit_drop"].mean(), "*", ms=12, color="gold",
+                        markeredgecolor="k", label="true stem removed")
+            n = int(gc["segments"].max()) if len(gc) else 0
+            ax.set_title(f"{cls}: {direction} (n={n})", fontsize=9)
+            ax.set_xlabel("share of the segment's energy " + ("removed" if direction == "deletion" else "kept"),
+                          fontsize=8)
+            ax.set_ylabel("judge's logit drop", fontsize=8)
+            ax.grid(alpha=0.3)
+            if i == 0 and j == 0:
+                ax.legend(fontsize=7)
+    fig.suptitle(f"{system}: faithfulness on an energy axis (deletion: higher is better for the explanation; "
+                 "insertion: lower)", fontsize=9)
     fig.tight_layout()
     save_figure(fig, Path(path))
+
+
+def faithfulness_table(inputs, out_tsv, out_md, out_summary, out_curves, figures=(), seed: int = 0) -> pd.DataFrame:
+    """Gather per-proxy outputs of :func:`write_faithfulness` into the tables and one figure per proxy
+    (``figures``: one path per input, in the same order)."""
+    from proxyseg.core.tables import write_table
+
+    curves = pd.concat([pd.read_csv(p, sep="\t") for p in inputs], ignore_index=True)
+    segments = pd.concat([pd.read_csv(segments_path(p), sep="\t") for p in inputs], ignore_index=True)
+    summary = faithfulness_summary(curves, segments, seed=seed)
+    cm = mean_curves(curves)
+    write_table(wide_table(cm, segments), out_tsv, out_md, floatfmt=".3g")
+    write_table(summary, out_summary)
+    write_table(cm, out_curves)
+    for p, fig in zip(inputs, figures):
+        seg = pd.read_csv(segments_path(p), sep="\t")
+        plot_curves(fig, cm, segments, str(seg["system"].iloc[0]) if len(seg) else Path(p).stem)
+    return summary

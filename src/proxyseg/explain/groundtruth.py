@@ -22,7 +22,10 @@ magnitude STFT of the segment's audio, original phase, inverse STFT). It is scor
 References, scored the same way: the explanation made of the same number ``|R|`` of **random**
 components (drawn uniformly from all K, ``draws`` seeded draws, scores averaged) and of random components
 among those **active** in the segment (mean activation above :data:`ACTIVE`; harder: inactive components
-give a near-silent "explanation").
+give a near-silent "explanation"), and the **energy-matched** reference: active components in a random
+order, added until their mask keeps as much of the segment's STFT energy as the explanation's (the fairest
+of the three: an explanation cannot win by keeping more or less of the audio). The mixture itself is the
+control of the band share (``share_mixture``) and of SI-SDR (``sisdr_mixture``).
 
 One row per (proxy, corpus, class, segment); segments without a relevant component (``no_relevant``) or
 whose stem is silent in the segment (``silent_stem``) are kept as rows but not scored. The overlap class
@@ -53,8 +56,9 @@ log = logging.getLogger("proxyseg.explain.groundtruth")
 STEM_CLASSES = ("speech", "noise", "music")
 
 
-#: Explanations scored per segment: the proxy's, and the two random references.
-KINDS = ("explanation", "random", "random_active")
+#: Explanations scored per segment: the proxy's, and the random references (``random_energy``: random
+#: active components added until they keep as much of the segment's energy as the explanation).
+KINDS = ("explanation", "random", "random_active", "random_energy")
 
 #: Energy below this (sum of squared samples) counts as silence.
 SILENT = 1e-10
@@ -179,6 +183,26 @@ def _random_sets(n: int, z: np.ndarray, rng: np.random.Generator, draws: int) ->
                               for _ in range(draws)] if active.size else []}
 
 
+def _kept_energy(W, H, comps, power: np.ndarray) -> float:
+    """Share of the segment's STFT energy (``power`` (F, T)) that the soft mask of ``comps`` keeps."""
+    m = ex.explanation_mask(W, H, comps)[:, :power.shape[1]]
+    return float((np.square(m) * power).sum() / max(power.sum(), SILENT))
+
+
+def _energy_matched_sets(W, H, target: float, power: np.ndarray, rng: np.random.Generator, draws: int
+                         ) -> list[np.ndarray]:
+    """``draws`` random orders of the active components, each cut at the shortest prefix whose mask keeps at
+    least ``target`` of the segment's energy (all active ones if none reaches it)."""
+    active = np.flatnonzero(H.mean(axis=1) > ACTIVE)
+    out = []
+    for _ in range(draws if active.size else 0):
+        order = rng.permutation(active)
+        kept = [_kept_energy(W, H, order[:n], power) for n in range(1, order.size + 1)]
+        n = next((i + 1 for i, k in enumerate(kept) if k >= target), order.size)
+        out.append(order[:n])
+    return out
+
+
 # -------------------------------------------------------------------------------------------------- rows
 
 def _one_blas_thread():
@@ -213,6 +237,9 @@ def groundtruth_rows(checkpoint, items, settings: Groundtruth | dict | None = No
 def _groundtruth_rows(checkpoint, items, settings, seed: int, system: str, explain, n_fft_setting: int | None,
                       win_length_setting: int | None) -> pd.DataFrame:
     """The rows of :func:`groundtruth_rows` (BLAS threads limited by the caller)."""
+    import torch
+
+    from proxyseg.dictionary.spectrogram import stft
     from proxyseg.proxy.model import load_proxy
 
     s = Groundtruth.parse(settings)
@@ -282,6 +309,10 @@ def _groundtruth_rows(checkpoint, items, settings, seed: int, system: str, expla
                             "share_mixture": band_share(_bin_energy(mix_seg, n_fft, win_length), band),
                             "sisdr_mixture": si_sdr(mix_seg, stem_seg)})
                 sets = {"explanation": [relevant], **_random_sets(relevant.size, H.mean(axis=1), rng, draws)}
+                power = stft(torch.from_numpy(mix_seg.astype(np.float32)), n_fft=n_fft,
+                             win_length=win_length).abs().square().double().numpy()
+                sets["random_energy"] = _energy_matched_sets(W, H, _kept_energy(W, H, relevant, power), power, rng,
+                                                             draws)
                 for kind in KINDS:
                     scores = [segment_scores(ex.masked_audio(mix_seg.astype(np.float32),
                                                              ex.explanation_mask(W, H, comps), n_fft, win_length),
@@ -361,7 +392,9 @@ def groundtruth_summary(rows: pd.DataFrame) -> pd.DataFrame:
         for col in means:
             vals = pd.to_numeric(ok[col], errors="coerce") if col in ok else pd.Series(dtype=float)
             rec[col] = float(vals.mean()) if vals.notna().any() else np.nan
-        for kind in ("random", "random_active"):
+        for kind in ("random", "random_active", "random_energy"):
+            if f"sisdri_{kind}" not in ok:
+                continue
             both = ok[["sisdri_explanation", f"sisdri_{kind}"]].apply(pd.to_numeric, errors="coerce").dropna()
             rec[f"beats_{kind}"] = (float((both["sisdri_explanation"] > both[f"sisdri_{kind}"]).mean())
                                     if len(both) else np.nan)
@@ -378,7 +411,8 @@ def plot_groundtruth(path, summary: pd.DataFrame) -> None:
     systems = list(dict.fromkeys(summary["system"])) if len(summary) else [""]
     fig = new_figure(figsize=(4.4 * len(systems), 6.8))
     axes = np.asarray(fig.subplots(2, len(systems), squeeze=False, sharey="row"))
-    colors = {"mixture": "tab:blue", "explanation": "tab:red", "random": "tab:gray", "random_active": "tab:olive"}
+    colors = {"mixture": "tab:blue", "explanation": "tab:red", "random": "tab:gray", "random_active": "tab:olive",
+              "random_energy": "tab:purple"}
     x = np.arange(len(STEM_CLASSES))
     for j, system in enumerate(systems):
         g = (summary[summary["system"] == system].set_index("class").reindex(list(STEM_CLASSES))
@@ -387,7 +421,7 @@ def plot_groundtruth(path, summary: pd.DataFrame) -> None:
         ax = axes[0, j]
         for i, kind in enumerate(KINDS):
             vals = g[f"sisdri_{kind}"] if f"sisdri_{kind}" in g else pd.Series(np.nan, index=g.index)
-            ax.bar(x + (i - 1) * 0.27, vals.fillna(0.0), width=0.27, color=colors[kind], label=kind)
+            ax.bar(x + (i - 1.5) * 0.2, vals.fillna(0.0), width=0.2, color=colors[kind], label=kind)
         ax.axhline(0, color="k", lw=0.6)
         ax.set_xticks(x, [f"{c}\n(n={k})" for c, k in zip(STEM_CLASSES, n)], fontsize=8)
         ax.set_title(system, fontsize=9)
@@ -396,7 +430,7 @@ def plot_groundtruth(path, summary: pd.DataFrame) -> None:
         for i, kind in enumerate(("mixture",) + KINDS):
             col = f"share_{kind}"
             vals = g[col] if col in g else pd.Series(np.nan, index=g.index)
-            ax.bar(x + (i - 1.5) * 0.2, vals.fillna(0.0), width=0.2, color=colors[kind], label=kind)
+            ax.bar(x + (i - 2) * 0.16, vals.fillna(0.0), width=0.16, color=colors[kind], label=kind)
         if "share_stem" in g:
             ax.scatter(x, g["share_stem"].fillna(np.nan), marker="_", s=400, color="k", label="stem", zorder=3)
         ax.set_ylim(0, 1.05)
@@ -417,7 +451,8 @@ SI-SDR(mixture, stem); share_*: share of the candidate's energy inside the stem'
 holding {share} of the stem's energy; share_stem is the stem's own, band_bins the fraction of bins in the
 band); kept_*: candidate energy / mixture energy. explanation: the relevant components' mask (relevance >
 tau); random / random_active: the same number of components drawn from all / from the active ones (mean of
-the draws); beats_*: share of segments where the explanation's SI-SDR improvement is the higher.
+the draws); random_energy: active components in a random order until they keep as much energy as the
+explanation (energy-matched); share_mixture / sisdr_mixture: the mixture itself; beats_*: share of segments where the explanation's SI-SDR improvement is the higher.
 segments: scored segments; no_relevant, silent_stem: segments left out.
 
 """

@@ -8,8 +8,11 @@ class logit; its mean over the segment's frames is differentiated with respect t
 cache was extracted from normalised waveforms (its attribute ``do_normalize``), the resynthesised
 segment is normalised the same way before WavLM (zero mean, unit variance over the segment, inside the
 graph: the gradient goes through the normalisation, part of the model's own preprocessing). The saliency map
-is gradient x input, ``|d logit_c / d|S|| * |S|``, and its frequency profile is the mean over frames,
-normalised to sum 1 per segment and averaged over the segments of the class.
+is the **signed** gradient x input, ``d logit_c / d|S| * |S|`` (positive where a bin speaks for the class,
+negative where it speaks against it); the profile is its mean over frames, positive part, normalised to sum
+1 per segment and averaged over the segments of the class. The unsigned map ``|d logit_c / d|S|| * |S|``,
+which mixes in the evidence against the class, is kept beside it (``profiles_unsigned``,
+``spearman_rho_unsigned``).
 
 Comparison: per class, both the teacher's saliency profile and the proxy's prototype ``P_c(f)``
 (``explain.class_prototypes``) are averaged over the bins of each frequency band (log-spaced;
@@ -63,8 +66,9 @@ def band_sums(profile: np.ndarray, freqs: np.ndarray, bands) -> np.ndarray:
 
 def segment_saliency(samples: np.ndarray, wavlm, teacher, layers: list[int], c: int, n_fft: int = 512,
                      win_length: int = 400, device="cpu") -> np.ndarray:
-    """Gradient x input saliency profile (F,) of class ``c`` for one segment, normalised to sum 1
-    (zeros when the gradient vanishes)."""
+    """Saliency profiles ``(signed, unsigned)`` (F,) of class ``c`` for one segment: the positive part of the
+    signed gradient x input's mean over frames, and the unsigned one; each normalised to sum 1 (zeros when
+    the gradient vanishes)."""
     x = torch.as_tensor(samples, dtype=torch.float32, device=device)
     spec = stft(x, n_fft=n_fft, win_length=win_length)
     mag = spec.abs().detach().requires_grad_(True)
@@ -75,9 +79,10 @@ def segment_saliency(samples: np.ndarray, wavlm, teacher, layers: list[int], c: 
         states = torch.stack([hidden[j] for j in layers], dim=2)  # (1, T, L, D)
         logits, _ = teacher(states)
         logits[0, c].mean().backward()
-    sal = (mag.grad * mag).abs().mean(dim=1).detach().cpu().numpy().astype(np.float64)
-    total = sal.sum()
-    return sal / total if total > 0 else sal
+    gx = (mag.grad * mag).detach().cpu().double()
+    signed = gx.mean(dim=1).clamp_min(0.0).numpy()
+    unsigned = gx.abs().mean(dim=1).numpy()
+    return tuple(v / v.sum() if v.sum() > 0 else v for v in (signed, unsigned))
 
 
 def teacher_saliency(teacher_pt, wavlm: str, features_h5, items, out_npz, settings: Saliency | dict | None = None,
@@ -101,6 +106,7 @@ def teacher_saliency(teacher_pt, wavlm: str, features_h5, items, out_npz, settin
     frames = int(round(s["segment_seconds"] * FRAME_RATE))
     F = spectrogram["n_fft"] // 2 + 1
     sums, counts = np.zeros((F, len(CLASSES))), np.zeros(len(CLASSES), dtype=np.int64)
+    sums_unsigned = np.zeros_like(sums)
     for manifest, targets_h5 in items:
         audio = pd.read_csv(manifest, sep="\t").set_index("uri")["audio"].to_dict()
         with h5py.File(targets_h5, "r") as t:
@@ -111,17 +117,20 @@ def teacher_saliency(teacher_pt, wavlm: str, features_h5, items, out_npz, settin
                 t0 = start / FRAME_RATE
                 x = load_audio(audio[uri], t0, t0 + (frames - 1) / FRAME_RATE + 0.025)
                 # the STFT of the raw audio the teacher hears (spectrogram.level_db is the proxy's alone)
-                sums[:, c] += segment_saliency(x, net, teacher, layers, c, device=device, n_fft=spectrogram.n_fft,
-                                               win_length=spectrogram.win_length)
+                signed, unsigned = segment_saliency(x, net, teacher, layers, c, device=device,
+                                                    n_fft=spectrogram.n_fft, win_length=spectrogram.win_length)
+                sums[:, c] += signed
+                sums_unsigned[:, c] += unsigned
                 counts[c] += 1
         log.info("saliency %s: segments per class %s", manifest, dict(zip(CLASSES, counts.tolist())))
     profiles = sums / np.maximum(counts, 1)[None, :]
+    unsigned = sums_unsigned / np.maximum(counts, 1)[None, :]
     freqs = stft_frequencies(spectrogram["n_fft"])
     prov = provenance_json(stage="saliency", teacher=str(teacher_pt), wavlm=str(wavlm), settings=s, seed=seed,
                            items=[list(map(str, it)) for it in items], layers=layers, do_normalize=do_normalize)
     with atomic_path(out_npz) as tmp:
         with open(tmp, "wb") as f:
-            np.savez(f, profiles=profiles, counts=counts, freqs_hz=freqs, provenance=np.array(prov))
+            np.savez(f, profiles=profiles, profiles_unsigned=unsigned, counts=counts, freqs_hz=freqs, provenance=np.array(prov))
     plot_saliency(Path(out_npz).with_suffix(".png"), profiles, freqs, counts)
     return {"counts": dict(zip(CLASSES, counts.tolist()))}
 
@@ -133,6 +142,7 @@ def compare_rows(system: str, saliency_npz, prototypes_npz, num_bands: int = 16)
 
     with np.load(saliency_npz) as z:
         sal, sal_counts, freqs = z["profiles"], z["counts"], z["freqs_hz"]
+        unsigned = z["profiles_unsigned"] if "profiles_unsigned" in z else None
     proto = ex.load_prototypes(prototypes_npz)
     if proto.P.shape[0] != sal.shape[0]:
         raise ValueError(f"{prototypes_npz} has {proto.P.shape[0]} bins, {saliency_npz} {sal.shape[0]}")
@@ -145,6 +155,8 @@ def compare_rows(system: str, saliency_npz, prototypes_npz, num_bands: int = 16)
         a, b = band_sums(sal[:, c], freqs, bands) / width, band_sums(proto.P[:, c], freqs, bands) / width
         ok = sal_counts[c] > 0 and proto.counts[c] > 0 and a.sum() > 0 and b.sum() > 0
         rho, p = spearmanr(a, b) if ok else (np.nan, np.nan)
+        rho_unsigned = spearmanr(band_sums(unsigned[:, c], freqs, bands) / width, b)[0] \
+            if ok and unsigned is not None and unsigned[:, c].sum() > 0 else np.nan
         # control: the same saliency against the other classes' prototypes; close to rho means the agreement
         # is the recordings' shared spectral tilt, not something specific to the class
         others = [spearmanr(a, band_sums(proto.P[:, o], freqs, bands) / width)[0] for o in range(len(CLASSES))
@@ -152,7 +164,9 @@ def compare_rows(system: str, saliency_npz, prototypes_npz, num_bands: int = 16)
         fmt = lambda band: f"{band[0]:.0f}-{band[1]:.0f}"  # noqa: E731
         rows.append({"system": system, "class": name, "saliency_segments": int(sal_counts[c]),
                      "prototype_segments": int(proto.counts[c]), "bands": len(bands), "spearman_rho": float(rho),
-                     "p_value": float(p), "rho_other_classes": float(np.mean(others)) if others else float("nan"), "saliency_peak_band_hz": fmt(bands[int(np.argmax(a))]) if ok else "",
+                     "p_value": float(p), "spearman_rho_unsigned": float(rho_unsigned),
+                     "rho_other_classes": float(np.mean(others)) if others else float("nan"),
+                     "saliency_peak_band_hz": fmt(bands[int(np.argmax(a))]) if ok else "",
                      "prototype_peak_band_hz": fmt(bands[int(np.argmax(b))]) if ok else ""})
     return pd.DataFrame(rows)
 
@@ -168,8 +182,9 @@ def plot_saliency(path: str | os.PathLike, profiles: np.ndarray, freqs: np.ndarr
         ax.plot(freqs[keep], y / peak if peak > 0 else y, color=ex._COLORS[name], label=f"{name} (n={int(counts[c])})")
     ax.set_xscale("log")
     ax.set_xlabel("frequency (Hz)")
-    ax.set_ylabel("gradient x input (peak = 1)")
-    ax.set_title("Teacher input-gradient saliency per class (mean over segments)", fontsize=10)
+    ax.set_ylabel("signed gradient x input, positive part (peak = 1)")
+    ax.set_title("Teacher input-gradient saliency per class: evidence for the class (mean over segments)",
+                 fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=9)
     fig.tight_layout()
