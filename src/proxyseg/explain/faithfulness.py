@@ -571,7 +571,8 @@ def mean_curves(curves: pd.DataFrame) -> pd.DataFrame:
 
 def wide_table(curves_mean: pd.DataFrame, segments: pd.DataFrame) -> pd.DataFrame:
     """``tables/faithfulness.tsv``: per system, class and removal, the mean logit drop and flip rate at each
-    energy level (deletion), and the soft-mask removals of the paper's explanation as extra rows."""
+    energy level (deletion), and the soft-mask removals of the paper's explanation as extra rows; the median
+    ``proxy_sanity`` of the class and ``judgeable`` (no: below 0.5, the removal does not move the proxy)."""
     rows = []
     dele = curves_mean[curves_mean["direction"] == "deletion"]
     for (system, judge, cls, method), g in dele.groupby(["system", "judge", "class", "method"], sort=False):
@@ -590,7 +591,13 @@ def wide_table(curves_mean: pd.DataFrame, segments: pd.DataFrame) -> pd.DataFram
                 rows.append({"system": system, "judge": judge, "class": cls, "removal": f"soft_{domain} (tau)",
                              "segments": int(g[col].notna().sum()), "soft_energy": g[f"soft_{domain}_energy"].mean(),
                              "soft_logit_drop": g[col].mean()})
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    if len(table) and len(judged) and "proxy_sanity" in judged:
+        sanity = judged.groupby(["system", "class"])["proxy_sanity"].median()
+        table["proxy_sanity"] = [sanity.get((sy, c), np.nan) for sy, c in zip(table["system"], table["class"])]
+        # the sanity gate: a removal that does not move the explained model's own proxy is no verdict
+        table["judgeable"] = table["proxy_sanity"].map(lambda v: "yes" if v >= 0.5 else ("no" if v < 0.5 else "?"))
+    return table
 
 
 # ---------------------------------------------------------------------------------------------- figures
