@@ -189,16 +189,26 @@ def _kept_energy(W, H, comps, power: np.ndarray) -> float:
     return float((np.square(m) * power).sum() / max(power.sum(), SILENT))
 
 
-def _energy_matched_sets(W, H, target: float, power: np.ndarray, rng: np.random.Generator, draws: int
-                         ) -> list[np.ndarray]:
+def _energy_matched_sets(W, H, target: float, power: np.ndarray, rng: np.random.Generator, draws: int,
+                         eps: float = 1e-8) -> list[np.ndarray]:
     """``draws`` random orders of the active components, each cut at the shortest prefix whose mask keeps at
-    least ``target`` of the segment's energy (all active ones if none reaches it)."""
+    least ``target`` of the segment's energy (all active ones if none reaches it). The mask of a prefix is
+    grown one component at a time (the same ``M`` as :func:`proxyseg.explain.relevance.explanation_mask`)."""
     active = np.flatnonzero(H.mean(axis=1) > ACTIVE)
+    T = power.shape[1]
+    Wp, Hp = np.maximum(W, 0.0), H[:, :T]
+    full = Wp @ Hp + eps
+    total = max(float(power.sum()), SILENT)
     out = []
     for _ in range(draws if active.size else 0):
         order = rng.permutation(active)
-        kept = [_kept_energy(W, H, order[:n], power) for n in range(1, order.size + 1)]
-        n = next((i + 1 for i, k in enumerate(kept) if k >= target), order.size)
+        part = np.zeros_like(full)
+        n = order.size
+        for i, k in enumerate(order):
+            part += np.outer(Wp[:, k], Hp[k])
+            if float((np.square(part / full) * power).sum()) / total >= target:
+                n = i + 1
+                break
         out.append(order[:n])
     return out
 
