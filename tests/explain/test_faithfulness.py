@@ -173,3 +173,32 @@ def test_cli_writes_the_tables_and_a_figure_per_proxy(tmp_path, band_files, line
     assert out["png"].stat().st_size > 5000 and "logit_drop_50" in out["md"].read_text()
     table = pd.read_csv(out["tsv"], sep="\t")
     assert {"explanation", "random_active", "saliency", "loudest"} <= set(table["removal"])
+
+
+def test_teacher_judge_runs_wavlm_and_the_teacher_with_its_saliency(tmp_path):
+    import h5py
+    import torch
+
+    from proxyseg.explain.judges import TeacherJudge
+    from proxyseg.features.wavlm import build_untrained_wavlm
+    from proxyseg.teacher.model import Teacher
+
+    build_untrained_wavlm(tmp_path / "w", seed=0, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                          intermediate_size=64, conv_dim=(32,) * 7)
+    torch.manual_seed(0)
+    teacher = Teacher(3, 32, bottleneck=8, hidden=16, blocks=1, repeats=1).eval()
+    torch.save({"state_dict": teacher.state_dict(), "hparams": {**teacher.hparams, "crop_frames": 100},
+                "provenance": {}}, tmp_path / "teacher.pt")
+    with h5py.File(tmp_path / "features.h5", "w") as f:
+        f.attrs["layers"] = np.array([0, 1, 2])
+    judge = TeacherJudge(tmp_path / "teacher.pt", str(tmp_path / "w"), tmp_path / "features.h5", device="cpu")
+    assert judge.context(1.0) == (0.5, 0.5)  # its 2 s training crop, centred on the segment
+    wavs = np.random.default_rng(0).normal(0, 0.1, (3, 320 * 49 + 400)).astype(np.float32)
+    logits = judge.logits(wavs)
+    assert logits.shape == (3, 4, 50) and np.isfinite(logits).all()
+    assert not np.allclose(logits[0], logits[1])  # different clips, different judgements
+    assert tuple(judge.features(wavs).shape) == (3, 32, 50)  # what a WavLM-input proxy reads
+    sal = judge.saliency(wavs[0], 0, slice(10, 30), np.ones(20, bool), 512, 400)
+    assert sal.shape == (257, 20) and np.isfinite(sal).all()
+    assert (sal > 0).any() and (sal < 0).any()  # signed: evidence for and against the class
+    assert all(p.grad is None for p in judge.net.parameters())  # the models stay frozen

@@ -100,25 +100,22 @@ class TeacherJudge(Judge):
         states = torch.stack([hidden[j] for j in self.layers], dim=2)
         return self.teacher(states)
 
-    def logits(self, wavs, batch: int = 16):
+    def _batched(self, wavs, which: int, batch: int = 16):
+        """The teacher's output ``which`` (0: logits, 1: fused features) for ``wavs``, ``batch`` at a time."""
         import torch
 
         out = []
         with torch.no_grad():
             for i in range(0, len(wavs), batch):
                 w = torch.from_numpy(np.ascontiguousarray(wavs[i:i + batch], dtype=np.float32)).to(self.device)
-                out.append(self._forward(w)[0].double().cpu().numpy())
-        return np.concatenate(out)
-
-    def features(self, wavs, batch: int = 16):
-        import torch
-
-        out = []
-        with torch.no_grad():
-            for i in range(0, len(wavs), batch):
-                w = torch.from_numpy(np.ascontiguousarray(wavs[i:i + batch], dtype=np.float32)).to(self.device)
-                out.append(self._forward(w)[1].float().cpu())
+                out.append(self._forward(w)[which].cpu())
         return torch.cat(out)
+
+    def logits(self, wavs):
+        return self._batched(wavs, 0).double().numpy()
+
+    def features(self, wavs):
+        return self._batched(wavs, 1).float()
 
     def saliency(self, wav, c, seg, decided, n_fft, win_length):
         """Signed gradient x input of the class logit (mean over the decided frames) with respect to each
