@@ -27,7 +27,7 @@ from conftest import small_config  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 PROFILE = REPO / "tests" / "slurm" / "profile"
-SLURM_TIMEOUT = 1200  # seconds; Snakemake can hang for ever if it loses track of its jobs (SLURM.md)
+SLURM_TIMEOUT = 3600  # seconds; a safety net: Snakemake can hang for ever if it loses track of its jobs (SLURM.md)
 # Every rule, but fewer jobs than tests/workflow/test_workflow.py's run (each Slurm job starts Python three times):
 # one corpus, and two of the paper's four proxies (one per input kind).
 CORPUS = "demo_radio"

@@ -154,7 +154,9 @@ def test_faithfulness_saliency_and_segmenting_new_audio(small_run, tmp_path):
     assert list(summary.columns) == ["system", "judge", "class", "metric", "value", "ci_low", "ci_high", "segments"]
     assert set(summary["system"]) == proxies and set(summary["judge"]) == {"teacher", "proxy"}
     assert {"auc_gap_random_active", "ratio_to_saliency_50", "flip_rate_50", "AI", "fid_in"} <= set(summary["metric"])
-    assert summary["segments"].gt(0).all()
+    # every class the teacher decided has segments behind its headline metric (a metric no segment gives a
+    # value, such as k_to_flip where nothing flips, has 0)
+    assert summary.loc[summary["metric"] == "auc_gap_random_active", "segments"].gt(0).all()
     # the demo keeps its test files' stems: the true stem removed is the oracle
     assert "oracle_share" in set(summary["metric"])
     curves = pd.read_csv(r / "tables/faithfulness_curves.tsv", sep="\t")
