@@ -205,11 +205,10 @@ def _segment(judge: Judge, proxy: _Proxy, x: np.ndarray, seg: slice, c: int, H: 
         gains.append(g)
         meta.append(info)
 
+    refill = None if floor is None else np.minimum(1.0, floor / np.maximum(mag[:, seg].numpy(), 1e-12))
+
     def removed(mask):
-        if floor is None:
-            return ~mask
-        keep = np.minimum(1.0, floor / np.maximum(mag[:, seg].numpy(), 1e-12))
-        return np.where(mask, keep, 1.0)
+        return ~mask if refill is None else np.where(mask, refill, 1.0)
 
     add(np.zeros((spec.shape[0], T)), {"kind": "floor"})
     for (method, draw), (order, key) in orders.items():
@@ -222,8 +221,7 @@ def _segment(judge: Judge, proxy: _Proxy, x: np.ndarray, seg: slice, c: int, H: 
     # the paper's soft explanation (relevance > tau): removed in both mask domains (old columns), and
     # L-MAC's mask in / mask out in the log-power domain; a saliency mask of equal sparsity beside it
     rel = np.flatnonzero(r > e.tau)
-    lmac = rel.size > 0
-    if lmac:
+    if rel.size:
         soft = ex.explanation_mask(proxy.W, H, rel)
         seg_mag = mag[:, seg] * float(gain)
         for domain in ("linear", "log"):
@@ -292,8 +290,8 @@ def _segment(judge: Judge, proxy: _Proxy, x: np.ndarray, seg: slice, c: int, H: 
             seg_row.update({"oracle_energy": info["energy"], "oracle_logit_drop": sc["logit_drop"],
                             "oracle_flip_rate": sc["flip_rate"]})
     # k to flip: the atoms behind the first level whose deletion flips >= half the decided frames
-    flips = [(lvl, row["k"]) for row in curves if row["method"] == "explanation" and row["direction"] == "deletion"
-             and row["flip_rate"] >= 0.5 for lvl in [row["level"]]]
+    flips = [(row["level"], row["k"]) for row in curves
+             if row["method"] == "explanation" and row["direction"] == "deletion" and row["flip_rate"] >= 0.5]
     seg_row["k_to_flip"] = float(min(flips)[1]) if flips else np.nan
     seg_row.update(_sanity(proxy, judge, spec, seg, c, positive, expl_del, decided, gain, len(x), n_fft, win_length))
     return curves, seg_row
@@ -334,10 +332,6 @@ def _sanity(proxy: _Proxy, judge: Judge, spec, seg: slice, c: int, positive, exp
 
 # -------------------------------------------------------------------------------------------- the run
 
-def _read_manifest(path) -> dict[str, str]:
-    return pd.read_csv(path, sep="\t").set_index("uri")["audio"].to_dict()
-
-
 def faithfulness_rows(checkpoint, items, judge: Judge, settings: Faithfulness | dict | None = None, seed: int = 0,
                       system: str = "", explain: Explain | dict | None = None,
                       threshold: float = Scoring.threshold, shuffle_relevance: bool = False
@@ -351,7 +345,7 @@ def faithfulness_rows(checkpoint, items, judge: Judge, settings: Faithfulness | 
     where the judge decided each class (its inference file, or labels), the audio, and the true stems.
     ``shuffle_relevance``: the negative control (each segment's relevance shuffled across atoms).
     """
-    from proxyseg.explain.groundtruth import stem_path
+    from proxyseg.explain.groundtruth import _read_manifest, stem_path
 
     s = Faithfulness.parse(settings)
     e = Explain.parse(explain)
@@ -359,6 +353,7 @@ def faithfulness_rows(checkpoint, items, judge: Judge, settings: Faithfulness | 
     frames = int(round(s.segment_seconds * FRAME_RATE))
     rng = np.random.default_rng(seed)
     judge_classes = tuple(judge.classes)
+    before, after = judge.context(s.segment_seconds)  # the judge's window around every segment
     curves, segments = [], []
     # one draw per class over the files of every corpus (``segments`` per class in all)
     targets = {}
@@ -382,7 +377,6 @@ def faithfulness_rows(checkpoint, items, judge: Judge, settings: Faithfulness | 
                     H = inf[uri]["H"][start:start + frames].astype(np.float64).T
                     if H.shape[1] < frames:
                         continue
-                    before, after = judge.context(s.segment_seconds)
                     b = min(start, int(round(before * FRAME_RATE)))
                     first = start - b
                     n_after = int(round(after * FRAME_RATE))
