@@ -189,6 +189,9 @@ class Proxy(Training):
     # threshold) on as many frames of the scored corpora's dev splits as its teacher
     # (proxyseg.proxy.calibrate); []: the paper's
     calibrate: list[str] = setting([])
+    # this proxy's own training seed (None: the config's `seed`): a second seed of a variant is a second
+    # entry of `proxies`, so that both are trained, scored and explained side by side
+    seed: int | None = setting(None, ge=0)
 
     PSI: ClassVar[tuple] = Training.TCN
 

@@ -78,6 +78,20 @@ def test_changing_one_proxy_reruns_only_that_proxy(small_run, tmp_path):
 
 
 @pytest.mark.slow
+def test_a_second_seed_of_a_proxy_is_a_second_entry(small_run):
+    # examples/faithfulness_seeds.yaml's way: the same variant with `seed: 1` trains only the new entry,
+    # with that seed, and leaves the finished proxies alone
+    config = yaml.safe_load((small_run / "config.yaml").read_text())
+    config["proxies"]["spec_fixedW_seed1"] = {**config["proxies"]["spec_fixedW"], "seed": 1}
+    (small_run / "seeds.yaml").write_text(yaml.safe_dump(config))
+    run = snakemake(small_run, "-n", "-p", "--configfile", str(small_run / "seeds.yaml"))
+    assert run.returncode == 0, run.stderr[-2000:]
+    out = run.stdout + run.stderr
+    trained = re.findall(r"train-proxy .*--out-dir \S+/proxies/(\w+) --seed (\d+)", out)
+    assert trained == [("spec_fixedW_seed1", "1")], trained
+
+
+@pytest.mark.slow
 def test_runtime_settings_do_not_rerun_anything(small_run):
     # Device, DataLoader workers, preloading and batch sizes of inference say how a step runs, not what
     # it computes: changing them must not retrain the teacher or the proxies.

@@ -67,6 +67,17 @@ def generated_folder(path):
     return plan.generated_folder(path, R, names)
 
 
+def proxy_training(proxy):
+    """A proxy's training settings for `--settings` (its seed goes to `--seed`)."""
+    return {k: v for k, v in plan.proxy_settings(config, proxy).items() if k != "seed"}
+
+
+def proxy_seed(proxy):
+    """A proxy's own seed, else the config's."""
+    seed = plan.proxy_settings(config, proxy)["seed"]
+    return config["seed"] if seed is None else seed
+
+
 def calibration_pairs(proxy):
     """DUMP.h5 SPECTROGRAMS.h5 of the scored corpora's dev splits, for a proxy that calibrates classes."""
     if not plan.proxy_settings(config, proxy)["calibrate"]:

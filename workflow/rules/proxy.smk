@@ -20,9 +20,9 @@ rule train_proxy:
         ),
         summary=f"{R}/proxies/{{proxy}}/train.json",
     params:
-        settings=lambda wildcards: settings_json(plan.proxy_settings(config, wildcards.proxy)),
+        settings=lambda wildcards: settings_json(proxy_training(wildcards.proxy)),
         runtime=runtime_param(),
-        seed=config["seed"],
+        seed=lambda wildcards: proxy_seed(wildcards.proxy),
         out_dir=lambda wildcards, output: os.path.dirname(output.model),
         calibration=calibration_options,
     priority: CRITICAL_PATH
