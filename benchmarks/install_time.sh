@@ -17,7 +17,7 @@ for tool in "${@:-pip uv pip}"; do
       PIP_CACHE_DIR="$work/cache" "$work/venv/bin/pip" install -q --no-deps --no-build-isolation -e .
     else
       PIP_CACHE_DIR="$work/cache" "$work/venv/bin/pip" install -q uv
-      UV_CACHE_DIR="$work/cache" "$work/venv/bin/uv" pip install -q -p "$work/venv/bin/python" -r requirements.lock
+      UV_CACHE_DIR="$work/cache" "$work/venv/bin/uv" pip install -q -p "$work/venv/bin/python" --compile-bytecode -r requirements.lock
       UV_CACHE_DIR="$work/cache" "$work/venv/bin/uv" pip install -q -p "$work/venv/bin/python" --no-deps --no-build-isolation -e .
     fi
     end=$(date +%s.%N)

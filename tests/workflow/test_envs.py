@@ -166,6 +166,9 @@ def test_ci_runs_the_readmes_test_command():
     install, _, run_tests = test.rpartition(" && ")
     assert run_tests == ".venv/bin/python -m pytest --all", test
     assert install.startswith("python3 -m venv .venv && ") and "-r requirements.lock" in install, install
+    # bytecode written at install: where PYTHONDONTWRITEBYTECODE is set (CI images, this machine) every job
+    # would otherwise compile torch and transformers from source again (about 10 s of CPU per process)
+    assert "--compile-bytecode -r requirements.lock" in install, install
     readme = (REPO / "README.md").read_text()
     blocks = re.findall(r"```bash\n(.*?)\n```", readme, flags=re.S)
     assert test in blocks, f"README.md has no ```bash block holding .ci/run's last line:\n{test}"
