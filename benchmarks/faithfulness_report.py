@@ -6,9 +6,8 @@ its rows sit under the variant's, so that the two seeds read side by side.
 
     python benchmarks/faithfulness_report.py results/tables/faithfulness_summary.tsv
 
-Verdict (the protocol of docs/method.md §7): ``pass`` where the explanation's deletion beats energy-matched
-random active atoms with an interval above 0 (``auc_gap_random_active``) and the removal moves the proxy
-itself (median ``proxy_sanity`` >= 0.5); ``not judgeable`` where it does not move the proxy; else ``fail``.
+The verdicts are :func:`proxyseg.explain.faithfulness.verdicts` (docs/method.md §7), as in the run's
+``tables/faithfulness.md``.
 """
 
 from __future__ import annotations
@@ -18,6 +17,8 @@ import re
 import sys
 
 import pandas as pd
+
+from proxyseg.explain.faithfulness import verdicts
 
 HEADLINE = ["auc_gap_random_active", "auc_gap_loudest", "auc_gap_other_class", "ratio_to_saliency_25",
             "ratio_to_saliency_50", "oracle_share", "flip_rate_50", "proxy_sanity", "AI", "AD", "fid_in"]
@@ -35,22 +36,6 @@ def _cell(row) -> str:
     if pd.isna(row["ci_low"]):
         return f"{row['value']:.2f}"
     return f"{row['value']:.2f} [{row['ci_low']:.2f}, {row['ci_high']:.2f}]"
-
-
-def verdicts(summary: pd.DataFrame) -> pd.DataFrame:
-    """One row per system and class: pass / fail / not judgeable (the rule above)."""
-    wide = summary.pivot_table(index=["system", "class"], columns="metric", values=["value", "ci_low"],
-                               aggfunc="first")
-    out = []
-    for (system, cls), r in wide.iterrows():
-        sanity = r[("value", "proxy_sanity")] if ("value", "proxy_sanity") in r.index else float("nan")
-        low = r[("ci_low", "auc_gap_random_active")]
-        if not sanity >= 0.5:
-            verdict = "not judgeable"
-        else:
-            verdict = "pass" if low > 0 else "fail"
-        out.append({"system": system, "class": cls, "verdict": verdict})
-    return pd.DataFrame(out)
 
 
 def tables(summary: pd.DataFrame, metrics=HEADLINE) -> str:

@@ -11,7 +11,7 @@ from proxyseg.core.errors import InputError
 from proxyseg.core.frames import CLASSES, SAMPLE_RATE
 from proxyseg.dictionary.spectrogram import stft, stft_frequencies
 from proxyseg.explain.faithfulness import (atom_bin_order, bootstrap, draw_segments, faithfulness_rows,
-                                           faithfulness_summary, prefix_mask)
+                                           faithfulness_summary, prefix_mask, verdicts)
 from proxyseg.explain.judges import Judge
 
 BAND = (1000.0, 2000.0)
@@ -103,6 +103,18 @@ def test_summary_columns_are_the_contract(tmp_path, band_files, linear_proxy):
     assert set(curves["method"]) == {"explanation", "random_active", "loudest", "saliency"}  # no other class
     assert set(curves["direction"]) == {"deletion", "insertion"}
     assert sorted(curves["level"].unique()) == [0.1, 0.25, 0.5, 0.75]
+
+
+def test_verdicts_pass_only_what_beats_random_and_moves_the_proxy():
+    def rows(system, low, sanity):
+        return [{"system": system, "judge": "teacher", "class": "speech", "metric": "auc_gap_random_active",
+                 "value": low + 0.1, "ci_low": low, "ci_high": low + 0.2, "segments": 30},
+                {"system": system, "judge": "proxy", "class": "speech", "metric": "proxy_sanity",
+                 "value": sanity, "ci_low": sanity - 0.1, "ci_high": sanity + 0.1, "segments": 30}]
+    summary = pd.DataFrame(rows("a", 0.05, 0.8) + rows("b", -0.05, 0.8) + rows("c", 0.05, 0.3)
+                           + rows("d", 0.05, np.nan))
+    got = dict(zip(verdicts(summary)["system"], verdicts(summary)["verdict"]))
+    assert got == {"a": "pass", "b": "fail", "c": "not judgeable", "d": "not judgeable"}
 
 
 def test_atom_bin_order_claims_bins_by_the_first_k():

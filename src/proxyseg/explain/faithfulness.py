@@ -57,7 +57,7 @@ LMAC = ("AI", "AD", "AG", "FF", "fid_in")
 SUMMARY_COLUMNS = ["system", "judge", "class", "metric", "value", "ci_low", "ci_high", "segments"]
 
 __all__ = ["ACTIVE", "METHODS", "BlackBoxJudge", "Judge", "TeacherJudge", "atom_bin_order", "prefix_mask",
-           "draw_segments", "faithfulness_rows", "faithfulness_summary", "faithfulness_table", "bootstrap"]
+           "draw_segments", "faithfulness_rows", "faithfulness_summary", "faithfulness_table", "bootstrap", "verdicts"]
 
 
 # ----------------------------------------------------------------------------------------- rankings
@@ -594,6 +594,20 @@ def wide_table(curves_mean: pd.DataFrame, segments: pd.DataFrame) -> pd.DataFram
     return table
 
 
+def verdicts(summary: pd.DataFrame) -> pd.DataFrame:
+    """Per system and class: ``pass`` where the explanation's deletion beats energy-matched random active
+    atoms with a 95 % interval above 0 (``auc_gap_random_active``) and the removal moves the proxy itself
+    (median ``proxy_sanity`` >= 0.5); ``not judgeable`` where it does not; ``fail`` otherwise."""
+    out = []
+    for (system, cls), g in summary.groupby(["system", "class"], sort=False):
+        by = g.set_index("metric")
+        sanity = by["value"].get("proxy_sanity", np.nan)
+        low = by["ci_low"].get("auc_gap_random_active", np.nan)
+        verdict = "not judgeable" if not sanity >= 0.5 else ("pass" if low > 0 else "fail")
+        out.append({"system": system, "class": cls, "verdict": verdict})
+    return pd.DataFrame(out, columns=["system", "class", "verdict"])
+
+
 # ---------------------------------------------------------------------------------------------- figures
 
 _COLORS = {"explanation": "tab:red", "random_active": "tab:olive", "other_class": "tab:purple",
@@ -644,7 +658,11 @@ def faithfulness_table(inputs, out_tsv, out_md, out_summary, out_curves, figures
     segments = pd.concat([pd.read_csv(segments_path(p), sep="\t") for p in inputs], ignore_index=True)
     summary = faithfulness_summary(curves, segments, seed=seed)
     cm = mean_curves(curves)
-    write_table(wide_table(cm, segments), out_tsv, out_md, floatfmt=".3g")
+    table = wide_table(cm, segments)
+    if len(table):
+        verdict = verdicts(summary).set_index(["system", "class"])["verdict"]
+        table["verdict"] = [verdict.get((sy, c), "?") for sy, c in zip(table["system"], table["class"])]
+    write_table(table, out_tsv, out_md, floatfmt=".3g")
     write_table(summary, out_summary)
     write_table(cm, out_curves)
     for p, fig in zip(inputs, figures):
