@@ -22,5 +22,24 @@ def test_fidelity_is_frame_f1_of_proxy_against_teacher(tmp_path):
     assert rows.loc["speech", "fidelity_f1"] == pytest.approx(0.5)
     assert rows.loc["music", "fidelity_f1"] == 1.0  # both silent everywhere: full agreement
     assert rows.loc["speech", "recon_mse"] == 0.25 and rows.loc["speech", "sparsity"] == 0.75
-    wide = fidelity_wide(rows.reset_index())
-    assert wide.loc[0, "c / speech F1"] == pytest.approx(50.0)
+    # kappa: agreement 6/10, chance 0.4*0.4 + 0.6*0.6 = 0.52 -> (0.6 - 0.52) / 0.48
+    assert rows.loc["speech", "kappa"] == pytest.approx(1 / 6)
+    assert np.isnan(rows.loc["music", "kappa"])  # both constant: chance agreement is already full
+    # the floor: "speech" on all 10 frames against the teacher's 4 -> F1 = 8 / 14
+    assert rows.loc["speech", "constant_f1"] == pytest.approx(8 / 14)
+    wide = fidelity_wide(rows.reset_index()).set_index("system")
+    assert wide.loc["p", "c / speech F1"] == pytest.approx(50.0)
+    assert wide.loc["p", "c / speech kappa"] == pytest.approx(1 / 6)
+    assert wide.loc["constant output", "c / speech F1"] == pytest.approx(100 * 8 / 14)
+    assert wide.loc["constant output", "c / speech kappa"] == 0.0
+    assert wide.loc["p", "c recon_mse"] == 0.25
+
+
+def test_kappa_tells_agreement_from_a_shared_rate():
+    # two outputs that say "speech" on 70 % of the frames, independently: high F1, kappa near 0
+    from proxyseg.evaluate.scoring import cohen_kappa, frame_f1
+
+    rng = np.random.default_rng(0)
+    a, b = rng.random(20000) < 0.7, rng.random(20000) < 0.7
+    assert frame_f1(a, b) > 0.68 and abs(cohen_kappa(a, b)) < 0.03
+    assert cohen_kappa(a, a) == 1.0 and cohen_kappa(a, ~a) < -0.5

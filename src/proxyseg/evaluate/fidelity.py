@@ -10,12 +10,14 @@ import numpy as np
 import pandas as pd
 
 from proxyseg.core.frames import CLASSES
-from proxyseg.evaluate.scoring import frame_f1
+from proxyseg.evaluate.scoring import cohen_kappa, frame_f1
 from proxyseg.teacher.blackbox import known_classes
 
 
 def fidelity_rows(system: str, corpus: str, teacher_h5, proxy_h5, threshold: float = 0.5) -> pd.DataFrame:
-    """Per class: frame-level F1 of the proxy's decisions against the teacher's, over every frame of the split."""
+    """Per class: frame-level F1 of the proxy's decisions against the teacher's, over every frame of the split,
+    with its floor (``constant_f1``: the F1 of deciding the class on every frame, which is high where the
+    teacher decides it often) and Cohen's kappa (agreement beyond chance)."""
     teacher, proxy = [], []
     with h5py.File(teacher_h5, "r") as t, h5py.File(proxy_h5, "r") as p:
         known = known_classes(t)  # a black-box teacher's classes; the proxy learned no other
@@ -27,15 +29,35 @@ def fidelity_rows(system: str, corpus: str, teacher_h5, proxy_h5, threshold: flo
         sparsity = float(p.attrs.get("sparsity", np.nan))
     teacher, proxy = np.concatenate(teacher), np.concatenate(proxy)
     rows = [{"system": system, "corpus": corpus, "class": c, "fidelity_f1": frame_f1(proxy[:, i], teacher[:, i]),
+             "kappa": cohen_kappa(proxy[:, i], teacher[:, i]),
+             "constant_f1": frame_f1(np.ones(len(teacher), bool), teacher[:, i]),
              "teacher_positive_rate": float(teacher[:, i].mean()), "recon_mse": recon, "sparsity": sparsity}
             for i, c in enumerate(CLASSES) if c in known]
     return pd.DataFrame(rows)
 
 
 def fidelity_wide(rows: pd.DataFrame) -> pd.DataFrame:
-    """Rows: proxies; columns: corpus/class fidelity F1 (%), then reconstruction error and sparsity per corpus."""
-    f1 = rows.pivot_table(index="system", columns=["corpus", "class"], values="fidelity_f1", sort=False) * 100
-    f1.columns = [f"{c} / {k} F1" for c, k in f1.columns]
-    extra = rows.groupby(["system", "corpus"], sort=False)[["recon_mse", "sparsity"]].first().unstack("corpus")
-    extra.columns = [f"{c} {m}" for m, c in extra.columns]
-    return f1.join(extra).reset_index()
+    """Rows: proxies; columns: corpus/class fidelity F1 (%) and kappa, then reconstruction error and sparsity
+    per corpus. A last row ``constant output`` holds the floor: the F1 of deciding each class everywhere."""
+    keys = list(dict.fromkeys(zip(rows["corpus"], rows["class"])))
+    corpora = list(dict.fromkeys(rows["corpus"]))
+    out = []
+    for system, g in rows.groupby("system", sort=False):
+        by = g.set_index(["corpus", "class"])
+        rec = {"system": system}
+        for c, k in keys:
+            rec[f"{c} / {k} F1"] = 100 * by["fidelity_f1"].get((c, k), np.nan)
+            if "kappa" in by:
+                rec[f"{c} / {k} kappa"] = by["kappa"].get((c, k), np.nan)
+        first = g.groupby("corpus", sort=False)[["recon_mse", "sparsity"]].first()
+        for m in ("recon_mse", "sparsity"):
+            for c in corpora:
+                rec[f"{c} {m}"] = first[m].get(c, np.nan)
+        out.append(rec)
+    if "constant_f1" in rows:
+        floor = rows.groupby(["corpus", "class"], sort=False)["constant_f1"].first()
+        rec = {"system": "constant output"}
+        for c, k in keys:  # a constant output agrees with anything only by chance: kappa 0
+            rec.update({f"{c} / {k} F1": 100 * floor[(c, k)], f"{c} / {k} kappa": 0.0})
+        out.append(rec)
+    return pd.DataFrame(out)

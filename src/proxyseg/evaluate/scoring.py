@@ -235,6 +235,21 @@ def frame_f1(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> fl
     return 1.0 if tp + errors == 0 else 2.0 * tp / (2.0 * tp + errors)
 
 
+def cohen_kappa(a: np.ndarray, b: np.ndarray) -> float:
+    """Cohen's kappa of two binary decision sequences: their agreement beyond what their rates of positives
+    alone would give by chance (0: chance, 1: full agreement). NaN where chance agreement is already full
+    (both constant and equal), where kappa says nothing."""
+    a, b = np.asarray(a).astype(bool).ravel(), np.asarray(b).astype(bool).ravel()
+    if a.shape != b.shape:
+        raise ValueError(f"shapes differ: {a.shape} vs {b.shape}")
+    if a.size == 0:
+        return float("nan")
+    pa, pb = float(a.mean()), float(b.mean())
+    observed = float(np.mean(a == b))
+    chance = pa * pb + (1.0 - pa) * (1.0 - pb)
+    return float("nan") if chance >= 1.0 else (observed - chance) / (1.0 - chance)
+
+
 # --------------------------------------------------------------------------------------------- tables
 
 
