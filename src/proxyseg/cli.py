@@ -622,6 +622,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from proxyseg.core.allocator import tune_malloc
+
+    tune_malloc()
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
