@@ -245,25 +245,42 @@ def cmd_explain(a):
                   local_items=triples(a.local_items, "--local-items") if a.local_items else None)
 
 
-def cmd_faithfulness(a):
-    from proxyseg.explain.faithfulness import write_faithfulness
-
-    if len(a.items) % 6:
-        raise InputError(None, "--items takes sextuples CORPUS INFERENCE.h5 SPECTROGRAMS.h5 DECISIONS.h5 "
-                               "MANIFEST.tsv STEMS_DIR (- when the corpus keeps no stems)")
-    items = [tuple(a.items[i:i + 6]) for i in range(0, len(a.items), 6)]
+def _faithfulness_judge(a):
+    """The judge of ``faithfulness`` and ``faithfulness-judge``: the demo teacher or a black box."""
     if a.teacher_kind != "wavlm":
         from proxyseg.explain.judges import BlackBoxJudge
 
-        judge = BlackBoxJudge(a.teacher_kind, a.teacher_checkpoint, device=a.runtime.device)
-    else:
-        from proxyseg.explain.judges import TeacherJudge
+        return BlackBoxJudge(a.teacher_kind, a.teacher_checkpoint, device=a.runtime.device)
+    from proxyseg.explain.judges import TeacherJudge
 
-        if not (a.teacher and a.wavlm and a.features):
-            raise InputError(None, "faithfulness judged by the teacher needs --teacher, --wavlm and --features")
-        judge = TeacherJudge(a.teacher, a.wavlm, a.features, device=a.runtime.device)
-    write_faithfulness(a.checkpoint, items, judge, a.out, a.settings, a.seed, a.system, explain=a.explain,
-                       threshold=a.threshold)
+    if not (a.teacher and a.wavlm and a.features):
+        raise InputError(None, "faithfulness judged by the teacher needs --teacher, --wavlm and --features")
+    return TeacherJudge(a.teacher, a.wavlm, a.features, device=a.runtime.device)
+
+
+def _faithfulness_items(a):
+    if len(a.items) % 6:
+        raise InputError(None, "--items takes sextuples CORPUS INFERENCE.h5 SPECTROGRAMS.h5 DECISIONS.h5 "
+                               "MANIFEST.tsv STEMS_DIR (- when the corpus keeps no stems)")
+    return [tuple(a.items[i:i + 6]) for i in range(0, len(a.items), 6)]
+
+
+def cmd_faithfulness(a):
+    from proxyseg.explain.faithfulness import write_faithfulness
+
+    items = _faithfulness_items(a)
+    if a.judge_baselines and not os.path.isfile(a.judge_baselines):
+        raise InputError(a.judge_baselines, "no such file: run `proxyseg faithfulness-judge` first, or leave "
+                                            "--judge-baselines out to judge every segment here")
+    write_faithfulness(a.checkpoint, items, _faithfulness_judge(a), a.out, a.settings, a.seed, a.system,
+                       explain=a.explain, threshold=a.threshold, shared=a.judge_baselines)
+
+
+def cmd_faithfulness_judge(a):
+    from proxyseg.explain.faithfulness import write_judge_baselines
+
+    n = write_judge_baselines(_faithfulness_items(a), _faithfulness_judge(a), a.out, a.settings, a.seed, a.threshold)
+    logging.getLogger("proxyseg.explain.faithfulness").info("the judge's part of %d segments -> %s", n, a.out)
 
 
 def cmd_faithfulness_table(a):
@@ -518,23 +535,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     settings(p, "the explain section of the config", S.Explain)
 
+    def judge_args(p):
+        p.add_argument("--teacher", help="the teacher checkpoint (the model whose judgement counts)")
+        p.add_argument("--wavlm", help="the teacher's WavLM: hub id or save_pretrained folder")
+        p.add_argument("--features", help="a feature cache of the teacher (gives the cached WavLM layers)")
+        p.add_argument("--teacher-kind", choices=S.TEACHER_KINDS, default="wavlm",
+                       help="pyannote or silero: the black-box teacher judges (no --teacher, --wavlm, --features)")
+        p.add_argument("--teacher-checkpoint", help="the black box's checkpoint (pyannote)")
+        p.add_argument("--threshold", type=float, default=S.Scoring.threshold, help="the judge's decision threshold")
+        p.add_argument("--seed", type=int, default=0, help="the draw of segments (the same for every proxy)")
+        settings(p, "the faithfulness section of the config", S.Faithfulness, runtime=True)
+
     p = stage("faithfulness", cmd_faithfulness, "Remove the explanation's bins (vs baselines of equal energy) and ask the judge again.")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--items", nargs="+", required=True, metavar="X",
                    help="sextuples CORPUS INFERENCE.h5 SPECTROGRAMS.h5 DECISIONS.h5 MANIFEST.tsv STEMS_DIR (or -) "
                         "of the tested split; DECISIONS.h5: where the judge decided each class")
-    p.add_argument("--teacher", help="the teacher checkpoint (the model whose judgement counts)")
-    p.add_argument("--wavlm", help="the teacher's WavLM: hub id or save_pretrained folder")
-    p.add_argument("--features", help="a feature cache of the teacher (gives the cached WavLM layers)")
-    p.add_argument("--teacher-kind", choices=S.TEACHER_KINDS, default="wavlm",
-                   help="pyannote or silero: the black-box teacher judges (no --teacher, --wavlm, --features)")
-    p.add_argument("--teacher-checkpoint", help="the black box's checkpoint (pyannote)")
+    judge_args(p)
+    p.add_argument("--judge-baselines", metavar="H5",
+                   help="the judge's part of each segment, written once for every proxy by faithfulness-judge "
+                        "(default: judged here)")
     p.add_argument("--system", required=True, help="proxy name written in the rows")
-    p.add_argument("--threshold", type=float, default=S.Scoring.threshold, help="the judge's decision threshold")
     p.add_argument("--out", required=True, help="TSV of curve rows (OUT.segments.tsv: one row per segment)")
-    p.add_argument("--seed", type=int, default=0)
-    settings(p, "the faithfulness section of the config", S.Faithfulness, runtime=True)
     section(p, S.Explain, "the explain section (tau makes the paper's soft explanation for L-MAC's figures)")
+
+    p = stage("faithfulness-judge", cmd_faithfulness_judge,
+              "The judge's part of the faithfulness test, the same for every proxy: its decisions, its own "
+              "saliency, and the removals that do not depend on the proxy (floor, loudest bins, saliency, true stem).")
+    p.add_argument("--items", nargs="+", required=True, metavar="X",
+                   help="as faithfulness's --items; INFERENCE.h5 may be - (the proxy's activations are not read)")
+    judge_args(p)
+    p.add_argument("--out", required=True, help="HDF5 of the judge's part of each drawn segment")
 
     p = stage("faithfulness-table", cmd_faithfulness_table, "Faithfulness tables, curves and summary with intervals.")
     p.add_argument("inputs", nargs="+", help="per-proxy TSVs written by faithfulness")

@@ -11,7 +11,7 @@ from proxyseg.core.errors import InputError
 from proxyseg.core.frames import CLASSES, SAMPLE_RATE
 from proxyseg.dictionary.spectrogram import stft, stft_frequencies
 from proxyseg.explain.faithfulness import (atom_bin_order, bootstrap, draw_segments, faithfulness_rows,
-                                           faithfulness_summary, prefix_mask, verdicts)
+                                           faithfulness_summary, prefix_mask, verdicts, write_judge_baselines)
 from proxyseg.explain.judges import Judge
 
 BAND = (1000.0, 2000.0)
@@ -91,6 +91,43 @@ def test_shuffled_relevance_scores_as_random(tmp_path, band_files, linear_proxy)
     s = shuffled.loc["auc_gap_random_active"]
     assert s["ci_low"] < 0 < s["ci_high"] or abs(s["value"]) < 0.25 * good.loc["auc_gap_random_active", "value"]
     assert s["value"] < good.loc["auc_gap_random_active", "ci_low"]
+
+
+class CountingJudge(BandJudge):
+    """BandJudge that counts the waveforms it is asked about."""
+
+    heard = 0
+
+    def logits(self, wavs):
+        CountingJudge.heard += len(wavs)
+        return super().logits(wavs)
+
+
+def test_the_judges_part_written_once_gives_every_proxy_the_same_rows(tmp_path, band_files, linear_proxy):
+    root, W = band_files
+    linear_proxy(root / "p.pt", W, {0: [(0, 3.0)]})
+    items = [("demo", root / "inf.h5", root / "spec.h5", root / "targets.h5", root / "manifest.tsv")]
+    settings = {"segments": 4, "segment_seconds": 1.0, "draws": 2}
+    CountingJudge.heard = 0
+    alone = faithfulness_rows(root / "p.pt", items, CountingJudge(), settings, seed=3, system="p")
+    heard_alone = CountingJudge.heard
+    # the judge's part: the same draw without the proxy's activations
+    judge_items = [("demo", "-", *items[0][2:])]
+    assert write_judge_baselines(judge_items, CountingJudge(), tmp_path / "judge.h5", settings, seed=3) == 4
+    CountingJudge.heard = 0
+    shared = faithfulness_rows(root / "p.pt", items, CountingJudge(), settings, seed=3, system="p",
+                               shared=tmp_path / "judge.h5")
+    for a, b in zip(alone, shared):
+        pd.testing.assert_frame_equal(a, b)
+    assert 0 < CountingJudge.heard < heard_alone  # the floor, loudest bins, saliency, base not asked again
+    # written with other energy levels: every segment's fingerprint differs, so all is judged here again
+    write_judge_baselines(judge_items, CountingJudge(), tmp_path / "stale.h5", {**settings, "energy_levels": [0.5]},
+                          seed=3)
+    CountingJudge.heard = 0
+    stale = faithfulness_rows(root / "p.pt", items, CountingJudge(), settings, seed=3, system="p",
+                              shared=tmp_path / "stale.h5")
+    pd.testing.assert_frame_equal(alone[0], stale[0])
+    assert CountingJudge.heard == heard_alone
 
 
 def test_summary_columns_are_the_contract(tmp_path, band_files, linear_proxy):

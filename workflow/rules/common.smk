@@ -407,10 +407,10 @@ def stems_folder(corpus, split):
     return None
 
 
-def faithfulness_items(proxy):
+def faithfulness_items(proxy=None):
     """CORPUS INFERENCE.h5 SPECTROGRAMS.h5 DECISIONS.h5 MANIFEST.tsv STEMS_DIR of every corpus on the scored
-    split: the proxy's activations, the STFT settings and level gains, where the judge (the teacher or the
-    black box) decided each class, the audio, and the true stems (or -)."""
+    split: the proxy's activations (- for the judge's shared part), the STFT settings and level gains, where
+    the judge (the teacher or the black box) decided each class, the audio, and the true stems (or -)."""
     s = SCORING["split"]
     out = []
     for c in CORPORA:
@@ -418,7 +418,7 @@ def faithfulness_items(proxy):
             folder = stems_folder(c, s)
             out += [
                 c,
-                inference(proxy, c, s),
+                inference(proxy, c, s) if proxy else "-",
                 spectrograms(c, s),
                 inference("teacher", c, s),
                 labels(c, s, "manifest.tsv"),
@@ -427,9 +427,9 @@ def faithfulness_items(proxy):
     return out
 
 
-def faithfulness_inputs(proxy):
+def faithfulness_inputs(proxy=None):
     """The files among faithfulness_items (the stems through their demo corpus folder)."""
-    files = [p for i, p in enumerate(faithfulness_items(proxy)) if i % 6 not in (0, 5)]
+    files = [p for i, p in enumerate(faithfulness_items(proxy)) if i % 6 not in (0, 5) and p != "-"]
     folders = {stems_folder(c, SCORING["split"]) for c in CORPORA if SCORING["split"] in CORPORA[c]["splits"]}
     return files + sorted(f for f in folders if f)
 

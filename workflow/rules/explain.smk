@@ -41,6 +41,39 @@ rule explain:
         "--out-dir {params.out_dir} --seed {params.seed} --settings {params.settings:q} > {log} 2>&1"
 
 
+rule faithfulness_judge:
+    """The judge's part of the faithfulness test, the same for every proxy (one draw of segments): its
+    decisions, its own saliency, and its answers to the removals that do not depend on the proxy."""
+    input:
+        data=faithfulness_inputs(),
+        teacher=judge_inputs(),
+        recordings=scored_audio(),
+    output:
+        f"{R}/scores/faithfulness/judge.h5",
+    params:
+        sextuples=faithfulness_items(),
+        judge=judge_options(),
+        settings=as_json({k: v for k, v in FAITH.items() if k != "draws"}),
+        threshold=SCORING["threshold"],
+        runtime=runtime_param(),
+        seed=config["seed"],
+    threads: 1
+    resources:
+        mem_mb=retry_mem(8000),
+        runtime=120,
+        gpu=1,
+    log:
+        f"{R}/logs/faithfulness/judge.log",
+    benchmark:
+        f"{R}/benchmarks/faithfulness/judge.tsv"
+    conda:
+        "../../envs/proxyseg.yaml"
+    shell:
+        "proxyseg --threads {threads} faithfulness-judge --items {params.sextuples} {params.judge} "
+        "--seed {params.seed} --threshold {params.threshold} --out {output} --settings {params.settings:q} "
+        "--runtime {params.runtime:q} > {log} 2>&1"
+
+
 rule faithfulness:
     """Remove the bins a proxy's explanation names (vs baselines of equal energy) and ask the model it explains,
     in its own context window; deletion and insertion curves, L-MAC's figures, the proxy's sanity gate."""
@@ -49,6 +82,7 @@ rule faithfulness:
         data=lambda wildcards: faithfulness_inputs(wildcards.proxy),
         teacher=judge_inputs(),
         recordings=scored_audio(),
+        baselines=f"{R}/scores/faithfulness/judge.h5",
     output:
         curves=f"{R}/scores/faithfulness/{{proxy}}.tsv",
         segments=f"{R}/scores/faithfulness/{{proxy}}.segments.tsv",
@@ -73,7 +107,8 @@ rule faithfulness:
         "../../envs/proxyseg.yaml"
     shell:
         "proxyseg --threads {threads} faithfulness --checkpoint {input.model} --items {params.sextuples} "
-        "{params.judge} --system {wildcards.proxy} --seed {params.seed} --threshold {params.threshold} "
+        "{params.judge} --judge-baselines {input.baselines} --system {wildcards.proxy} --seed {params.seed} "
+        "--threshold {params.threshold} "
         "--out {output.curves} --settings {params.settings:q} --explain {params.explain:q} "
         "--runtime {params.runtime:q} > {log} 2>&1"
 

@@ -57,6 +57,7 @@ LMAC = ("AI", "AD", "AG", "FF", "fid_in")
 SUMMARY_COLUMNS = ["system", "judge", "class", "metric", "value", "ci_low", "ci_high", "segments"]
 
 __all__ = ["ACTIVE", "METHODS", "BlackBoxJudge", "Judge", "TeacherJudge", "atom_bin_order", "prefix_mask",
+           "judge_baselines", "write_judge_baselines", "read_judge_baselines",
            "draw_segments", "faithfulness_rows", "faithfulness_summary", "faithfulness_table", "bootstrap", "verdicts"]
 
 
@@ -151,29 +152,122 @@ class _Proxy:
         return out["logits"].double().numpy(), out["H"].double().numpy()
 
 
-def _segment(judge: Judge, proxy: _Proxy, x: np.ndarray, seg: slice, c: int, H: np.ndarray, rng, s, e,
-             threshold: float, n_fft: int, win_length: int, gain: float, stem: np.ndarray | None,
-             shuffle: bool = False):
-    """Every removal of one segment and class, judged in one batch -> (curve rows, segment row) or None
-    when the judge does not decide the class on any frame of the segment in context."""
+#: Removals that do not depend on the proxy, judged once per segment (:func:`judge_baselines`) and shared
+#: by every proxy's job through ``scores/faithfulness/judge.h5``.
+SHARED_METHODS = ("loudest", "saliency")
+
+
+def _shared_variants(levels) -> list[tuple]:
+    """The order of :func:`judge_baselines`' logits: the floor, each shared method x level x direction."""
+    return [("floor",)] + [(m, float(lv), d) for m in SHARED_METHODS for lv in levels for d in DIRECTIONS]
+
+
+def _fingerprint(x: np.ndarray, seg: slice, c: int, s, threshold: float, n_fft: int, win_length: int,
+                 stem: np.ndarray | None) -> str:
+    """What a shared judgement depends on besides the judge: the audio, the segment, the class, the settings."""
+    import hashlib
+
+    h = hashlib.sha1(np.ascontiguousarray(x, dtype=np.float32).tobytes())
+    h.update(np.ascontiguousarray(stem if stem is not None else [], dtype=np.float32).tobytes())
+    h.update(repr((seg.start, seg.stop, c, [float(v) for v in s.energy_levels], s.refill, float(threshold),
+                   n_fft, win_length)).encode())
+    return h.hexdigest()
+
+
+def _stft_parts(x, n_fft: int, win_length: int, seg: slice):
     import torch
 
-    from proxyseg.dictionary.spectrogram import istft, stft
+    from proxyseg.dictionary.spectrogram import stft
+
+    spec = stft(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), n_fft=n_fft, win_length=win_length)
+    mag = spec.abs().double()
+    return spec, mag, mag[:, seg].square().numpy()
+
+
+def _removal(mag, seg: slice, refill: str):
+    """The gain that removes a mask's bins: 0, or the segment's noise floor (``refill: floor``)."""
+    if refill != "floor":
+        return lambda mask: ~mask
+    floor = np.quantile(mag[:, seg].numpy(), 0.1, axis=1, keepdims=True)
+    fill = np.minimum(1.0, floor / np.maximum(mag[:, seg].numpy(), 1e-12))
+    return lambda mask: np.where(mask, fill, 1.0)
+
+
+def _with_gains(spec, seg: slice, gains_seg) -> "torch.Tensor":
+    """``spec`` times each gain inside the segment (1 outside), stacked: (N, F, T)."""
+    import torch
+
+    out = torch.ones((len(gains_seg),) + tuple(spec.shape), dtype=torch.float64)
+    for i, g in enumerate(gains_seg):
+        out[i][:, seg] = torch.as_tensor(g, dtype=torch.float64)
+    return spec[None] * out.to(spec.dtype)
+
+
+def judge_baselines(judge: Judge, x: np.ndarray, seg: slice, c: int, s, threshold: float, n_fft: int,
+                    win_length: int, stem: np.ndarray | None) -> dict:
+    """The judge's part of one segment, the same for every proxy: its logits on the clip (``L0``), its own
+    evidence (``saliency``, (F, T)), and its logits (N, T) on the removals of :func:`_shared_variants` and on
+    the true stem removed (``oracle``; ``oracle_energy`` NaN when there is none), judged in one batch."""
+    from proxyseg.dictionary.spectrogram import istft
+
+    spec, mag, energy = _stft_parts(x, n_fft, win_length, seg)
+    base_wav = istft(spec[None], length=len(x), n_fft=n_fft, win_length=win_length).numpy()
+    L0 = judge.logits(base_wav)[0, c, seg]
+    out = {"fingerprint": _fingerprint(x, seg, c, s, threshold, n_fft, win_length, stem), "L0": L0}
+    decided = L0 > _logit(threshold)
+    if not decided.any():
+        return out
+    sal = judge.saliency(base_wav[0], c, seg, decided, n_fft, win_length)
+    orders = {"loudest": np.argsort(-energy.ravel(), kind="stable"),
+              "saliency": np.argsort(-sal.ravel(), kind="stable")}
+    removed = _removal(mag, seg, s.refill)
+    gains = []
+    for v in _shared_variants(s.energy_levels):
+        if v[0] == "floor":
+            gains.append(np.zeros(energy.shape))
+            continue
+        mask = prefix_mask(orders[v[0]], energy, v[1])[0]
+        gains.append(removed(mask) if v[2] == "deletion" else mask.astype(np.float64))
+    specs = _with_gains(spec, seg, gains)
+    oracle_energy = np.nan
+    if stem is not None:
+        stem_spec = _stft_parts(stem, n_fft, win_length, seg)[0]
+        share = float(stem_spec[:, seg].abs().square().sum().item() / max(energy.sum(), 1e-20))
+        if share > 1e-4:  # a stem silent in the segment is no oracle
+            oracle = spec.clone()
+            oracle[:, seg] = spec[:, seg] - stem_spec[:, seg]
+            specs = __import__("torch").cat([specs, oracle[None]])
+            oracle_energy = min(1.0, share)
+    wavs = istft(specs, length=len(x), n_fft=n_fft, win_length=win_length).numpy()
+    out.update(saliency=sal, logits=judge.logits(wavs)[:, c, seg], oracle_energy=oracle_energy)
+    return out
+
+
+def _segment(judge: Judge, proxy: _Proxy, x: np.ndarray, seg: slice, c: int, H: np.ndarray, rng, s, e,
+             threshold: float, n_fft: int, win_length: int, gain: float, stem: np.ndarray | None,
+             shuffle: bool = False, shared: dict | None = None):
+    """Every removal of one segment and class -> (curve rows, segment row), or None when the judge does not
+    decide the class on any frame of the segment in context. The judge's part (:func:`judge_baselines`)
+    comes from ``shared`` when its fingerprint matches, else it is computed here; the proxy's removals
+    are judged in one batch."""
+    import torch
+
+    from proxyseg.dictionary.spectrogram import istft
 
     thr = _logit(threshold)
-    spec = stft(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), n_fft=n_fft, win_length=win_length)
+    spec, mag, energy = _stft_parts(x, n_fft, win_length, seg)
     if spec.shape[0] != proxy.W.shape[0]:
         raise ValueError(f"the spectrogram settings (n_fft {n_fft}) give {spec.shape[0]} bins but the proxy's "
                          f"dictionary has {proxy.W.shape[0]}")
+    if shared is None or shared.get("fingerprint") != _fingerprint(x, seg, c, s, threshold, n_fft, win_length, stem):
+        shared = judge_baselines(judge, x, seg, c, s, threshold, n_fft, win_length, stem)
     T = seg.stop - seg.start
     H = H[:, :T]
-    mag = spec.abs().double()
-    energy = mag[:, seg].square().numpy()
-    base_wav = istft(spec[None], length=len(x), n_fft=n_fft, win_length=win_length).numpy()
-    L0 = judge.logits(base_wav)[0, c, seg]
+    L0 = np.asarray(shared["L0"])
     decided = L0 > thr
     if not decided.any():
         return None
+    sal = np.asarray(shared["saliency"])
     # --- rankings
     r_all = ex.local_relevance(H, proxy.theta)  # (K, C), normalised by the class maximum
     r = r_all[:, c]
@@ -193,31 +287,32 @@ def _segment(judge: Judge, proxy: _Proxy, x: np.ndarray, seg: slice, c: int, H: 
             orders[("other_class", 0)] = atom_bin_order(proxy.W, H, other_atoms)
     flat = energy.ravel()
     orders[("loudest", 0)] = (np.argsort(-flat, kind="stable"), None)
-    sal = judge.saliency(base_wav[0], c, seg, decided, n_fft, win_length)
     orders[("saliency", 0)] = (np.argsort(-sal.ravel(), kind="stable"), None)
-    # --- variants: magnitude gains over the whole clip, 1 outside the segment
-    floor = np.quantile(mag[:, seg].numpy(), 0.1, axis=1, keepdims=True) if s.refill == "floor" else None
-    gains, meta = [], []
+    # --- variants: the proxy's gains inside the segment, judged here; the shared ones read from ``shared``
+    shared_at = {v: i for i, v in enumerate(_shared_variants(s.energy_levels))}
+    shared_logits = shared["logits"]
+    gains, meta, judged = [], [], []
 
-    def add(g_seg, info):
-        g = torch.ones(spec.shape, dtype=torch.float64)
-        g[:, seg] = torch.as_tensor(g_seg, dtype=torch.float64)
-        gains.append(g)
+    def add(g_seg, info, key=None):
+        if key is None:
+            gains.append(g_seg)
+            judged.append(len(meta))
+        else:
+            info["shared"] = shared_at[key]
         meta.append(info)
 
-    refill = None if floor is None else np.minimum(1.0, floor / np.maximum(mag[:, seg].numpy(), 1e-12))
-
-    def removed(mask):
-        return ~mask if refill is None else np.where(mask, refill, 1.0)
-
-    add(np.zeros((spec.shape[0], T)), {"kind": "floor"})
+    removed = _removal(mag, seg, s.refill)
+    add(None, {"kind": "floor"}, ("floor",))
     for (method, draw), (order, key) in orders.items():
         for level in s.energy_levels:
             mask, got, nbins = prefix_mask(order, energy, level)
             k = int(key[mask.ravel()].max()) if key is not None and mask.any() else -1
             base = {"method": method, "draw": draw, "level": level, "energy": got, "bins": nbins, "k": k}
-            add(removed(mask), {**base, "kind": "curve", "direction": "deletion", "mask": mask})
-            add(mask.astype(np.float64), {**base, "kind": "curve", "direction": "insertion"})
+            is_shared = method in SHARED_METHODS
+            add(None if is_shared else removed(mask), {**base, "kind": "curve", "direction": "deletion", "mask": mask},
+                (method, float(level), "deletion") if is_shared else None)
+            add(None if is_shared else mask.astype(np.float64), {**base, "kind": "curve", "direction": "insertion"},
+                (method, float(level), "insertion") if is_shared else None)
     # the paper's soft explanation (relevance > tau): removed in both mask domains (old columns), and
     # L-MAC's mask in / mask out in the log-power domain; a saliency mask of equal sparsity beside it
     rel = np.flatnonzero(r > e.tau)
@@ -235,20 +330,15 @@ def _segment(judge: Judge, proxy: _Proxy, x: np.ndarray, seg: slice, c: int, H: 
         for name, m in (("nmf", soft), ("saliency", sal_mask)):
             add(ex.mask_gain(seg_mag, torch.from_numpy(m), "log").numpy(), {"kind": "lmac_in", "method": name})
             add(ex.mask_gain(seg_mag, torch.from_numpy(1.0 - m), "log").numpy(), {"kind": "lmac_out", "method": name})
-    stem_spec = None
-    if stem is not None:
-        stem_spec = stft(torch.from_numpy(np.ascontiguousarray(stem, dtype=np.float32)), n_fft=n_fft,
-                         win_length=win_length)
-    specs = spec[None] * torch.stack(gains).to(spec.dtype)
-    stem_share = (float(stem_spec[:, seg].abs().square().sum().item() / max(energy.sum(), 1e-20))
-                  if stem_spec is not None else 0.0)
-    if stem_spec is not None and stem_share > 1e-4:  # a stem silent in the segment is no oracle
-        oracle = spec.clone()
-        oracle[:, seg] = spec[:, seg] - stem_spec[:, seg]
-        specs = torch.cat([specs, oracle[None]])
-        meta.append({"kind": "oracle", "energy": min(1.0, stem_share)})
-    wavs = istft(specs, length=len(x), n_fft=n_fft, win_length=win_length).numpy()
-    L = judge.logits(wavs)[:, c, seg][:, decided]  # (N, decided frames)
+    if np.isfinite(shared.get("oracle_energy", np.nan)):
+        meta.append({"kind": "oracle", "energy": float(shared["oracle_energy"]), "shared": len(shared_at)})
+    own = None
+    if gains:
+        wavs = istft(_with_gains(spec, seg, gains), length=len(x), n_fft=n_fft, win_length=win_length).numpy()
+        own = judge.logits(wavs)[:, c, seg]
+    at = {m: i for i, m in enumerate(judged)}
+    L = np.stack([shared_logits[info["shared"]] if "shared" in info else own[at[n]]
+                  for n, info in enumerate(meta)])[:, decided]  # (N, decided frames)
     l0 = L0[decided]
     p0 = _sigmoid(l0)
 
@@ -332,31 +422,16 @@ def _sanity(proxy: _Proxy, judge: Judge, spec, seg: slice, c: int, positive, exp
 
 # -------------------------------------------------------------------------------------------- the run
 
-def faithfulness_rows(checkpoint, items, judge: Judge, settings: Faithfulness | dict | None = None, seed: int = 0,
-                      system: str = "", explain: Explain | dict | None = None,
-                      threshold: float = Scoring.threshold, shuffle_relevance: bool = False
-                      ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """``(curves, segments)``: one curve row per segment, class, method (draw), direction and energy level;
-    one segment row per segment and class (the judge's base decision, L-MAC's figures, the oracle, the
-    proxy's sanity gate).
-
-    ``items``: ``(corpus, inference.h5, spectrograms.h5, decisions.h5, manifest.tsv[, stems_dir])`` of the
-    split to test: the proxy's activations, the spectrogram cache (STFT settings, each file's level gain),
-    where the judge decided each class (its inference file, or labels), the audio, and the true stems.
-    ``shuffle_relevance``: the negative control (each segment's relevance shuffled across atoms).
-    """
+def _drawn(items, judge: Judge, s, rng):
+    """The seeded draw of segments (the same for every proxy: it reads only where the judge decided each
+    class) and, segment by segment, what judging one needs: ``(item index, corpus, class, uri, start, x, seg,
+    stem, gain, n_fft, win_length, H or None)``; H is the proxy's activations when the item names them."""
     from proxyseg.explain.groundtruth import _read_manifest, stem_path
 
-    s = Faithfulness.parse(settings)
-    e = Explain.parse(explain)
-    proxy = _Proxy(checkpoint)
     frames = int(round(s.segment_seconds * FRAME_RATE))
-    rng = np.random.default_rng(seed)
     judge_classes = tuple(judge.classes)
     before, after = judge.context(s.segment_seconds)  # the judge's window around every segment
-    curves, segments = [], []
-    # one draw per class over the files of every corpus (``segments`` per class in all)
-    targets = {}
+    targets = {}  # one draw per class over the files of every corpus (``segments`` per class in all)
     for i, item in enumerate(items):
         targets.update({(i, uri): t for uri, t in ex.read_targets(item[3]).items()})
     chosen = draw_segments(targets, frames, int(s.segments), rng, judge_classes)
@@ -367,50 +442,127 @@ def faithfulness_rows(checkpoint, items, judge: Judge, settings: Faithfulness | 
         corpus, infer_h5, spec_h5, targets_h5, manifest = item[:5]
         stems = item[5] if len(item) > 5 and item[5] not in (None, "", "-") else None
         audio = _read_manifest(manifest)
-        with h5py.File(infer_h5, "r") as inf, h5py.File(spec_h5, "r") as sp:
-            n_fft, win_length = int(sp.attrs.get("n_fft", 512)), int(sp.attrs.get("win_length", 400))
-            for name in judge_classes:
-                c = CLASSES.index(name)
-                for (j, uri), start in chosen[name]:
-                    if j != i:
-                        continue
-                    H = inf[uri]["H"][start:start + frames].astype(np.float64).T
-                    if H.shape[1] < frames:
-                        continue
-                    b = min(start, int(round(before * FRAME_RATE)))
-                    first = start - b
-                    n_after = int(round(after * FRAME_RATE))
-                    t0 = first * HOP / SAMPLE_RATE
-                    t1 = ((start + frames + n_after - 1) * HOP + WIN) / SAMPLE_RATE
-                    x = load_audio(audio[uri], t0, t1)
-                    seg = slice(b, b + frames)
-                    if (len(x) - WIN) // HOP + 1 < seg.stop:
-                        continue
-                    stem = None
-                    if stems is not None and name != "overlap":
-                        p = stem_path(stems, uri, name)
-                        if p.exists():
-                            stem = load_audio(p, t0, t1)
-                            stem = np.pad(stem, (0, max(0, len(x) - len(stem))))[:len(x)]
-                    out = _segment(judge, proxy, x, seg, c, H, rng, s, e, threshold, n_fft, win_length,
-                                   float(sp[uri].attrs.get("gain", 1.0)), stem, shuffle_relevance)
-                    ident = {"system": system, "judge": judge.name, "corpus": corpus, "class": name, "uri": uri,
-                             "start": start / FRAME_RATE}
-                    if out is None:
-                        segments.append({**ident, "decided_frames": 0})
-                        continue
-                    rows, seg_row = out
-                    curves += [{**ident, **r} for r in rows]
-                    segments.append({**ident, **seg_row})
+        inf = h5py.File(infer_h5, "r") if infer_h5 not in (None, "", "-") else None
+        try:
+            with h5py.File(spec_h5, "r") as sp:
+                n_fft, win_length = int(sp.attrs.get("n_fft", 512)), int(sp.attrs.get("win_length", 400))
+                for name in judge_classes:
+                    for (j, uri), start in chosen[name]:
+                        if j != i:
+                            continue
+                        H = None
+                        if inf is not None:
+                            H = inf[uri]["H"][start:start + frames].astype(np.float64).T
+                            if H.shape[1] < frames:
+                                continue
+                        b = min(start, int(round(before * FRAME_RATE)))
+                        first = start - b
+                        n_after = int(round(after * FRAME_RATE))
+                        t0 = first * HOP / SAMPLE_RATE
+                        t1 = ((start + frames + n_after - 1) * HOP + WIN) / SAMPLE_RATE
+                        x = load_audio(audio[uri], t0, t1)
+                        seg = slice(b, b + frames)
+                        if (len(x) - WIN) // HOP + 1 < seg.stop:
+                            continue
+                        stem = None
+                        if stems is not None and name != "overlap":
+                            p = stem_path(stems, uri, name)
+                            if p.exists():
+                                stem = load_audio(p, t0, t1)
+                                stem = np.pad(stem, (0, max(0, len(x) - len(stem))))[:len(x)]
+                        yield (i, corpus, name, uri, start, x, seg, stem, float(sp[uri].attrs.get("gain", 1.0)),
+                               n_fft, win_length, H)
+        finally:
+            if inf is not None:
+                inf.close()
+
+
+def write_judge_baselines(items, judge: Judge, out_h5, settings: Faithfulness | dict | None = None, seed: int = 0,
+                          threshold: float = Scoring.threshold) -> int:
+    """``scores/faithfulness/judge.h5``: :func:`judge_baselines` of every drawn segment (the same draw as
+    every proxy's :func:`faithfulness_rows` with this seed), written atomically; returns how many."""
+    from proxyseg.core.atomic import atomic_path
+
+    s = Faithfulness.parse(settings)
+    rng = np.random.default_rng(seed)
+    n = 0
+    with atomic_path(out_h5) as tmp, h5py.File(tmp, "w") as h5:
+        h5.attrs["judge"] = judge.name
+        for _, corpus, name, uri, start, x, seg, stem, _, n_fft, win_length, _ in _drawn(items, judge, s, rng):
+            out = judge_baselines(judge, x, seg, CLASSES.index(name), s, threshold, n_fft, win_length, stem)
+            g = h5.create_group(str(n))
+            g.attrs.update({"corpus": corpus, "class": name, "uri": uri, "start": int(start),
+                            "fingerprint": out["fingerprint"]})
+            g["L0"] = out["L0"]
+            if "logits" in out:
+                g["saliency"] = out["saliency"]
+                g["logits"] = out["logits"]
+                g.attrs["oracle_energy"] = out["oracle_energy"]
+            n += 1
+    return n
+
+
+def read_judge_baselines(path) -> dict:
+    """``{(corpus, class, uri, start): judge_baselines dict}`` from :func:`write_judge_baselines`' file."""
+    out = {}
+    with h5py.File(path, "r") as h5:
+        for g in h5.values():
+            rec = {"fingerprint": str(g.attrs["fingerprint"]), "L0": g["L0"][()]}
+            if "logits" in g:
+                rec.update(saliency=g["saliency"][()], logits=g["logits"][()],
+                           oracle_energy=float(g.attrs["oracle_energy"]))
+            out[str(g.attrs["corpus"]), str(g.attrs["class"]), str(g.attrs["uri"]), int(g.attrs["start"])] = rec
+    return out
+
+
+def faithfulness_rows(checkpoint, items, judge: Judge, settings: Faithfulness | dict | None = None, seed: int = 0,
+                      system: str = "", explain: Explain | dict | None = None,
+                      threshold: float = Scoring.threshold, shuffle_relevance: bool = False,
+                      shared=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(curves, segments)``: one curve row per segment, class, method (draw), direction and energy level;
+    one segment row per segment and class (the judge's base decision, L-MAC's figures, the oracle, the
+    proxy's sanity gate).
+
+    ``items``: ``(corpus, inference.h5, spectrograms.h5, decisions.h5, manifest.tsv[, stems_dir])`` of the
+    split to test: the proxy's activations, the spectrogram cache (STFT settings, each file's level gain),
+    where the judge decided each class (its inference file, or labels), the audio, and the true stems.
+    ``shuffle_relevance``: the negative control (each segment's relevance shuffled across atoms).
+    ``shared``: the judge's part of each segment (:func:`read_judge_baselines`, or its file); a segment it
+    lacks, or whose audio or settings differ, is judged here.
+    """
+    s = Faithfulness.parse(settings)
+    e = Explain.parse(explain)
+    if shared is not None and not isinstance(shared, dict):
+        shared = read_judge_baselines(shared)
+    shared = shared or {}
+    proxy = _Proxy(checkpoint)
+    rng = np.random.default_rng(seed)
+    curves, segments, reused = [], [], 0
+    for _, corpus, name, uri, start, x, seg, stem, gain, n_fft, win_length, H in _drawn(items, judge, s, rng):
+        cached = shared.get((corpus, name, uri, int(start)))
+        out = _segment(judge, proxy, x, seg, CLASSES.index(name), H, rng, s, e, threshold, n_fft, win_length,
+                       gain, stem, shuffle_relevance, cached)
+        reused += cached is not None
+        ident = {"system": system, "judge": judge.name, "corpus": corpus, "class": name, "uri": uri,
+                 "start": start / FRAME_RATE}
+        if out is None:
+            segments.append({**ident, "decided_frames": 0})
+            continue
+        rows, seg_row = out
+        curves += [{**ident, **r} for r in rows]
+        segments.append({**ident, **seg_row})
+    if shared:
+        log.info("the judge's part of %d segments read from its shared file", reused)
     return pd.DataFrame(curves), pd.DataFrame(segments)
 
 
 def write_faithfulness(checkpoint, items, judge: Judge, out_tsv, settings=None, seed: int = 0, system: str = "",
-                       explain=None, threshold: float = Scoring.threshold) -> None:
+                       explain=None, threshold: float = Scoring.threshold, shared=None) -> None:
     """Write ``out_tsv`` (curve rows) and ``<out>.segments.tsv`` beside it (atomically, both or none)."""
     from proxyseg.core.tables import write_table
 
-    curves, segments = faithfulness_rows(checkpoint, items, judge, settings, seed, system, explain, threshold)
+    curves, segments = faithfulness_rows(checkpoint, items, judge, settings, seed, system, explain, threshold,
+                                         shared=shared)
     if curves.empty:
         curves = pd.DataFrame(columns=["system", "judge", "corpus", "class", "uri", "start", "method", "draw",
                                        "direction", "level", "energy", "bins", "k", "logit_drop", "flip_rate",
