@@ -1,17 +1,19 @@
 """The teacher: learned fusion of cached WavLM states + Conv-TasNet TCN (METHOD section 3).
 
-Heavy submodules (training, dumping) are imported lazily so that ``import proxyseg.teacher`` stays cheap.
+Every submodule is imported lazily so that ``import proxyseg.teacher`` (and ``proxyseg.teacher.blackbox``'s
+class names, which scoring reads) does not import torch.
 """
 
 from __future__ import annotations
-
-from proxyseg.teacher.model import LayerFusion, Teacher, load_teacher, resolve_device
 
 __all__ = ["LayerFusion", "Teacher", "load_teacher", "resolve_device", "train_teacher", "masked_bce",
            "dump_teacher"]
 
 
 def __getattr__(name):
+    if name in ("LayerFusion", "Teacher", "load_teacher", "resolve_device"):
+        from proxyseg.teacher import model
+        return getattr(model, name)
     if name in ("train_teacher", "masked_bce"):
         from proxyseg.teacher import train
         return getattr(train, name)
