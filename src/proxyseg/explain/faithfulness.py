@@ -580,7 +580,8 @@ def segments_path(out_tsv) -> Path:
 
 def bootstrap(values, stat=np.mean, n: int = 1000, seed: int = 0, paired=None) -> tuple[float, float, float]:
     """``(stat, 2.5 %, 97.5 %)`` of the percentile bootstrap over segments; ``paired``: a second array, the
-    statistic then being ``stat(values) / stat(paired)`` resampled together (a ratio of means)."""
+    statistic then being ``stat(values) / stat(paired)`` resampled together (a ratio of means). ``stat``
+    takes ``axis`` (np.mean, np.median): every resample is computed in one call."""
     v = np.asarray(values, dtype=np.float64)
     ok = np.isfinite(v) if paired is None else np.isfinite(v) & np.isfinite(np.asarray(paired, np.float64))
     v = v[ok]
@@ -588,15 +589,16 @@ def bootstrap(values, stat=np.mean, n: int = 1000, seed: int = 0, paired=None) -
     if v.size == 0:
         return np.nan, np.nan, np.nan
 
-    def f(idx):
+    def f(idx):  # idx (..., n): the statistic of each resample along the last axis
         if w is None:
-            return stat(v[idx])
-        den = stat(w[idx])
-        return stat(v[idx]) / den if abs(den) > 1e-12 else np.nan
+            return stat(v[idx], axis=-1)
+        num, den = stat(v[idx], axis=-1), stat(w[idx], axis=-1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(np.abs(den) > 1e-12, num / np.where(den == 0, 1.0, den), np.nan)
 
     point = f(np.arange(v.size))
     rng = np.random.default_rng(seed)
-    boots = np.array([f(rng.integers(0, v.size, v.size)) for _ in range(n)])
+    boots = f(rng.integers(0, v.size, (n, v.size)))  # the same draws as n calls of size v.size, in one array
     boots = boots[np.isfinite(boots)]
     if boots.size == 0:
         return float(point), np.nan, np.nan
