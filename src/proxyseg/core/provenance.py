@@ -48,6 +48,7 @@ def provenance(**settings) -> dict:
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "host": platform.node(),
         "versions": versions(),
+        "kernels": {key: os.environ[key] for key in ("MKL_CBWR", "OPENBLAS_CORETYPE") if key in os.environ},
         "settings": plain(settings),
     }
 
