@@ -382,8 +382,17 @@ def test_segment_runs_a_black_box_beside_its_proxy(pipeline, tmp_path):
         proxy_speech = h5["probs"][:, 0] >= 0.5
         teacher_speech = h5["teacher_probs"][:, 0] >= 0.5
     assert {s.label for s in read_rttm(out / "rttm" / "long.teacher.rttm").get("long", [])} <= {"speech"}
+    # Silero taught speech only: the proxy's music, noise and overlap rows were never trained, so neither its
+    # settings, its RTTM nor its report name them (even at a threshold of 0, where every frame would pass)
+    assert settings["classes"] == ["speech"]
+    zero = tmp_path / "zero"
+    segment_files(model, [pipeline["audio"] / "long.wav"], zero, {c: 0.0 for c in CLASSES}, device="cpu")
+    assert {s.label for s in read_rttm(zero / "rttm" / "long.rttm")["long"]} == {"speech"}
+    with h5py.File(zero / "probs" / "long.h5") as h5:
+        assert json.loads(h5.attrs["classes"]) == ["speech"]
     page = (out / "report" / "long.html").read_text()
     data = json.loads(page.split('id="report-data">')[1].split("</script>")[0])
+    assert data["classes"] == ["speech"] and len(data["probs"]) == 1
     assert data["teacher"]["name"] == "silero" and data["teacher"]["classes"] == ["speech"]
     disagree = sum(round((d["end"] - d["start"]) / 0.02) for d in data["teacher"]["disagree"])  # frames
     assert disagree == (proxy_speech != teacher_speech).sum() > 0

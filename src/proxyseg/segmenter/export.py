@@ -92,6 +92,8 @@ def export_model(proxy_pt, teacher_pt, dictionary_npz, features_h5, spectrograms
                 copied = False
             settings["blackbox"] = {"kind": blackbox["kind"], "checkpoint": checkpoint, "copied": copied,
                                     "classes": list(KNOWN[blackbox["kind"]])}
+            # the proxy's other Theta rows were never trained by a judge: it decides its black box's classes only
+            settings["classes"] = [c for c in settings["classes"] if c in KNOWN[blackbox["kind"]]]
         if inp == "wavlm":
             feats = _attrs(features_h5, "feature cache")
             tckpt = load_checkpoint(teacher_pt, "teacher checkpoint")

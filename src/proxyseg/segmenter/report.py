@@ -145,14 +145,15 @@ def build_report(segmenter, uri: str, audio, probs_h5, segments: list[Segment], 
                 item["audio_seconds"] = round((g1 - f0) * HOP / SAMPLE_RATE, 3)
             items.append(item)
     _save_spectrogram(assets / "spectrogram.png", preview)
+    classes = getattr(segmenter, "classes", CLASSES)  # the model's classes: no track for an untrained one
     cols = preview.shape[0]
     pooled = np.stack([probs[c * per:(c + 1) * per].max(axis=0) for c in range(cols)]) if cols else probs[:0]
     data = {
-        "uri": uri, "duration": round(T * HOP / SAMPLE_RATE, 3), "classes": list(CLASSES),
+        "uri": uri, "duration": round(T * HOP / SAMPLE_RATE, 3), "classes": list(classes),
         "colors": COLORS, "thresholds": thresholds, "tau": tau,
         "bands": [[lo, hi] for lo, hi in ex.DEFAULT_BANDS],
         "spectrogram": f"{quote(uri)}/spectrogram.png", "max_hz": float(freqs[-1]),
-        "probs": np.round(pooled, 3).T.tolist(), "segments": items,
+        "probs": np.round(pooled[:, [CLASSES.index(c) for c in classes]], 3).T.tolist(), "segments": items,
         "input": segmenter.settings["input"], "model": segmenter.settings.get("name", ""),
         "untrained": bool(segmenter.settings.get("wavlm", {}).get("untrained", False)),
     }

@@ -26,6 +26,7 @@ segmented; the run then fails with the list. Audio under the output folders is n
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -194,6 +195,7 @@ class Segmenter:
         self.win_length = int(s["spectrogram"]["win_length"])
         # folders exported before spectrogram.level_db existed have no key: the raw level, as they were trained
         self.level_db = s["spectrogram"].get("level_db")
+        self.classes = model_classes(s)
         self.teacher = self.wavlm = self.blackbox = None
         if s.get("blackbox") and teacher:  # the explained black box, run beside its proxy
             from proxyseg.teacher.blackbox import load_blackbox
@@ -337,6 +339,7 @@ class Segmenter:
                     out.attrs.update(uri=uri, audio=str(Path(audio).resolve()), duration=reader.duration,
                                      num_frames=T, frame_rate=FRAME_RATE, preview_frames_per_column=preview.per,
                                      model_dir=str(self.model_dir.resolve()), input=self.settings["input"],
+                                     classes=json.dumps(list(self.classes)),  # the other columns: never trained
                                      n_fft=self.n_fft, win_length=self.win_length, gain=gain,
                                      provenance=provenance_json(stage="segment", audio=str(audio),
                                                                 model=str(self.model_dir),
@@ -348,8 +351,19 @@ class Segmenter:
         return {"uri": uri, "frames": T, "duration": reader.duration}
 
 
-def _segments(uri: str, probs: np.ndarray, thresholds: Mapping[str, float]) -> list[Segment]:
-    return [Segment(uri, a, b, name) for name, spans in binarize(probs, dict(thresholds)).items() for a, b in spans]
+def _segments(uri: str, probs: np.ndarray, thresholds: Mapping[str, float], classes=CLASSES) -> list[Segment]:
+    return [Segment(uri, a, b, name) for name, spans in binarize(probs, dict(thresholds)).items() for a, b in spans
+            if name in classes]
+
+
+def model_classes(settings: dict) -> tuple[str, ...]:
+    """The classes a model folder decides: ``classes``, within its black box's where it has one (folders
+    exported before this rule list all four; a proxy of Silero or pyannote learned no music or noise)."""
+    classes = [c for c in settings.get("classes") or CLASSES if c in CLASSES]
+    if settings.get("blackbox"):
+        known = settings["blackbox"].get("classes") or classes
+        classes = [c for c in classes if c in known]
+    return tuple(classes)
 
 
 def _reusable(h5_path: Path, audio: Path, teacher: bool = False) -> bool:
@@ -394,7 +408,7 @@ def segment_files(model_dir, inputs, out_dir, thresholds: Mapping[str, float] | 
                 with h5py.File(h5_path, "r") as h5:
                     probs = h5["probs"][()]
                     teacher_probs = h5["teacher_probs"][()] if segmenter.blackbox is not None else None
-                segments = _segments(uri, probs, thresholds)
+                segments = _segments(uri, probs, thresholds, segmenter.classes)
                 with atomic_open(inside(out_dir / "rttm", f"{uri}.rttm")) as f:
                     write_rttm(segments, f)
                 if teacher_probs is not None:
