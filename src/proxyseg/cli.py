@@ -206,6 +206,16 @@ def cmd_segmentation_table(a):
     from proxyseg.evaluate.scoring import segmentation_tables
 
     rows = pd.concat([pd.read_csv(p, sep="\t") for p in a.inputs], ignore_index=True)
+    floors = []
+    for item in a.floor or ():
+        corpus, sep, folder = item.partition("=")
+        if not sep or not corpus or not folder:
+            raise InputError(None, f"--floor {item!r}: expected CORPUS=LABELS_DIR")
+        from proxyseg.evaluate.scoring import constant_floor
+
+        floors.append(constant_floor(corpus, folder, float(a.settings.get("collar", 0.0)), a.classes))
+    if floors:
+        rows = pd.concat([rows, *floors], ignore_index=True)
     segmentation_tables(rows, a.out_tsv, a.out_md, a.settings, a.out_settings)
 
 
@@ -510,6 +520,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-tsv", required=True)
     p.add_argument("--out-md", required=True)
     p.add_argument("--out-settings", required=True)
+    p.add_argument("--floor", action="append", metavar="CORPUS=LABELS_DIR",
+                   help="add the constant-output floor of a corpus (its scored split's labels folder: reference.rttm, "
+                        "uem.uem, annotated.json); repeatable")
+    p.add_argument("--classes", nargs="+", help="score the floor on these classes only (a black box's)")
     settings(p, "scoring settings to state beside the tables")
 
     p = stage("fidelity", cmd_fidelity, "Frame-level agreement of a proxy's decisions with the teacher's, per class.")

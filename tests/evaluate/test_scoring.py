@@ -210,3 +210,24 @@ def test_segmentation_tables(tmp_path):
     segmentation_tables(df, tmp_path / "s.tsv", tmp_path / "s.md", settings, tmp_path / "settings.yaml")
     import yaml
     assert yaml.safe_load((tmp_path / "settings.yaml").read_text())["collar"] == 0.0
+
+
+def test_constant_floor_decides_every_annotated_class_everywhere(tmp_path):
+    """The trivial floor of the segmentation table: recall 1, precision the class's share of the UEM."""
+    import json
+
+    from proxyseg.evaluate.scoring import CONSTANT, constant_floor
+
+    (tmp_path / "uem.uem").write_text("a 1 0.0 60.0\nb 1 10.0 50.0\n")
+    (tmp_path / "reference.rttm").write_text(
+        "SPEAKER a 1 5.0 20.0 <NA> <NA> speech <NA> <NA>\n"      # 20 s of 60
+        "SPEAKER b 1 0.0 30.0 <NA> <NA> speech <NA> <NA>\n")     # 20 s of the 40 scored (10-50)
+    (tmp_path / "annotated.json").write_text(json.dumps({"classes": {"speech": True, "music": True}}))
+    rows = constant_floor("c", tmp_path).set_index("class")
+    assert set(rows["system"]) == {CONSTANT} and set(rows["corpus"]) == {"c"}
+    p = 40.0 / 100.0
+    assert rows.loc["speech", "recall"] == pytest.approx(1.0)
+    assert rows.loc["speech", "precision"] == pytest.approx(p)
+    assert rows.loc["speech", "f1"] == pytest.approx(2 * p / (1 + p))
+    assert rows.loc["music", "precision"] == 0.0  # no music anywhere: the floor scores 0
+    assert list(constant_floor("c", tmp_path, only=["speech"])["class"]) == ["speech"]

@@ -52,13 +52,16 @@ rule score:
 rule segmentation_table:
     """Teacher and proxies on every corpus: long TSV, paper-shaped Markdown table, settings."""
     input:
-        [f"{R}/scores/{s}/{c}.tsv" for s in SYSTEMS for c in SCORED],
+        scores=[f"{R}/scores/{s}/{c}.tsv" for s in SYSTEMS for c in SCORED],
+        floors=[labels(c, SCORING["split"], f) for c in SCORED for f in ("reference.rttm", "uem.uem", "annotated.json")],
     output:
         tsv=report(f"{R}/tables/segmentation.tsv", caption="../report/segmentation.rst", category="Tables"),
         md=f"{R}/tables/segmentation.md",
         settings=f"{R}/tables/segmentation_settings.json",
     params:
         settings=as_json({**SCORING, "uem": "scored regions of each corpus (labels/<corpus>/<split>/uem.uem)"}),
+        floors=" ".join(f"--floor {c}={os.path.dirname(labels(c, SCORING['split'], 'uem.uem'))}" for c in SCORED),
+        classes=f"--classes {' '.join(TEACHER['classes'])}" if BLACKBOX else "",
     threads: 1
     resources:
         **LIGHT,
@@ -67,8 +70,8 @@ rule segmentation_table:
     conda:
         "../../envs/proxyseg.yaml"
     shell:
-        "proxyseg segmentation-table {input} --out-tsv {output.tsv} --out-md {output.md} "
-        "--out-settings {output.settings} --settings {params.settings:q} > {log} 2>&1"
+        "proxyseg segmentation-table {input.scores} {params.floors} {params.classes} --out-tsv {output.tsv} "
+        "--out-md {output.md} --out-settings {output.settings} --settings {params.settings:q} > {log} 2>&1"
 
 
 rule fidelity:

@@ -272,6 +272,30 @@ def _markdown(table: pd.DataFrame, labels: int) -> str:
     return table.to_markdown(index=False, disable_numparse=True, colalign=align)
 
 
+#: The name of the constant-output floor in the segmentation table (not a possible proxy or corpus name).
+CONSTANT = "constant output"
+
+
+def constant_floor(corpus: str, labels_dir: str | os.PathLike, collar: float = 0.0, only=None) -> pd.DataFrame:
+    """Score rows of the trivial floor: every annotated class decided on every frame of the UEM (recall 1,
+    precision the class's share of the scored time), through :func:`score_split` like any system."""
+    import tempfile
+
+    labels_dir = Path(labels_dir)
+    uem = labels_dir / "uem.uem"
+    classes = _annotated_classes(labels_dir / "annotated.json")
+    with tempfile.TemporaryDirectory() as tmp:
+        hyp = Path(tmp) / "constant.rttm"
+        with open(hyp, "w") as f:
+            write_rttm([Segment(uri, a, b, c) for uri, spans in read_uem(uem).items() for a, b in spans if b > a
+                        for c in classes], f)
+        rows = score_split(labels_dir / "reference.rttm", uem, labels_dir / "annotated.json", hyp, collar,
+                           only=only)
+    rows.insert(0, "corpus", corpus)
+    rows.insert(0, "system", CONSTANT)
+    return rows
+
+
 def segmentation_tables(rows: pd.DataFrame, out_tsv: str | os.PathLike, out_md: str | os.PathLike,
                         settings: dict, out_settings: str | os.PathLike) -> pd.DataFrame:
     """Write the long TSV, the paper-shaped Markdown table and the scoring settings beside them.
