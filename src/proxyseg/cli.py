@@ -214,6 +214,11 @@ def cmd_segmentation_table(a):
         from proxyseg.evaluate.scoring import constant_floor
 
         floors.append(constant_floor(corpus, folder, float(a.settings.get("collar", 0.0)), a.classes))
+    for corpus, dev_spec, dev_targets, test_spec, labels_dir in a.energy_floor or ():
+        from proxyseg.evaluate.scoring import energy_floor
+
+        floors.append(energy_floor(corpus, dev_spec, dev_targets, test_spec, labels_dir,
+                                   float(a.settings.get("collar", 0.0)), a.classes))
     if floors:
         rows = pd.concat([rows, *floors], ignore_index=True)
     segmentation_tables(rows, a.out_tsv, a.out_md, a.settings, a.out_settings)
@@ -523,7 +528,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--floor", action="append", metavar="CORPUS=LABELS_DIR",
                    help="add the constant-output floor of a corpus (its scored split's labels folder: reference.rttm, "
                         "uem.uem, annotated.json); repeatable")
-    p.add_argument("--classes", nargs="+", help="score the floor on these classes only (a black box's)")
+    p.add_argument("--energy-floor", nargs=5, action="append",
+                   metavar=("CORPUS", "DEV_SPECTROGRAMS", "DEV_TARGETS", "TEST_SPECTROGRAMS", "LABELS_DIR"),
+                   help="add an energy detector's scores: per class, the frame-energy threshold with the best dev F1")
+    p.add_argument("--classes", nargs="+", help="score the floors on these classes only (a black box's)")
     settings(p, "scoring settings to state beside the tables")
 
     p = stage("fidelity", cmd_fidelity, "Frame-level agreement of a proxy's decisions with the teacher's, per class.")

@@ -231,3 +231,37 @@ def test_constant_floor_decides_every_annotated_class_everywhere(tmp_path):
     assert rows.loc["speech", "f1"] == pytest.approx(2 * p / (1 + p))
     assert rows.loc["music", "precision"] == 0.0  # no music anywhere: the floor scores 0
     assert list(constant_floor("c", tmp_path, only=["speech"])["class"]) == ["speech"]
+
+
+def test_energy_floor_thresholds_on_dev_and_scores_test(tmp_path):
+    """The energy detector of the segmentation table: speech is loud in both splits, so its dev-chosen
+    threshold finds it on test; the threshold comes from dev only (test's own level would not matter)."""
+    import json
+
+    import h5py
+
+    from proxyseg.evaluate.scoring import ENERGY, energy_floor
+
+    def cache(path, loud):
+        with h5py.File(path, "w") as h5:
+            X = np.where(loud[:, None], np.log1p(1e2), np.log1p(1e-2)) * np.ones((1, 5))
+            h5.create_dataset("f", data=X.astype(np.float16)).attrs["gain"] = 1.0
+
+    T = 500  # 10 s of frames
+    loud = np.zeros(T, bool)
+    loud[100:300] = True  # frames 100-299: 2 s to 6 s, roughly
+    cache(tmp_path / "dev.h5", loud)
+    cache(tmp_path / "test.h5", loud)
+    targets = np.zeros((T, 4), np.int8)
+    targets[:, 3] = -1
+    targets[100:300, 0] = 1
+    with h5py.File(tmp_path / "targets.h5", "w") as h5:
+        h5["f"] = targets
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    (labels / "uem.uem").write_text("f 1 0.0 10.0\n")
+    (labels / "reference.rttm").write_text("SPEAKER f 1 2.0125 4.0 <NA> <NA> speech <NA> <NA>\n")
+    (labels / "annotated.json").write_text(json.dumps({"classes": {"speech": True}}))
+    rows = energy_floor("c", tmp_path / "dev.h5", tmp_path / "targets.h5", tmp_path / "test.h5", labels)
+    assert list(rows["system"]) == [ENERGY] and list(rows["class"]) == ["speech"]
+    assert rows.loc[0, "f1"] > 0.99 and -20 < rows.loc[0, "threshold_db"] < 27

@@ -45,9 +45,10 @@ def test_scores_fidelity_and_explanations(small_run):
     r = small_run / "results"
     seg = pd.read_csv(r / "tables/segmentation.tsv", sep="\t")
     systems = {"teacher", "wavlm_fixedW", "wavlm_learnedW", "spec_fixedW", "spec_learnedW"}
-    assert set(seg["system"]) == systems | {"constant output"}  # the trivial floor beside every F1
+    assert set(seg["system"]) == systems | {"constant output", "energy threshold"}  # the floors beside every F1
     floor = seg[seg.system == "constant output"]
     assert len(floor) == 5 and (floor["recall"] > 0.999).all() and "constant output" in (r / "tables/segmentation.md").read_text()
+    assert seg.loc[seg.system == "energy threshold", "threshold_db"].notna().all()
     radio = seg[seg.corpus == "demo_radio"]
     meeting = seg[seg.corpus == "demo_meeting"]
     assert set(radio["class"]) == {"speech", "music", "noise"} and set(meeting["class"]) == {"speech", "overlap"}

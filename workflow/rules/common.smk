@@ -407,6 +407,20 @@ def stems_folder(corpus, split):
     return None
 
 
+def energy_floor_corpora():
+    """Scored corpora with a dev split apart from the scored one: the energy detector's thresholds come from it."""
+    return [c for c in SCORED if "dev" in CORPORA[c]["splits"] and SCORING["split"] != "dev"]
+
+
+def energy_floor_options():
+    s = SCORING["split"]
+    return " ".join(
+        f"--energy-floor {c} {spectrograms(c, 'dev')} {labels(c, 'dev', 'targets.h5')} {spectrograms(c, s)} "
+        f"{os.path.dirname(labels(c, s, 'uem.uem'))}"
+        for c in energy_floor_corpora()
+    )
+
+
 def faithfulness_items(proxy=None):
     """CORPUS INFERENCE.h5 SPECTROGRAMS.h5 DECISIONS.h5 MANIFEST.tsv STEMS_DIR of every corpus on the scored
     split: the proxy's activations (- for the judge's shared part), the STFT settings and level gains, where

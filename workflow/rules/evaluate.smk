@@ -54,6 +54,11 @@ rule segmentation_table:
     input:
         scores=[f"{R}/scores/{s}/{c}.tsv" for s in SYSTEMS for c in SCORED],
         floors=[labels(c, SCORING["split"], f) for c in SCORED for f in ("reference.rttm", "uem.uem", "annotated.json")],
+        energy=[
+            p
+            for c in energy_floor_corpora()
+            for p in (spectrograms(c, "dev"), labels(c, "dev", "targets.h5"), spectrograms(c, SCORING["split"]))
+        ],
     output:
         tsv=report(f"{R}/tables/segmentation.tsv", caption="../report/segmentation.rst", category="Tables"),
         md=f"{R}/tables/segmentation.md",
@@ -62,6 +67,7 @@ rule segmentation_table:
         settings=as_json({**SCORING, "uem": "scored regions of each corpus (labels/<corpus>/<split>/uem.uem)"}),
         floors=" ".join(f"--floor {c}={os.path.dirname(labels(c, SCORING['split'], 'uem.uem'))}" for c in SCORED),
         classes=f"--classes {' '.join(TEACHER['classes'])}" if BLACKBOX else "",
+        energy=energy_floor_options(),
     threads: 1
     resources:
         **LIGHT,
@@ -70,7 +76,7 @@ rule segmentation_table:
     conda:
         "../../envs/proxyseg.yaml"
     shell:
-        "proxyseg segmentation-table {input.scores} {params.floors} {params.classes} --out-tsv {output.tsv} "
+        "proxyseg segmentation-table {input.scores} {params.floors} {params.energy} {params.classes} --out-tsv {output.tsv} "
         "--out-md {output.md} --out-settings {output.settings} --settings {params.settings:q} > {log} 2>&1"
 
 

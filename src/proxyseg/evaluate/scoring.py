@@ -296,6 +296,78 @@ def constant_floor(corpus: str, labels_dir: str | os.PathLike, collar: float = 0
     return rows
 
 
+#: The name of the energy-threshold floor in the segmentation table.
+ENERGY = "energy threshold"
+
+
+def frame_energy_db(spectrograms_h5) -> dict[str, np.ndarray]:
+    """Each file's frame energy (dB, at the file's own level) from a spectrogram cache (X = log(1 + |S|^2))."""
+    import h5py
+
+    out = {}
+    with h5py.File(spectrograms_h5, "r") as h5:
+        for uri in h5:
+            X = np.asarray(h5[uri][()], dtype=np.float64)
+            gain = float(h5[uri].attrs.get("gain", 1.0))
+            out[uri] = 10.0 * np.log10(np.expm1(X).sum(axis=1) / gain ** 2 + 1e-10)
+    return out
+
+
+def energy_floor(corpus: str, dev_spectrograms, dev_targets, test_spectrograms, labels_dir,
+                 collar: float = 0.0, only=None, candidates: int = 101) -> pd.DataFrame:
+    """Score rows of an energy detector: a class is decided where the frame energy exceeds a threshold,
+    one per class, the one (among ``candidates`` quantiles of the dev energies) with the best frame F1
+    on the dev split's labels; then scored on the test split like any system."""
+    import tempfile
+
+    import h5py
+
+    from proxyseg.explain.relevance import read_targets
+
+    dev_e, targets = frame_energy_db(dev_spectrograms), read_targets(dev_targets)
+    uris = [u for u in dev_e if u in targets]
+    if not uris:
+        raise InputError(dev_targets, f"no file in common with {dev_spectrograms}")
+    e = np.concatenate([dev_e[u][:len(targets[u])] for u in uris])
+    t = np.concatenate([targets[u][:len(dev_e[u])] for u in uris])
+    grid = np.unique(np.quantile(e, np.linspace(0.0, 1.0, candidates)))
+    thresholds = {}
+    for c, name in enumerate(CLASSES):
+        known = t[:, c] >= 0
+        pos = t[known, c] == 1
+        if not pos.any():
+            continue
+        ek = e[known]
+        tp = np.array([(pos & (ek > g)).sum() for g in grid], dtype=np.float64)
+        decided = np.array([(ek > g).sum() for g in grid], dtype=np.float64)
+        f1 = 2 * tp / np.maximum(decided + pos.sum(), 1)
+        thresholds[name] = float(grid[int(np.argmax(f1))])
+    classes = [c for c in _annotated_classes(Path(labels_dir) / "annotated.json") if c in thresholds]
+    segments = []
+    for uri, energy in frame_energy_db(test_spectrograms).items():
+        decisions = np.zeros((len(energy), len(CLASSES)))
+        for name in classes:
+            decisions[:, CLASSES.index(name)] = energy > thresholds[name]
+        segments += [Segment(uri, a, b, name) for name, spans in binarize(decisions, 0.5).items()
+                     for a, b in spans if name in classes]
+    labels_dir = Path(labels_dir)
+    with tempfile.TemporaryDirectory() as tmp:
+        hyp = Path(tmp) / "energy.rttm"
+        with open(hyp, "w") as f:
+            write_rttm(segments, f)
+        scored = set(read_uem(labels_dir / "uem.uem"))
+        if set(read_rttm(hyp)) - scored:  # files of the cache the UEM leaves out
+            with open(hyp, "w") as f:
+                write_rttm([g for g in segments if g.uri in scored], f)
+        rows = score_split(labels_dir / "reference.rttm", labels_dir / "uem.uem", labels_dir / "annotated.json",
+                           hyp, collar, only=only)
+    rows = rows[rows["class"].isin(classes)]
+    rows.insert(0, "corpus", corpus)
+    rows.insert(0, "system", ENERGY)
+    rows["threshold_db"] = rows["class"].map(thresholds)
+    return rows.reset_index(drop=True)
+
+
 def segmentation_tables(rows: pd.DataFrame, out_tsv: str | os.PathLike, out_md: str | os.PathLike,
                         settings: dict, out_settings: str | os.PathLike) -> pd.DataFrame:
     """Write the long TSV, the paper-shaped Markdown table and the scoring settings beside them.
