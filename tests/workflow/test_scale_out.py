@@ -141,7 +141,7 @@ def test_every_job_was_submitted_with_sbatch(cluster, slurm_run):
         assert len(job_logs) == 1 and f"rule {rule}:" in job_logs[0].read_text(), (job, rule)
     # GPU rules went out with a GPU request (fake GPUs here); the others without
     gpu_rules = {"extract_features", "train_teacher", "dump_teacher", "pretrain_nmf", "train_proxy", "infer_proxy",
-                 "pretrain_nmf_variant", "faithfulness", "saliency"}
+                 "pretrain_nmf_variant", "faithfulness", "faithfulness_judge", "saliency"}
     gpus = job_gpus(cluster.env)
     for job, rule in submitted.items():
         assert ("gpu:1" in gpus[job]) == (rule in gpu_rules), (rule, gpus[job])
