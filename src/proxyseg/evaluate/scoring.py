@@ -276,24 +276,31 @@ def _markdown(table: pd.DataFrame, labels: int) -> str:
 CONSTANT = "constant output"
 
 
-def constant_floor(corpus: str, labels_dir: str | os.PathLike, collar: float = 0.0, only=None) -> pd.DataFrame:
-    """Score rows of the trivial floor: every annotated class decided on every frame of the UEM (recall 1,
-    precision the class's share of the scored time), through :func:`score_split` like any system."""
+def _floor_rows(system: str, corpus: str, segments, labels_dir, collar: float, only) -> pd.DataFrame:
+    """Score a floor's ``segments`` against a scored split's labels folder, as :func:`score_split` scores a
+    system (segments of files the UEM leaves out are dropped)."""
     import tempfile
 
     labels_dir = Path(labels_dir)
-    uem = labels_dir / "uem.uem"
-    classes = _annotated_classes(labels_dir / "annotated.json")
+    scored = set(read_uem(labels_dir / "uem.uem"))
     with tempfile.TemporaryDirectory() as tmp:
-        hyp = Path(tmp) / "constant.rttm"
+        hyp = Path(tmp) / "floor.rttm"
         with open(hyp, "w") as f:
-            write_rttm([Segment(uri, a, b, c) for uri, spans in read_uem(uem).items() for a, b in spans if b > a
-                        for c in classes], f)
-        rows = score_split(labels_dir / "reference.rttm", uem, labels_dir / "annotated.json", hyp, collar,
-                           only=only)
+            write_rttm([g for g in segments if g.uri in scored], f)
+        rows = score_split(labels_dir / "reference.rttm", labels_dir / "uem.uem", labels_dir / "annotated.json",
+                           hyp, collar, only=only)
     rows.insert(0, "corpus", corpus)
-    rows.insert(0, "system", CONSTANT)
+    rows.insert(0, "system", system)
     return rows
+
+
+def constant_floor(corpus: str, labels_dir: str | os.PathLike, collar: float = 0.0, only=None) -> pd.DataFrame:
+    """Score rows of the trivial floor: every annotated class decided on every frame of the UEM (recall 1,
+    precision the class's share of the scored time), scored like any system."""
+    classes = _annotated_classes(Path(labels_dir) / "annotated.json")
+    segments = [Segment(uri, a, b, c) for uri, spans in read_uem(Path(labels_dir) / "uem.uem").items()
+                for a, b in spans if b > a for c in classes]
+    return _floor_rows(CONSTANT, corpus, segments, labels_dir, collar, only)
 
 
 #: The name of the energy-threshold floor in the segmentation table.
@@ -318,10 +325,6 @@ def energy_floor(corpus: str, dev_spectrograms, dev_targets, test_spectrograms, 
     """Score rows of an energy detector: a class is decided where the frame energy exceeds a threshold,
     one per class, the one (among ``candidates`` quantiles of the dev energies) with the best frame F1
     on the dev split's labels; then scored on the test split like any system."""
-    import tempfile
-
-    import h5py
-
     from proxyseg.explain.relevance import read_targets
 
     dev_e, targets = frame_energy_db(dev_spectrograms), read_targets(dev_targets)
@@ -350,22 +353,10 @@ def energy_floor(corpus: str, dev_spectrograms, dev_targets, test_spectrograms, 
             decisions[:, CLASSES.index(name)] = energy > thresholds[name]
         segments += [Segment(uri, a, b, name) for name, spans in binarize(decisions, 0.5).items()
                      for a, b in spans if name in classes]
-    labels_dir = Path(labels_dir)
-    with tempfile.TemporaryDirectory() as tmp:
-        hyp = Path(tmp) / "energy.rttm"
-        with open(hyp, "w") as f:
-            write_rttm(segments, f)
-        scored = set(read_uem(labels_dir / "uem.uem"))
-        if set(read_rttm(hyp)) - scored:  # files of the cache the UEM leaves out
-            with open(hyp, "w") as f:
-                write_rttm([g for g in segments if g.uri in scored], f)
-        rows = score_split(labels_dir / "reference.rttm", labels_dir / "uem.uem", labels_dir / "annotated.json",
-                           hyp, collar, only=only)
-    rows = rows[rows["class"].isin(classes)]
-    rows.insert(0, "corpus", corpus)
-    rows.insert(0, "system", ENERGY)
+    rows = _floor_rows(ENERGY, corpus, segments, labels_dir, collar, only)
+    rows = rows[rows["class"].isin(classes)].reset_index(drop=True)
     rows["threshold_db"] = rows["class"].map(thresholds)
-    return rows.reset_index(drop=True)
+    return rows
 
 
 def segmentation_tables(rows: pd.DataFrame, out_tsv: str | os.PathLike, out_md: str | os.PathLike,
