@@ -66,6 +66,9 @@ def test_corpus_checks_name_the_key():
         plan.check_corpora(CORPORA, ["c"])
     with pytest.raises(InputError, match=r'corpora\.a\.label_map: key False is not a string.*"no": noise'):
         plan.check_corpora({"a": {**CORPORA["a"], "label_map": {False: "noise"}}}, [])
+    plan.check_corpora(CORPORA, ["a"], ["dev"])
+    with pytest.raises(InputError, match=r"scoring\.agreement_splits: no corpus has a split 'heldotu'"):
+        plan.check_corpora(CORPORA, ["a"], ["heldotu"])  # a typo would measure nothing, in silence
 
 
 def test_paths_of_generated_corpora_and_the_demo_pretraining():

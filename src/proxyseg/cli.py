@@ -169,7 +169,7 @@ def cmd_infer(a):
             raise InputError(None, "infer with --checkpoint (a proxy) needs --spectrograms")
         infer_proxy(a.checkpoint, a.dump, a.spectrograms, a.out, step_fraction=a.settings.step,
                     device=a.runtime.device, batch_size=a.runtime.inference_batch_size,
-                    aggregate=a.settings.aggregate)
+                    aggregate=a.settings.aggregate, undo_calibration=a.undo_calibration)
     else:
         from proxyseg.proxy.infer import teacher_probs
 
@@ -230,22 +230,30 @@ def cmd_fidelity(a):
     from proxyseg.evaluate.fidelity import fidelity_rows
     from proxyseg.core.tables import write_table
 
-    if not (len(a.teacher) == len(a.proxy) == len(a.corpora)):
-        raise InputError(None, "fidelity needs as many --teacher, --proxy and --corpora entries")
-    rows = pd.concat([fidelity_rows(a.system, c, t, p, a.threshold)
-                      for c, t, p in zip(a.corpora, a.teacher, a.proxy)], ignore_index=True)
+    if not (len(a.teacher) == len(a.proxy) == len(a.corpora)) or (a.uncalibrated and len(a.uncalibrated) != len(a.proxy)):
+        raise InputError(None, "fidelity needs as many --teacher, --proxy, --corpora (and --uncalibrated) entries")
+    runs = [(a.system, a.proxy)] + ([(f"{a.system} uncalibrated", a.uncalibrated)] if a.uncalibrated else [])
+    rows = pd.concat([fidelity_rows(system, c, t, p, a.threshold)
+                      for system, proxies in runs for c, t, p in zip(a.corpora, a.teacher, proxies)],
+                     ignore_index=True)
     write_table(rows, a.out)
 
 
 def cmd_fidelity_table(a):
     import pandas as pd
 
-    from proxyseg.evaluate.fidelity import fidelity_wide
+    from proxyseg.core.atomic import atomic_open
+    from proxyseg.evaluate.fidelity import fidelity_sets, fidelity_wide
     from proxyseg.core.tables import write_table
 
     rows = pd.concat([pd.read_csv(p, sep="\t") for p in a.inputs], ignore_index=True)
     write_table(rows, a.out_tsv)
-    write_table(fidelity_wide(rows), a.out_md.replace(".md", "_wide.tsv"), a.out_md, floatfmt=".3g")
+    wide = fidelity_wide(rows)
+    write_table(wide, a.out_md.replace(".md", "_wide.tsv"))
+    with atomic_open(a.out_md) as f:
+        f.write(wide.to_markdown(index=False, floatfmt=".3g") + "\n\nPer set (corpus, or corpus:split: held-back "
+                "audio) and class: minutes, the share of frames each decides the class, agreement F1 and kappa.\n\n"
+                + fidelity_sets(rows).to_markdown(index=False, floatfmt=".3g") + "\n")
 
 
 def cmd_explain(a):
@@ -504,6 +512,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dump", required=True, help="teacher dump HDF5 of the split")
     p.add_argument("--checkpoint", help="proxy model.pt; omit for the teacher")
     p.add_argument("--spectrograms", help="spectrogram cache of the split (proxies only)")
+    p.add_argument("--undo-calibration", metavar="TRAIN_JSON",
+                   help="the proxy's train.json: take its calibration's bias shifts back (the proxy as trained)")
     p.add_argument("--out", required=True)
     settings(p, "the inference section of the config (window step, aggregation)", S.Inference, runtime=True)
 
@@ -538,7 +548,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--system", required=True)
     p.add_argument("--teacher", nargs="+", required=True, help="teacher probability HDF5 per corpus")
     p.add_argument("--proxy", nargs="+", required=True, help="proxy probability HDF5 per corpus")
-    p.add_argument("--corpora", nargs="+", required=True)
+    p.add_argument("--corpora", nargs="+", required=True, help="a name per set (corpus, or corpus:split)")
+    p.add_argument("--uncalibrated", nargs="+",
+                   help="the same proxy's probabilities with its calibration undone, per corpus: rows '<system> uncalibrated'")
     p.add_argument("--threshold", type=float, default=S.Scoring.threshold)
     p.add_argument("--out", required=True)
 

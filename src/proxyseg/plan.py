@@ -113,8 +113,14 @@ def generated_folder(path, results: str, names) -> str | None:
     return None
 
 
-def check_corpora(corpora: dict, training_corpora: list[str]) -> None:
-    """Label maps with string keys; training corpora that exist and have train and dev splits."""
+def check_corpora(corpora: dict, training_corpora: list[str], agreement_splits: list[str] = ()) -> None:
+    """Label maps with string keys; training corpora that exist and have train and dev splits; agreement
+    splits that some corpus has (a typo would otherwise measure nothing, in silence)."""
+    have = sorted({s for c in corpora.values() for s in c["splits"]})
+    for split in agreement_splits:
+        if split not in have:
+            raise InputError(None, f"config scoring.agreement_splits: no corpus has a split {split!r} "
+                                   f"(the corpora's splits: {have})")
     for name, corpus in corpora.items():
         for key in corpus.get("label_map", {}):
             if not isinstance(key, str):

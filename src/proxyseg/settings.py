@@ -223,6 +223,8 @@ class Scoring(Settings):
     threshold: float = setting(0.5, ge=0, le=1)
     collar: float = setting(0.0, ge=0)
     split: str = setting("test")
+    # Agreement with the teacher needs no labels: held-back audio of every kind a proxy will meet
+    agreement_splits: list[str] = setting([])
 
 
 @dataclass(frozen=True)

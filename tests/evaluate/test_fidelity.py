@@ -2,7 +2,7 @@ import h5py
 import numpy as np
 import pytest
 
-from proxyseg.evaluate.fidelity import fidelity_rows, fidelity_wide
+from proxyseg.evaluate.fidelity import fidelity_rows, fidelity_sets, fidelity_wide
 
 
 def _probs(path, probs, **attrs):
@@ -33,6 +33,10 @@ def test_fidelity_is_frame_f1_of_proxy_against_teacher(tmp_path):
     assert wide.loc["constant output", "c / speech F1"] == pytest.approx(100 * 8 / 14)
     assert wide.loc["constant output", "c / speech kappa"] == 0.0
     assert wide.loc["p", "c recon_mse"] == 0.25
+    # per set: how often each decides the class and the audio behind the row (10 frames at 50 per second)
+    sets = fidelity_sets(rows.reset_index()).set_index("class")
+    assert sets.loc["speech", "teacher %"] == 40.0 and sets.loc["speech", "system %"] == 40.0
+    assert sets.loc["speech", "minutes"] == pytest.approx(10 / 50 / 60) and sets.loc["speech", "set"] == "c"
 
 
 def test_kappa_tells_agreement_from_a_shared_rate():

@@ -415,6 +415,15 @@ def test_calibrated_training_shifts_only_the_named_biases(tmp_path, pairs):
     assert abs(float(np.mean(p >= 0.5)) - classes["speech"]["proxy_rate_after"]) < 1e-9
     assert abs(float(np.mean(t >= 0)) - classes["speech"]["teacher_rate"]) < 1e-9
     assert json.loads((tmp_path / "cal" / "train.json").read_text())["calibration"]["classes"] == classes
+    # --undo-calibration: the calibrated model infers as the proxy as trained (fidelity's "uncalibrated" rows)
+    infer_proxy(tmp_path / "plain" / "model.pt", *dev[0], tmp_path / "plain.h5")
+    infer_proxy(tmp_path / "cal" / "model.pt", *dev[0], tmp_path / "undone.h5",
+                undo_calibration=tmp_path / "cal" / "train.json")
+    with h5py.File(tmp_path / "plain.h5") as a, h5py.File(tmp_path / "undone.h5") as b, h5py.File(tmp_path / "cal.h5") as c:
+        for u in a:
+            np.testing.assert_allclose(b[u]["probs"][()], a[u]["probs"][()], atol=1e-6)
+        assert any(r["bias_shift"] for r in classes.values())  # else this would test nothing
+        assert any(not np.allclose(c[u]["probs"][()], a[u]["probs"][()]) for u in a)
     assert rec["calibration"] is not None and train_proxy(
         train, dev, npz, tmp_path / "plain2", settings, seed=3)["calibration"] is None
     with pytest.raises(InputError, match="calibrate needs"):

@@ -36,7 +36,9 @@ def _config(workdir: Path, kind: str) -> dict:
     if kind == "pyannote":
         config["teacher"]["checkpoint"] = str(pyannote_standin(workdir / "segmentation.bin"))
     config["corpora"]["unlabelled"] = {"adapter": "folder", "root": str(unlabelled),
-                                       "splits": {"train": {"portion": [0, 0.5]}, "dev": {"portion": [0.5, 1]}}}
+                                       "splits": {"train": {"portion": [0, 0.5]}, "dev": {"portion": [0.5, 0.75]},
+                                                  "heldout": {"portion": [0.75, 1]}}}
+    config["scoring"] = {"agreement_splits": ["heldout"]}  # agreement with the black box, no labels
     # a random stand-in is never sure of anything: a confident frame here is one with p >= 0.52
     config["nmf"] = {**config["nmf"], "material": "teacher", "confidence": 0.52, "background": 4, "min_seconds": 0.1,
                      "segments": {"speech": 4, "music": 0, "noise": 0, "overlap": 0}}
@@ -75,6 +77,13 @@ def test_workflow_explains_a_black_box(tmp_path, kind):
     assert set(seg["corpus"]) == {"demo_meeting"}  # the folder corpus has no test split
     fid = pd.read_csv(r / "tables/fidelity.tsv", sep="\t")
     assert set(fid["class"]) == set(known)
+    # agreement on the scored split and on the held-back split, with its minutes; a calibrated proxy also
+    # as trained, without the calibration
+    assert set(fid["corpus"]) == {"demo_meeting", "unlabelled:heldout"}
+    assert fid.set_index("corpus").loc["unlabelled:heldout", "minutes"].min() > 0
+    systems = {"spec_fixedW", "spec_fixedW uncalibrated"} if kind == "silero" else {"spec_fixedW"}
+    assert set(fid["system"]) == systems
+    assert "unlabelled:heldout" in (r / "tables/fidelity.md").read_text()
     faith = pd.read_csv(r / "tables/faithfulness_summary.tsv", sep="\t")
     assert set(faith["class"]) <= set(known) and set(faith["judge"]) <= {"blackbox", "proxy"}
     assert "auc_gap_random_active" in set(faith["metric"])

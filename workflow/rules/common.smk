@@ -50,7 +50,7 @@ INFERENCE = config["inference"]
 MIXES = config.get("mixes") or {}
 DEBIAN = config["debian_packages"]
 try:
-    plan.check_corpora(CORPORA, TRAINING_CORPORA)
+    plan.check_corpora(CORPORA, TRAINING_CORPORA, SCORING["agreement_splits"])
     # the teacher: the workflow's WavLM + TCN, or a pre-trained black box (proxyseg.teacher.blackbox)
     TEACHER = plan.teacher(config)
 except InputError as _error:
@@ -58,6 +58,11 @@ except InputError as _error:
 BLACKBOX = TEACHER["blackbox"]
 # corpora scored, explained locally and tested: those with the scored split (unlabelled audio may have none)
 SCORED = [c for c in CORPORA if SCORING["split"] in CORPORA[c]["splits"]]
+# (corpus, split) sets on which each proxy's agreement with its teacher is measured (tables/fidelity.md): the
+# scored split of the scored corpora, then scoring.agreement_splits of every corpus that has them
+AGREEMENT = [(c, SCORING["split"]) for c in SCORED] + [
+    (c, s) for s in SCORING["agreement_splits"] for c in CORPORA if s in CORPORA[c]["splits"] and s != SCORING["split"]
+]
 
 
 def generated_folder(path):
@@ -298,6 +303,11 @@ def inference(system, corpus, split):
     return f"{R}/inference/{system}/{corpus}/{split}.h5"
 
 
+def uncalibrated(proxy, corpus, split):
+    """A calibrated proxy's probabilities with its calibration undone (the proxy as trained)."""
+    return f"{R}/inference-uncalibrated/{proxy}/{corpus}/{split}.h5"
+
+
 # NMF dictionary per proxy: the global `nmf` section, or a variant when a proxy overrides nmf keys
 # (ablations of K, sparsity mu, or the corpora the dictionary is learned from; plan.nmf_variants).
 def nmf_settings(proxy=None):
@@ -369,6 +379,16 @@ def explain_items(proxy, splits):
         if s in CORPORA[c]["splits"]
         for p in (inference(proxy, c, s), spectrograms(c, s), segment_targets(c, s))
     ]
+
+
+def agreement_name(corpus, split):
+    """A set's name in the fidelity tables: the corpus on the scored split, ``corpus:split`` elsewhere."""
+    return corpus if split == SCORING["split"] else f"{corpus}:{split}"
+
+
+def calibrated(proxy):
+    """Whether ``proxy`` shifts biases after training (its fidelity is then also measured without)."""
+    return bool(plan.proxy_settings(config, proxy)["calibrate"])
 
 
 def teacher_pairs(split):

@@ -81,15 +81,18 @@ rule segmentation_table:
 
 
 rule fidelity:
-    """Agreement of one proxy's decisions with the teacher's, plus reconstruction error and sparsity of H."""
+    """Agreement of one proxy's decisions with the teacher's on the scored split and scoring.agreement_splits
+    (and, for a proxy that calibrates, without its calibration), plus reconstruction error and sparsity of H."""
     input:
-        teacher=[inference("teacher", c, SCORING["split"]) for c in SCORED],
-        proxy=[inference("{proxy}", c, SCORING["split"]) for c in SCORED],
+        teacher=[inference("teacher", c, s) for c, s in AGREEMENT],
+        proxy=[inference("{proxy}", c, s) for c, s in AGREEMENT],
+        uncalibrated=lambda w: [uncalibrated(w.proxy, c, s) for c, s in AGREEMENT] if calibrated(w.proxy) else [],
     output:
         f"{R}/scores/fidelity/{{proxy}}.tsv",
     params:
-        corpora=SCORED,
+        sets=" ".join(shlex.quote(agreement_name(c, s)) for c, s in AGREEMENT),
         threshold=SCORING["threshold"],
+        uncalibrated=lambda w, input: f"--uncalibrated {' '.join(input.uncalibrated)}" if input.uncalibrated else "",
     threads: 1
     resources:
         mem_mb=retry_mem(8000),
@@ -101,7 +104,7 @@ rule fidelity:
         "../../envs/proxyseg.yaml"
     shell:
         "proxyseg fidelity --system {wildcards.proxy} --teacher {input.teacher} --proxy {input.proxy} "
-        "--corpora {params.corpora} --threshold {params.threshold} --out {output} > {log} 2>&1"
+        "--corpora {params.sets} --threshold {params.threshold} {params.uncalibrated} --out {output} > {log} 2>&1"
 
 
 rule fidelity_table:

@@ -69,3 +69,31 @@ rule infer_proxy:
         "proxyseg --threads {threads} infer --checkpoint {input.model} --dump {input.dump} "
         "--spectrograms {input.spectrograms} --out {output} --settings {params.settings:q} "
         "--runtime {params.runtime:q} > {log} 2>&1"
+
+
+rule infer_proxy_uncalibrated:
+    """A calibrated proxy's inference with its bias shifts taken back: does calibration raise its agreement
+    with the teacher on held-back audio (tables/fidelity.md, rows '<proxy> uncalibrated')?"""
+    input:
+        model=f"{R}/proxies/{{proxy}}/model.pt",
+        record=f"{R}/proxies/{{proxy}}/train.json",
+        dump=f"{R}/teacher/dump/{{corpus}}/{{split}}.h5",
+        spectrograms=spectrograms("{corpus}", "{split}"),
+    output:
+        uncalibrated("{proxy}", "{corpus}", "{split}"),
+    params:
+        settings=as_json(INFERENCE),
+        runtime=runtime_param(),
+    threads: 1
+    resources:
+        mem_mb=retry_mem(16000),
+        runtime=240,
+        gpu=1,
+    log:
+        f"{R}/logs/infer_uncalibrated/{{proxy}}/{{corpus}}/{{split}}.log",
+    conda:
+        "../../envs/proxyseg.yaml"
+    shell:
+        "proxyseg --threads {threads} infer --checkpoint {input.model} --dump {input.dump} "
+        "--spectrograms {input.spectrograms} --undo-calibration {input.record} --out {output} "
+        "--settings {params.settings:q} --runtime {params.runtime:q} > {log} 2>&1"

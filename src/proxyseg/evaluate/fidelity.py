@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from proxyseg.core.frames import CLASSES
+from proxyseg.core.frames import CLASSES, FRAME_RATE
 from proxyseg.evaluate.scoring import cohen_kappa, frame_f1
 from proxyseg.teacher.blackbox import known_classes
 
@@ -31,7 +31,8 @@ def fidelity_rows(system: str, corpus: str, teacher_h5, proxy_h5, threshold: flo
     rows = [{"system": system, "corpus": corpus, "class": c, "fidelity_f1": frame_f1(proxy[:, i], teacher[:, i]),
              "kappa": cohen_kappa(proxy[:, i], teacher[:, i]),
              "constant_f1": frame_f1(np.ones(len(teacher), bool), teacher[:, i]),
-             "teacher_positive_rate": float(teacher[:, i].mean()), "recon_mse": recon, "sparsity": sparsity}
+             "teacher_positive_rate": float(teacher[:, i].mean()), "proxy_positive_rate": float(proxy[:, i].mean()),
+             "minutes": len(teacher) / FRAME_RATE / 60, "recon_mse": recon, "sparsity": sparsity}
             for i, c in enumerate(CLASSES) if c in known]
     return pd.DataFrame(rows)
 
@@ -61,3 +62,18 @@ def fidelity_wide(rows: pd.DataFrame) -> pd.DataFrame:
             rec.update({f"{c} / {k} F1": 100 * floor[(c, k)], f"{c} / {k} kappa": 0.0})
         out.append(rec)
     return pd.DataFrame(out)
+
+
+def fidelity_sets(rows: pd.DataFrame) -> pd.DataFrame:
+    """One row per system, set (corpus, or corpus:split) and class: the minutes of audio, how often the teacher
+    and the system decide the class (%), agreement F1 (%) and kappa, so that a proxy which agrees on one
+    corpus and not on held-back audio of another kind shows it."""
+    out = rows[["system", "corpus", "class"]].rename(columns={"corpus": "set"})
+    if "minutes" in rows:
+        out["minutes"] = rows["minutes"]
+    out["teacher %"] = 100 * rows["teacher_positive_rate"]
+    if "proxy_positive_rate" in rows:
+        out["system %"] = 100 * rows["proxy_positive_rate"]
+    out["F1"] = 100 * rows["fidelity_f1"]
+    out["kappa"] = rows["kappa"]
+    return out.sort_values(["set", "class"], kind="stable")

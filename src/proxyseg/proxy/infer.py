@@ -76,12 +76,26 @@ def _sq_error_sum(x: np.ndarray, h: np.ndarray, w: np.ndarray, chunk: int = 4096
     return total
 
 
+def _undo_calibration(model, train_json: str | os.PathLike) -> None:
+    """Subtract the bias shifts that ``train.json``'s calibration record added to Θ's biases."""
+    try:
+        record = json.loads(Path(train_json).read_text()).get("calibration") or {}
+    except (OSError, ValueError) as err:
+        raise InputError(train_json, f"cannot read the proxy's training record ({err})") from err
+    with torch.no_grad():
+        for name, r in record.get("classes", {}).items():
+            model.theta.bias[CLASSES.index(name)] -= float(r["bias_shift"])
+
+
 @torch.no_grad()
 def infer_proxy(checkpoint: str | os.PathLike, dump_h5: str | os.PathLike, spec_h5: str | os.PathLike,
                 out_h5: str | os.PathLike, step_fraction: float = Inference.step, device: str = Runtime.device,
-                batch_size: int = Runtime.inference_batch_size, aggregate: str = Inference.aggregate) -> dict:
+                batch_size: int = Runtime.inference_batch_size, aggregate: str = Inference.aggregate,
+                undo_calibration: str | os.PathLike | None = None) -> dict:
     """Sliding-window proxy inference on every file of a (teacher dump, spectrogram cache) pair; writes
-    ``out_h5`` atomically (nothing is left at ``out_h5`` on error).
+    ``out_h5`` atomically (nothing is left at ``out_h5`` on error). ``undo_calibration``: the proxy's
+    ``train.json``, whose calibration bias shifts are taken back first (the proxy as trained, to judge
+    whether calibration raised its agreement with the teacher).
 
     Returns a summary ``{"files", "frames", "windows", "window", "step", "recon_mse", "sparsity",
     "mean_activation", "kd_teacher"}`` (corpus-level statistics as in the file attributes).
@@ -94,6 +108,8 @@ def infer_proxy(checkpoint: str | os.PathLike, dump_h5: str | os.PathLike, spec_
         model, ckpt = load_proxy(checkpoint, dev)
     except (OSError, RuntimeError, KeyError, EOFError) as err:
         raise InputError(checkpoint, f"cannot load the proxy checkpoint ({err})") from err
+    if undo_calibration:
+        _undo_calibration(model, undo_calibration)
     hp = ckpt["hparams"]
     inp = hp.get("input", "wavlm")
     window = int(hp["crop_frames"])
