@@ -239,6 +239,14 @@ def cmd_fidelity(a):
     write_table(rows, a.out)
 
 
+def cmd_seeds_table(a):
+    from proxyseg.evaluate.seeds import seeds_tables
+
+    if len(a.runs) < 2:
+        raise InputError(None, "seeds-table needs two or more results folders (runs that differ only in seed)")
+    seeds_tables(a.runs, a.out_tsv, a.out_md)
+
+
 def cmd_fidelity_table(a):
     import pandas as pd
 
@@ -556,6 +564,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = stage("fidelity-table", cmd_fidelity_table, "Gather per-proxy fidelity rows into one table.")
     p.add_argument("inputs", nargs="+")
+    p.add_argument("--out-tsv", required=True)
+    p.add_argument("--out-md", required=True)
+
+    p = stage("seeds-table", cmd_seeds_table, "Mean and range over runs that differ only in seed: F1 and kappa.")
+    p.add_argument("runs", nargs="+", help="results folders of the runs (each with tables/segmentation.tsv)")
     p.add_argument("--out-tsv", required=True)
     p.add_argument("--out-md", required=True)
 
