@@ -1,8 +1,10 @@
-"""config/explain_silero.yaml and config/explain_pyannote.yaml end to end on real recordings, checked against
-issue 18's bars: on the held-out AMI development files each proxy is within 3 F1 points of its black box
-on speech and agrees with it at frame F1 >= 90, and removing the relevant components costs the black box
-at least twice what random ones do. About half an hour on two cores: only `pytest --real` (or -m real)
-runs it; it skips where the extra, ../shared or apt-get is missing."""
+"""config/explain_silero.yaml and config/explain_pyannote.yaml end to end on real recordings. The bars
+(issue "Numbers that hold", item 5: for an explainer, agreement with the black box is what counts): on
+the held-out AMI development files each proxy agrees with its black box beyond chance (kappa >= 0.8,
+frame F1 >= 90) and scores above both floors (constant output, energy threshold) against the references;
+agreement on the held-back sources of other kinds is reported in tables/fidelity.md, not asserted (the
+0.8 target is not met there yet: docs/results.md). About an hour on two cores: only `pytest --real` (or
+-m real) runs it; it skips where the extra, ../shared or apt-get is missing."""
 
 import os
 import shutil
@@ -39,10 +41,11 @@ def test_real_config_meets_the_bars(tmp_path, kind):
         if "domain" in seg.columns else seg[(seg["corpus"] == "ami") & (seg["class"] == "speech")]
     f1 = seg.set_index("system")["f1"]
     fid = pd.read_csv(r / "tables/fidelity.tsv", sep="\t")
-    fid = fid[(fid["corpus"] == "ami") & (fid["class"] == "speech")].set_index("system")["fidelity_f1"]
+    fid = fid[(fid["corpus"] == "ami") & (fid["class"] == "speech") & ~fid["system"].str.endswith(" uncalibrated")]
+    fid = fid.set_index("system")
     faith = pd.read_csv(r / "tables/faithfulness_summary.tsv", sep="\t")
     faith = faith[(faith["class"] == "speech") & (faith["metric"] == "auc_gap_random_active")].set_index("system")
     for proxy in fid.index:
-        assert abs(f1[proxy] - f1["teacher"]) <= 0.03, (proxy, f1.to_dict())
-        assert fid[proxy] >= 0.90, (proxy, fid.to_dict())
+        assert fid.loc[proxy, "kappa"] >= 0.8 and fid.loc[proxy, "fidelity_f1"] >= 0.90, (proxy, fid.to_dict())
+        assert f1[proxy] > max(f1["constant output"], f1["energy threshold"]), (proxy, f1.to_dict())
         assert faith.loc[proxy, "segments"] > 0  # the test runs on the real files; passing it is a later issue
