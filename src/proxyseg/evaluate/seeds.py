@@ -33,10 +33,10 @@ def _seed(results: Path) -> str:
     return results.name
 
 
-def _read(results: Path, table: str, value: str) -> pd.DataFrame | None:
+def _read(results: Path, table: str, value: str) -> pd.DataFrame:
     path = results / "tables" / table
     if not path.is_file():
-        return None
+        raise InputError(path, "not found: run the workflow into this folder first")
     rows = pd.read_csv(path, sep="\t")
     if "domain" in rows:  # per-domain breakdowns: the corpus totals only
         rows = rows[rows["domain"].isna() | (rows["domain"].astype(str).isin(["", "all"]))]
@@ -51,11 +51,8 @@ def over_seeds(runs: Sequence[str | os.PathLike], table: str, value: str) -> pd.
     run that lacks a row the others have is an error naming it (a mean over fewer runs would hide it)."""
     frames, seeds = [], []
     for run in map(Path, runs):
-        rows = _read(run, table, value)
-        if rows is None:
-            raise InputError(run / "tables" / table, "not found: run the workflow into this folder first")
+        frames.append(_read(run, table, value))
         seeds.append(_seed(run))
-        frames.append(rows.assign(run=str(run)))
     long = pd.concat(frames, ignore_index=True)
     keys = {tuple(r) for r in frames[0][KEYS].itertuples(index=False)}
     for run, rows in zip(runs, frames):
