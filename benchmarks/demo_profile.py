@@ -64,11 +64,12 @@ def read_benchmarks(results: Path) -> pd.DataFrame:
 
 def critical_path(jobs: pd.DataFrame) -> list[dict]:
     """Backwards from the last job to finish: each step the job that finished last before it started."""
-    path = []
+    path, seen = [], set()
     current = jobs.loc[jobs["end"].idxmax()]
     while current is not None:
         path.append(current)
-        before = jobs[jobs["end"] <= current["start"]]
+        seen.add(current.name)  # a job of 0 s (start == end in the log's whole seconds) ends "before" itself
+        before = jobs[(jobs["end"] <= current["start"]) & ~jobs.index.isin(seen)]
         current = before.loc[before["end"].idxmax()] if len(before) else None
     return [dict(p) for p in reversed(path)]
 

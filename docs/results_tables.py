@@ -116,19 +116,28 @@ def fidelity(run: Path) -> str:
     return "F1 (%) / kappa:\n\n" + cells.to_markdown(index=False, disable_numparse=True)
 
 
+def _agree(r) -> float:
+    """The share of frames where the two decide alike, from kappa and both rates (kappa is 0 or undefined
+    where the teacher never decides the class, but the share still counts the system's false alarms)."""
+    t, q = r["teacher_positive_rate"], r["proxy_positive_rate"]
+    chance = t * q + (1 - t) * (1 - q)
+    return 1.0 if chance == 1 else chance + (0.0 if pd.isna(r["kappa"]) else r["kappa"]) * (1 - chance)
+
+
 def agreement(run: Path) -> str:
-    """Per set (corpus, or corpus:split), for each class the teacher decides: minutes, how often the
-    teacher and each system decide it, agreement F1 and kappa."""
-    long = _table(run, "fidelity.tsv")
-    long = long[long["teacher_positive_rate"] > 0].copy()
+    """Per set (corpus, or corpus:split) and class where the teacher or a system decides the class at all:
+    minutes, how often the teacher and each system decide it, agreement F1, kappa and the frames alike."""
+    long = _table(run, "fidelity.tsv").dropna(subset=["teacher_positive_rate"])
+    decided = long.groupby(["corpus", "class"], sort=False)[["teacher_positive_rate", "proxy_positive_rate"]] \
+        .transform("max").max(axis=1)
     rows = []
-    for (corpus, cls), part in long.groupby(["corpus", "class"], sort=False):
+    for (corpus, cls), part in long[decided > 0].groupby(["corpus", "class"], sort=False):
         first = part.iloc[0]
         row = {"set": corpus, "class": cls, "minutes": f"{first['minutes']:.1f}",
                "teacher %": _pct(first["teacher_positive_rate"])}
         for _, r in part.iterrows():
-            row[f"{r['system']}: % / F1 / kappa"] = (f"{_pct(r['proxy_positive_rate'])} / {_pct(r['fidelity_f1'])}"
-                                                     f" / {_kappa(r['kappa'])}")
+            row[f"{r['system']}: % / F1 / kappa / alike %"] = (
+                f"{_pct(r['proxy_positive_rate'])} / {_pct(r['fidelity_f1'])} / {_kappa(r['kappa'])} / {_pct(_agree(r))}")
         rows.append(row)
     return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
 

@@ -44,7 +44,7 @@ def _config(workdir: Path, kind: str) -> dict:
                      "segments": {"speech": 4, "music": 0, "noise": 0, "overlap": 0}}
     config["proxies"] = {"spec_fixedW": {"input": "spectrogram", "dictionary": "fixed"}}
     config["features"] = {"model": "untrained-demo"}
-    if kind == "silero":  # as config/explain_silero.yaml: one level, speech decisions calibrated
+    if kind == "silero":  # one level as config/explain_silero.yaml; calibrated, to test `calibrate` end to end
         config["spectrogram"] = {"level_db": -15.0}
         config["proxy_defaults"] = {**config.get("proxy_defaults", {}), "calibrate": ["speech"]}
     return config

@@ -1,7 +1,8 @@
 """config/explain_silero.yaml and config/explain_pyannote.yaml end to end on real recordings. The bars
 (issue "Numbers that hold", item 5: for an explainer, agreement with the black box is what counts): on
 the held-out AMI development files each proxy agrees with its black box beyond chance (kappa >= 0.8,
-frame F1 >= 90) and scores above both floors (constant output, energy threshold) against the references;
+frame F1 >= 90) and, where the black box scores above both floors (constant output, energy threshold)
+against the references, so does the proxy (Silero, at 82.2, is under both on that minute: 83.0, 85.7);
 agreement on the held-back sources of other kinds is reported in tables/fidelity.md, not asserted (the
 0.8 target is not met there yet: docs/results.md). About an hour on two cores: only `pytest --real` (or
 -m real) runs it; it skips where the extra, ../shared or apt-get is missing."""
@@ -47,5 +48,7 @@ def test_real_config_meets_the_bars(tmp_path, kind):
     faith = faith[(faith["class"] == "speech") & (faith["metric"] == "auc_gap_random_active")].set_index("system")
     for proxy in fid.index:
         assert fid.loc[proxy, "kappa"] >= 0.8 and fid.loc[proxy, "fidelity_f1"] >= 0.90, (proxy, fid.to_dict())
-        assert f1[proxy] > max(f1["constant output"], f1["energy threshold"]), (proxy, f1.to_dict())
+        floor = max(f1["constant output"], f1["energy threshold"])
+        if f1["teacher"] > floor:  # a proxy that agrees with a black box under the floors is under them too
+            assert f1[proxy] > floor, (proxy, f1.to_dict())
         assert faith.loc[proxy, "segments"] > 0  # the test runs on the real files; passing it is a later issue

@@ -4,6 +4,7 @@ runs' (no hand copies), each block names the commit it came from, and a stale pa
 from __future__ import annotations
 
 import importlib.util
+import re
 import subprocess
 from pathlib import Path
 
@@ -39,7 +40,9 @@ def _run(root: Path, seed: int, f1: float) -> Path:
         "system corpus class fidelity_f1 kappa teacher_positive_rate proxy_positive_rate minutes",
         "spec radio speech 0.9 0.75 0.4 0.42 2.0",
         "spec radio music 0.5 0.1 0.0 0.1 2.0",
-        "spec radio:heldout speech 0.6 0.2 0.3 0.5 31.0"])
+        "spec radio:heldout speech 0.6 0.2 0.3 0.5 31.0",
+        "spec music:heldout speech 0.0 0.0 0.0 0.05 40.0",
+        "spec music:heldout overlap 0.0 0.0 0.0 0.0 40.0"])
     _tsv(results / "tables" / "faithfulness.tsv", [
         "system class removal segments logit_drop_50 verdict",
         "spec speech explanation 10 1.5 pass",
@@ -89,9 +92,12 @@ def test_blocks_are_filled_from_the_runs_tables(tables, checkout):
     assert f"commit {commit};" in page and "test machine" in page and "old stamp" not in page
     assert "| old | table |" not in page and "93.1" in page and "80.0" in page
     assert "*constant output*" in page                     # the floor, marked as one
-    assert "90.0 / 0.75" in page                           # fidelity: F1 / kappa on the scored class ...
-    assert "50.0 / 0.10" not in page                       # ... not on a class the corpus does not annotate
-    assert "radio:heldout" in page and "31.0" in page and "50.0 / 60.0 / 0.20" in page   # held-back set
+    fidelity = page.split("<!-- fill: fidelity demo -->")[1].split("<!-- /fill -->")[0]
+    assert "90.0 / 0.75" in fidelity                       # fidelity: F1 / kappa on the scored class ...
+    assert "50.0 / 0.10" not in fidelity                   # ... not on a class the corpus does not annotate
+    assert "radio:heldout" in page and "31.0" in page and "50.0 / 60.0 / 0.20 / 60.0" in page   # held-back set
+    assert re.search(r"\| 0\.0 +\| 5\.0 / 0\.0 / 0\.00 / 95\.0", page)      # the teacher never says speech; 5 % false alarms
+    assert "| music:heldout | overlap" not in page          # nobody decides it: no row
     assert "loudest 0.70" in page and "| pass " in page
     assert "kept: no run named other" in page and left == ["line 15: segmentation other"]
     assert page.startswith("# Results\nprose kept by hand\n") and page.endswith("more prose\n")

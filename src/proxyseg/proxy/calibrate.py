@@ -3,7 +3,7 @@
 A proxy trained on a mix of corpora is calibrated to that mix. On a corpus unlike most of it (far-field
 meeting excerpts among telephone prompts and music) it says a class less (or more) often than its black
 box: on the AMI development files the proxies of Silero and pyannote put speech on 6-10 % fewer frames
-than their black box at the threshold of 0.5 (docs/results.md). Calibration is a prior-shift correction:
+than their black box at the threshold of 0.5 (docs/EXPERIMENTS.md). Calibration is a prior-shift correction:
 each named class's bias ``b_c`` of ``Θ`` is shifted so that, at the scoring threshold, the proxy decides
 the class on as many frames of the dev splits of the corpora it is scored on (their domain) as the teacher
 does. The threshold ``t_c`` (0.05 to 0.95 by 0.01) at which the proxy's rate of positive frames is nearest
