@@ -34,6 +34,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from proxyseg.evaluate.seeds import by_column, cells, over_seeds
+
 REPO = Path(__file__).resolve().parent.parent
 PAGE = REPO / "docs" / "results.md"
 BLOCK = re.compile(r"^<!-- fill: (\w+) ([\w-]+) -->\n(.*?)^<!-- /fill -->$", re.M | re.S)
@@ -52,10 +54,7 @@ def _table(run: Path, name: str) -> pd.DataFrame:
 
 
 def _wide(long: pd.DataFrame, value: str, fmt) -> pd.DataFrame:
-    long = long.assign(column=long["corpus"] + " / " + long["class"], cell=long[value].map(fmt))
-    wide = long.pivot(index="system", columns="column", values="cell")
-    return wide.reindex(index=list(dict.fromkeys(long["system"])),
-                        columns=list(dict.fromkeys(long["column"]))).reset_index()
+    return by_column(long, long[value].map(fmt))
 
 
 def _pct(x: float) -> str:
@@ -162,10 +161,9 @@ def verdicts(run: Path) -> str:
 
 def seeds(runs: list[Path]) -> str:
     """F1 (%) mean (min-max) over runs that differ only in seed (proxyseg.evaluate.seeds)."""
-    from proxyseg.evaluate.seeds import _cells, over_seeds
     stats = over_seeds(runs, "segmentation.tsv", "f1")
     return (f"Mean (min-max) over {len(runs)} runs, seeds {stats['seeds'].iloc[0]}:\n\n"
-            + _cells(stats, 100, ".1f").to_markdown(index=False, disable_numparse=True))
+            + cells(stats, 100, ".1f").to_markdown(index=False, disable_numparse=True))
 
 
 def profile(run: Path) -> str:

@@ -67,16 +67,23 @@ def over_seeds(runs: Sequence[str | os.PathLike], table: str, value: str) -> pd.
     return stats
 
 
-def _cells(stats: pd.DataFrame, scale: float, fmt: str) -> pd.DataFrame:
+def by_column(long: pd.DataFrame, cell: pd.Series) -> pd.DataFrame:
+    """One row per system, one column per "corpus / class", holding ``cell``; rows and columns in the
+    order they first appear in ``long`` (the tables' order, not alphabetical)."""
+    shown = long.assign(cell=cell, column=long["corpus"] + " / " + long["class"])
+    wide = shown.pivot(index="system", columns="column", values="cell")
+    return wide.reindex(index=list(dict.fromkeys(long["system"])),
+                        columns=list(dict.fromkeys(shown["column"]))).reset_index()
+
+
+def cells(stats: pd.DataFrame, scale: float, fmt: str) -> pd.DataFrame:
+    """``over_seeds``' statistics as "mean (min-max)" cells, one value where all runs agree."""
     def cell(r) -> str:
         if r["min"] == r["max"]:
             return format(scale * r["mean"], fmt)
         return f"{format(scale * r['mean'], fmt)} ({format(scale * r['min'], fmt)}-{format(scale * r['max'], fmt)})"
 
-    shown = stats.assign(cell=stats.apply(cell, axis=1), column=stats["corpus"] + " / " + stats["class"])
-    wide = shown.pivot(index="system", columns="column", values="cell")
-    return wide.reindex(index=list(dict.fromkeys(stats["system"])),
-                        columns=list(dict.fromkeys(shown["column"]))).reset_index()
+    return by_column(stats, stats.apply(cell, axis=1))
 
 
 def seeds_tables(runs: Sequence[str | os.PathLike], out_tsv: str | os.PathLike, out_md: str | os.PathLike) -> pd.DataFrame:
@@ -85,12 +92,12 @@ def seeds_tables(runs: Sequence[str | os.PathLike], out_tsv: str | os.PathLike, 
     f1 = over_seeds(runs, "segmentation.tsv", "f1").assign(metric="f1")
     parts = [f1]
     page = [f"Mean (min-max) over {len(runs)} runs (seeds {f1['seeds'].iloc[0]}); one value where all runs agree.\n",
-            "F1 (%) per corpus / class on the scored split:\n", _cells(f1, 100, ".1f").to_markdown(index=False) + "\n"]
+            "F1 (%) per corpus / class on the scored split:\n", cells(f1, 100, ".1f").to_markdown(index=False) + "\n"]
     if all((Path(r) / "tables" / "fidelity.tsv").is_file() for r in runs):
         kappa = over_seeds(runs, "fidelity.tsv", "kappa").assign(metric="kappa")
         parts.append(kappa)
         page += ["Agreement of each proxy with the teacher of its own run (Cohen's kappa):\n",
-                 _cells(kappa, 1, ".2f").to_markdown(index=False) + "\n"]
+                 cells(kappa, 1, ".2f").to_markdown(index=False) + "\n"]
     long = pd.concat(parts, ignore_index=True)
     with atomic_open(out_tsv) as f:
         long.to_csv(f, sep="\t", index=False)
