@@ -307,6 +307,16 @@ def cmd_faithfulness(a):
                        explain=a.explain, threshold=a.threshold, shared=a.judge_baselines)
 
 
+def cmd_false_alarms(a):
+    from proxyseg.explain.falsealarms import write_false_alarms
+
+    pieces, pooled = write_false_alarms(a.checkpoint, _faithfulness_items(a), _faithfulness_judge(a), a.out,
+                                        a.out_pooled, a.figure, a.settings, a.seed, a.system, a.explain, a.threshold)
+    log = logging.getLogger("proxyseg.explain.falsealarms")
+    log.info("%d pieces, %d tested; pooled flip rates:\n%s", len(pieces), int((pieces["segments"] > 0).sum()),
+             pooled.to_string(index=False))
+
+
 def cmd_faithfulness_judge(a):
     from proxyseg.explain.faithfulness import write_judge_baselines
 
@@ -605,6 +615,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--system", required=True, help="proxy name written in the rows")
     p.add_argument("--out", required=True, help="TSV of curve rows (OUT.segments.tsv: one row per segment)")
     section(p, S.Explain, "the explain section (tau makes the paper's soft explanation for L-MAC's figures)")
+
+    p = stage("false-alarms", cmd_false_alarms,
+              "Why a segmenter says speech on music: the bands its false alarms rest on per piece, and how many "
+              "stop being speech when the explanation is removed (vs random atoms, loudest bins, its own evidence).")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--items", nargs="+", required=True, metavar="X",
+                   help="as faithfulness's --items, of music where no one speaks; DECISIONS.h5: the judge's inference")
+    judge_args(p)
+    p.add_argument("--system", required=True, help="proxy name written in the rows")
+    p.add_argument("--out", required=True, help="TSV, one row per piece")
+    p.add_argument("--out-pooled", required=True, help="TSV, each removal's flip rate pooled, with 95 %% intervals")
+    p.add_argument("--figure", required=True, help="PNG: bands per piece, flip rates per removal")
+    section(p, S.Explain, "the explain section (relevance)")
 
     p = stage("faithfulness-judge", cmd_faithfulness_judge,
               "The judge's part of the faithfulness test, the same for every proxy: its decisions, its own "

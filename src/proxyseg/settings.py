@@ -19,7 +19,7 @@ from proxyseg.core.frames import CLASSES, FRAME_RATE
 from proxyseg.core.settings import Settings, setting
 
 __all__ = ["AGGREGATES", "REFILLS", "DICTIONARY_MODES", "INPUTS", "KD_DIRECTIONS", "LR_SCHEDULES",
-           "MASK_DOMAINS", "MOVED", "SECTIONS", "DemoPretrain", "Mix", "Explain", "Export", "Faithfulness", "Features",
+           "MASK_DOMAINS", "RELEVANCES", "BIN_ORDERS", "MOVED", "SECTIONS", "DemoPretrain", "Mix", "Explain", "Export", "Faithfulness", "Features",
            "Groundtruth", "Inference", "NMF", "Proxy", "Runtime", "Saliency", "Scoring", "Spectrogram", "Teacher",
            "Training"]
 
@@ -31,11 +31,14 @@ DictionaryMode = Literal["fixed", "learned", "learned_random"]
 KdDirection = Literal["teacher_proxy", "proxy_teacher"]
 MaskDomain = Literal["linear", "log"]
 Refill = Literal["zero", "floor"]
+Relevance = Literal["linear", "occlusion"]
+BinOrder = Literal["atoms", "map"]
 TeacherKind = Literal["wavlm", "pyannote", "silero"]
 Material = Literal["labels", "teacher"]
 AGGREGATES, LR_SCHEDULES, INPUTS, DICTIONARY_MODES, KD_DIRECTIONS, MASK_DOMAINS, REFILLS, TEACHER_KINDS, \
-    MATERIALS = (get_args(t) for t in (Aggregate, LrSchedule, Input, DictionaryMode, KdDirection, MaskDomain,
-                                       Refill, TeacherKind, Material))
+    MATERIALS, RELEVANCES, BIN_ORDERS = (get_args(t) for t in (Aggregate, LrSchedule, Input, DictionaryMode,
+                                                               KdDirection, MaskDomain, Refill, TeacherKind,
+                                                               Material, Relevance, BinOrder))
 
 
 @dataclass(frozen=True)
@@ -163,6 +166,7 @@ class NMF(Settings):
     material: Material = setting("labels")
     confidence: float = setting(0.9, gt=0.5, lt=1)  # teacher material: p >= confidence active, <= 1 - it inactive
     background: int = setting(0, ge=0)              # segments where every known class is inactive
+    per_class: bool = setting(False)                # one sub-dictionary per class, K shared equally (L2I)
 
     def check(self):
         if self.corpora is not None and not self.corpora:
@@ -241,6 +245,7 @@ class Explain(Settings):
     prototype_seconds: float = setting(1.0, gt=0)
     threshold: float = setting(0.5, ge=0, le=1)
     mask_domain: MaskDomain = setting("linear")
+    relevance: Relevance = setting("linear")       # linear: z_k Theta[c,k] (the paper); occlusion: through the proxy
 
 
 @dataclass(frozen=True)
@@ -254,6 +259,7 @@ class Faithfulness(Settings):
     draws: int = setting(5, ge=1)
     energy_levels: list[float] = setting([0.1, 0.25, 0.5, 0.75], gt=0, le=1)
     refill: Refill = setting("zero")
+    bins: BinOrder = setting("atoms")              # atoms: atoms in relevance order claim bins; map: r-weighted shares
 
     def check(self):
         if not self.energy_levels or sorted(set(self.energy_levels)) != list(self.energy_levels):

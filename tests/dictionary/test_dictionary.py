@@ -186,3 +186,33 @@ def test_pretrain_dictionary_records_what_was_drawn(radio, tmp_path):
     assert summary["noise"]["frames"] == 4 * 30
     W = np.load(tmp_path / "out" / "dictionary.npz")["W"]
     assert W.shape == (F, 4)
+
+
+def test_per_class_dictionary_gives_each_class_its_own_atoms(tmp_path):
+    """nmf.per_class: speech frames have energy in bins 1-2 only, noise frames in bins 4-5 only; with one
+    sub-dictionary per class the speech atoms hold (almost) no noise bins and the other way round, and the
+    atoms' classes are recorded; the joint NMF (the paper) does not promise that."""
+    T = 2000
+    y = np.zeros((T, len(CLASSES)), np.int8)
+    y[: T // 2, SP] = 1
+    y[T // 2:, NO] = 1
+    spec, tgt = tmp_path / "s.h5", tmp_path / "t.h5"
+    x = np.full((T, F), 1e-3, np.float32)
+    rng = np.random.default_rng(0)
+    x[: T // 2, 1:3] = rng.uniform(0.5, 1.0, (T // 2, 2))
+    x[T // 2:, 4:6] = rng.uniform(0.5, 1.0, (T // 2, 2))
+    with h5py.File(spec, "w") as s, h5py.File(tgt, "w") as t:
+        s.attrs["freqs_hz"] = np.linspace(0, 8000, F)
+        s.attrs["n_fft"], s.attrs["win_length"] = 10, 10
+        s["f"], t["f"] = x, y
+    settings = {"components": 5, "iterations": 30, "min_seconds": 0.5, "per_class": True,
+                "segments": {"speech": 4, "noise": 4, "music": 0, "overlap": 0}}
+    record = pretrain_dictionary([(spec, tgt)], tmp_path / "out", settings, seed=0)
+    assert record["atom_classes"] == ["speech", "speech", "speech", "noise", "noise"]
+    assert json.loads((tmp_path / "out" / "dictionary.json").read_text())["settings"]["atom_classes"] == record["atom_classes"]
+    W = np.load(tmp_path / "out" / "dictionary.npz")["W"]
+    assert W.shape == (F, 5)
+    share = lambda cols, bins: float(np.square(W[bins][:, cols]).sum() / np.square(W[:, cols]).sum())  # noqa: E731
+    assert share([0, 1, 2], [1, 2]) > 0.95 and share([3, 4], [4, 5]) > 0.95
+    with pytest.raises(InputError, match="per_class"):
+        pretrain_dictionary([(spec, tgt)], tmp_path / "out2", {**settings, "components": 1}, seed=0)

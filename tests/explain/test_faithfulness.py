@@ -11,7 +11,8 @@ from proxyseg.core.errors import InputError
 from proxyseg.core.frames import CLASSES, SAMPLE_RATE
 from proxyseg.dictionary.spectrogram import stft, stft_frequencies
 from proxyseg.explain.faithfulness import (atom_bin_order, bootstrap, draw_segments, faithfulness_rows,
-                                           faithfulness_summary, prefix_mask, verdicts, write_judge_baselines)
+                                           faithfulness_summary, map_bin_order, prefix_mask, verdicts,
+                                           write_judge_baselines)
 from proxyseg.explain.judges import Judge
 
 BAND = (1000.0, 2000.0)
@@ -164,6 +165,69 @@ def test_atom_bin_order_claims_bins_by_the_first_k():
     assert order.tolist() == [1, 2, 0]  # then by the share atom 1 explains (1/3 in bin 2, 0 in bin 0)
 
 
+def test_map_bin_order_ranks_bins_by_the_relevance_of_the_atoms_that_make_them():
+    W = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    H = np.array([[2.0], [1.0]])  # bin 2: atom 0 makes 2/3, atom 1 1/3
+    order, key = map_bin_order(W, H, np.array([1.0, -1.0]))
+    assert key is None and order.tolist() == [0, 2, 1]  # 1, 1/3, -1
+    assert map_bin_order(W, H, np.array([-1.0, 1.0]))[0].tolist() == [1, 2, 0]
+
+
+def _proxy_that_ignores(path, W, deaf, theta):
+    """A spectrogram proxy whose Psi is hand-set: H_k follows the log-power of atom k's bins
+    (``w_k . gLN(X)``), except the atoms ``deaf``, which are 1 whatever the input; the read-out ``theta``."""
+    import torch
+
+    from proxyseg.proxy.model import Proxy
+
+    K = W.shape[1]
+    model = Proxy(W.shape[0], torch.from_numpy(W), "fixed", blocks=1, repeats=1, bottleneck=K, hidden=4)
+    with torch.no_grad():
+        psi = model.psi
+        psi.bottleneck.weight.copy_(torch.from_numpy(W.T)[:, :, None])
+        psi.bottleneck.bias.zero_()
+        psi.bottleneck.weight[list(deaf)] = 0.0
+        psi.bottleneck.bias[list(deaf)] = 1.0
+        psi.blocks[0].net[-1].weight.zero_()  # the block adds nothing: identity through its residual
+        psi.blocks[0].net[-1].bias.zero_()
+        psi.head[0].weight.fill_(1.0)  # PReLU with slope 1: identity
+        psi.head[1].weight.copy_(torch.eye(K)[:, :, None])
+        psi.head[1].bias.zero_()
+        model.theta.weight.copy_(torch.as_tensor(theta, dtype=torch.float32)[:, :, None])
+        model.theta.bias.fill_(-1.0)
+    hp = {**model.hparams, "crop_frames": 50, "input": "spectrogram", "dictionary": "fixed"}
+    torch.save({"state_dict": model.state_dict(), "hparams": hp}, path)
+    return path
+
+
+def test_occlusion_relevance_finds_what_the_proxy_rests_on_where_theta_alone_misleads(tmp_path, band_files):
+    """Theta weighs atoms 1-3 (outside the judge's band) above atom 0 (in it), but Psi makes their activations
+    constants: the paper's relevance (Theta x mean H) explains with atoms 1-3 and fails the judge; relevance
+    by occlusion through the whole proxy finds atom 0, and passes (explain.relevance: occlusion)."""
+    root, W = band_files
+    theta = np.zeros((4, W.shape[1]))
+    theta[0, :4] = [1.0, 4.0, 4.0, 4.0]
+    path = _proxy_that_ignores(root / "deaf.pt", W, deaf=[1, 2, 3], theta=theta)
+    items = [("demo", root / "inf.h5", root / "spec.h5", root / "targets.h5", root / "manifest.tsv")]
+    settings = {"segments": 8, "segment_seconds": 1.0, "draws": 5}
+    got = {}
+    for relevance in ("linear", "occlusion"):
+        curves, segments = faithfulness_rows(path, items, BandJudge(), settings, seed=0, system=relevance,
+                                             explain={"relevance": relevance})
+        got[relevance] = faithfulness_summary(curves, segments).set_index("metric")
+    assert got["linear"].loc["auc_gap_random_active", "ci_high"] < 0
+    assert got["linear"].loc["proxy_sanity", "value"] < 0.5  # and the sanity gate flags it
+    assert got["occlusion"].loc["auc_gap_random_active", "ci_low"] > 0
+    assert got["occlusion"].loc["flip_rate_50", "value"] == pytest.approx(1.0)
+    # the removal moves the proxy as its own read-out says: the sanity gate holds with occlusion
+    assert got["occlusion"].loc["proxy_sanity", "value"] >= 0.5
+    # the same with bins ranked by the explanation's map (faithfulness.bins: map)
+    curves, segments = faithfulness_rows(path, items, BandJudge(), {**settings, "bins": "map"}, seed=0,
+                                         system="map", explain={"relevance": "occlusion"})
+    by_map = faithfulness_summary(curves, segments).set_index("metric")
+    assert by_map.loc["auc_gap_random_active", "ci_low"] > 0
+
+
 def test_prefix_mask_reaches_the_energy_level():
     energy = np.array([[4.0, 3.0], [2.0, 1.0]])
     order = np.array([3, 2, 1, 0])
@@ -198,6 +262,8 @@ def test_settings_are_checked():
         Faithfulness.parse({"energy_levels": [0.5, 0.25]})
     with pytest.raises(InputError, match="refill"):
         Faithfulness.parse({"refill": "noise"})
+    with pytest.raises(InputError, match="bins"):
+        Faithfulness.parse({"bins": "atom"})
     with pytest.raises(InputError, match="energy_levels"):
         Faithfulness.parse({"energy_levels": [0.0, 0.5]})
 
@@ -251,3 +317,21 @@ def test_teacher_judge_runs_wavlm_and_the_teacher_with_its_saliency(tmp_path):
     assert sal.shape == (257, 20) and np.isfinite(sal).all()
     assert (sal > 0).any() and (sal < 0).any()  # signed: evidence for and against the class
     assert all(p.grad is None for p in judge.net.parameters())  # the models stay frozen
+
+
+def test_false_alarms_name_the_band_and_removing_it_stops_them(tmp_path, band_files, linear_proxy):
+    """A 'music' file where the band judge says speech: the per-piece table names 1-2 kHz and removing the
+    explanation stops every false alarm, random atoms of the same energy fewer; the figure is written."""
+    from proxyseg.explain.falsealarms import write_false_alarms
+
+    root, W = band_files
+    linear_proxy(root / "p.pt", W, {0: [(0, 3.0)]})
+    items = [("music", root / "inf.h5", root / "spec.h5", root / "targets.h5", root / "manifest.tsv", "-")]
+    pieces, pooled = write_false_alarms(root / "p.pt", items, BandJudge(), tmp_path / "fa.tsv", tmp_path / "pooled.tsv",
+                                        tmp_path / "fa.png", {"segments": 6, "segment_seconds": 1.0}, system="p")
+    row = pieces.set_index("piece").loc["a"]
+    assert row["segments"] == 6 and row["top_band"] == "1000-2000 Hz" and row["band_1000_2000"] > 0.9
+    assert row["speech_minutes"] == pytest.approx(row["minutes"])  # the targets say speech everywhere
+    flip = pooled.set_index("removal")["flip_rate"]
+    assert flip["explanation"] == pytest.approx(1.0) and flip["random_active"] < 0.75
+    assert (tmp_path / "fa.png").stat().st_size > 0 and pd.read_csv(tmp_path / "fa.tsv", sep="\t").shape[0] == 1

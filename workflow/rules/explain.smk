@@ -23,7 +23,8 @@ rule explain:
         summary=f"{R}/explanations/{{proxy}}/explain.json",
         local=directory(f"{R}/explanations/{{proxy}}/local"),  # <class>_<n>.png, .wav, _residual.wav
     params:
-        settings=as_json({k: v for k, v in config["explain"].items() if k != "splits"}),
+        # the figures and prototypes read the paper's relevance (explain.relevance is the faithfulness test's)
+        settings=as_json({k: v for k, v in config["explain"].items() if k not in ("splits", "relevance")}),
         seed=config["seed"],
         out_dir=lambda wildcards, output: os.path.dirname(output.prototypes),
     threads: 1
@@ -53,7 +54,7 @@ rule faithfulness_judge:
     params:
         sextuples=faithfulness_items(),
         judge=judge_options(),
-        settings=as_json({k: v for k, v in FAITH.items() if k != "draws"}),
+        settings=as_json({k: v for k, v in FAITH.items() if k not in ("draws", "bins")}),
         threshold=SCORING["threshold"],
         runtime=runtime_param(),
         seed=config["seed"],
@@ -90,7 +91,7 @@ rule faithfulness:
         sextuples=lambda wildcards: faithfulness_items(wildcards.proxy),
         judge=judge_options(),
         settings=as_json(FAITH),
-        explain=as_json({"tau": config["explain"]["tau"]}),
+        explain=as_json({k: config["explain"][k] for k in ("tau", "relevance")}),
         threshold=SCORING["threshold"],
         runtime=runtime_param(),
         seed=config["seed"],

@@ -215,22 +215,54 @@ def pretrain_dictionary(pairs, out_dir: str | os.PathLike, settings: NMF | dict 
         "cpu" if rt.device == "auto" else rt.device)
     log.info("NMF on %d frames x %d bins (segments %s), K=%d, beta=%s, mu=%s, %d iterations on %s",
              X.shape[1], X.shape[0], drawn, s["components"], s["beta"], s["mu"], s["iterations"], device)
-    result = sparse_nmf(X, s["components"], beta=s["beta"], mu=s["mu"], iterations=s["iterations"], seed=seed,
-                        device=device)
-    W = result.W.cpu().numpy().astype(np.float32)
+    atom_classes = None
+    if s.per_class:  # one sub-dictionary per class, from its own segments (pieces are drawn class by class)
+        W, costs, atom_classes = _per_class(X, summary, s, seed, device)
+    else:
+        result = sparse_nmf(X, s["components"], beta=s["beta"], mu=s["mu"], iterations=s["iterations"], seed=seed,
+                            device=device)
+        W, costs = result.W.cpu().numpy().astype(np.float32), result.costs
     record = {"settings": s, "seed": seed, "segments_drawn": drawn, "segments": summary, "frames": int(X.shape[1]),
-              "final_cost": result.costs[-1] if result.costs else None, "n_fft": n_fft,
+              "final_cost": costs[-1] if costs else None, "n_fft": n_fft,
               "win_length": win_length, "device": device}
+    if atom_classes is not None:
+        record["atom_classes"] = atom_classes
     prov = provenance_json(**record)
     with atomic_path(out_dir / "dictionary.npz") as tmp:
         with open(tmp, "wb") as f:
-            np.savez(f, W=W, freqs_hz=freqs, costs=np.asarray(result.costs), provenance=prov)
+            np.savez(f, W=W, freqs_hz=freqs, costs=np.asarray(costs), provenance=prov)
     with atomic_open(out_dir / "costs.tsv") as f:
-        f.write("iteration\tcost\n" + "".join(f"{i + 1}\t{c:.6g}\n" for i, c in enumerate(result.costs)))
-    plot_atoms(out_dir / "atoms.png", W, freqs, result.costs)
+        f.write("iteration\tcost\n" + "".join(f"{i + 1}\t{c:.6g}\n" for i, c in enumerate(costs)))
+    plot_atoms(out_dir / "atoms.png", W, freqs, costs)
     with atomic_open(out_dir / "dictionary.json") as f:
         json.dump(json.loads(prov), f, indent=2)
     return record
+
+
+def _per_class(X: np.ndarray, summary: dict, s: NMF, seed: int, device: str):
+    """``nmf.per_class``: the K atoms shared equally among the classes drawn (the first ones take the
+    remainder), each class's atoms learned from its own segments only, so that a class's atoms are its own
+    (class-specific sub-dictionaries, as L2I and the authors' by-design follow-up). Returns ``(W, costs
+    summed over the classes per iteration, the class of each atom)``."""
+    names = [name for name, c in summary.items() if c["frames"] > 0]
+    if s["components"] < len(names):
+        raise InputError(None, f"nmf per_class: {s['components']} components cannot be shared among "
+                               f"{len(names)} classes ({names}); raise nmf.components")
+    sizes = [s["components"] // len(names) + (i < s["components"] % len(names)) for i in range(len(names))]
+    parts, costs, classes, offset = [], None, [], 0
+    for name, c in summary.items():
+        cols = slice(offset, offset + c["frames"])
+        offset += c["frames"]
+        if c["frames"] == 0:
+            continue
+        k = sizes[names.index(name)]
+        log.info("per-class NMF: %d atoms for %s from %d frames", k, name, c["frames"])
+        res = sparse_nmf(X[:, cols], k, beta=s["beta"], mu=s["mu"], iterations=s["iterations"], seed=seed,
+                         device=device)
+        parts.append(res.W.cpu().numpy().astype(np.float32))
+        costs = list(res.costs) if costs is None else [a + b for a, b in zip(costs, res.costs)]
+        classes += [name] * k
+    return np.concatenate(parts, axis=1), costs or [], classes
 
 
 def plot_atoms(path, W: np.ndarray, freqs: np.ndarray, costs) -> None:

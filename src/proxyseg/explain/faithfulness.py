@@ -56,7 +56,8 @@ DIRECTIONS = ("deletion", "insertion")
 LMAC = ("AI", "AD", "AG", "FF", "fid_in")
 SUMMARY_COLUMNS = ["system", "judge", "class", "metric", "value", "ci_low", "ci_high", "segments"]
 
-__all__ = ["ACTIVE", "METHODS", "BlackBoxJudge", "Judge", "TeacherJudge", "atom_bin_order", "prefix_mask",
+__all__ = ["ACTIVE", "METHODS", "BlackBoxJudge", "Judge", "TeacherJudge", "atom_bin_order", "map_bin_order",
+           "occlusion_relevance", "prefix_mask",
            "judge_baselines", "write_judge_baselines", "read_judge_baselines",
            "draw_segments", "faithfulness_rows", "faithfulness_summary", "faithfulness_table", "bootstrap", "verdicts"]
 
@@ -81,6 +82,16 @@ def atom_bin_order(W: np.ndarray, H: np.ndarray, atoms, claim: float = 0.5, eps:
     second = np.where(key > len(atoms), cum, at)
     order = np.lexsort((-second.ravel(), key.ravel()))
     return order, key.ravel()
+
+
+def map_bin_order(W: np.ndarray, H: np.ndarray, scores: np.ndarray, eps: float = 1e-8):
+    """Bins (flat indices of (F, T)) ranked by the explanation's time-frequency map
+    ``sum_k scores[k] (w_k h_k)[b] / (W⁺H)[b]``: each bin carries the relevance of the atoms that make it, in
+    proportion to their share of it (``faithfulness.bins: map``); returns ``(order, None)``."""
+    Wp = np.maximum(np.asarray(W, np.float64), 0.0)
+    H = np.asarray(H, np.float64)
+    s = (Wp * np.asarray(scores, np.float64)[None, :]) @ H / (Wp @ H + eps)
+    return np.argsort(-s.ravel(), kind="stable"), None
 
 
 def prefix_mask(order: np.ndarray, energy: np.ndarray, level: float) -> tuple[np.ndarray, float, int]:
@@ -150,6 +161,79 @@ class _Proxy:
         with torch.no_grad():
             out = self.model(inp.float())
         return out["logits"].double().numpy(), out["H"].double().numpy()
+
+
+def occlusion_relevance(proxy: _Proxy, judge: Judge, spec, seg: slice, c: int, decided: np.ndarray, gain: float,
+                        length: int, n_fft: int, win_length: int, batch: int = 32):
+    """Relevance exact for the whole proxy (``explain.relevance: occlusion``), where the paper's
+    ``z_k Theta[c, k]`` reads Theta alone: each atom active in the segment is removed from the proxy's input in
+    the domain the dictionary models (its share ``w_k h_k / (W H)`` of the log-power, inside the segment),
+    and the whole proxy (Psi then Theta) runs again on the clip in context. ``r[k, c']`` is the mean drop of
+    the class logit (over the judge's decided frames for ``c``, the segment's frames for the others), divided
+    per class by its maximum like :func:`~proxyseg.explain.relevance.local_relevance`. Returns
+    ``(r (K, C), H (K, T_seg))``, H the proxy's own activations on this input."""
+    import torch
+
+    from proxyseg.dictionary.spectrogram import istft
+
+    logpow = torch.log1p((spec.abs().double() * float(gain)).square())  # the spectrogram proxies' input (F, T)
+
+    def inputs(keeps):  # the proxy's input with each atom's share removed inside the segment
+        if proxy.input == "spectrogram":
+            x = logpow[None].repeat(len(keeps), 1, 1)
+            for i, keep in enumerate(keeps):
+                x[i][:, seg] = logpow[:, seg] * torch.from_numpy(keep)
+            return x
+        lp = logpow[:, seg].numpy()  # the same removal as a magnitude gain, |X'| = sqrt(expm1(L keep)) / gain
+        gains = [np.sqrt(np.expm1(lp * keep) / np.maximum(np.expm1(lp), 1e-20)) for keep in keeps]
+        wavs = istft(_with_gains(spec, seg, gains) if keeps else spec[None], length=length, n_fft=n_fft,
+                     win_length=win_length).numpy()
+        feats = judge.features(wavs)
+        if feats is None:
+            raise ValueError("relevance by occlusion of a proxy on WavLM features needs the demo teacher as judge "
+                             "(its WavLM); use explain.relevance: linear")
+        return feats
+
+    base = inputs([]) if proxy.input != "spectrogram" else logpow[None]
+    logits0, H0 = proxy.run(base)
+    H = H0[0][:, seg]
+    raw = np.zeros((H.shape[0], logits0.shape[1]))
+    active = np.flatnonzero(H.mean(axis=1) > ACTIVE)
+    full = proxy.W @ H + 1e-8
+    frames = [np.asarray(decided, bool) if i == c else np.ones(H.shape[1], bool) for i in range(raw.shape[1])]
+    for start in range(0, active.size, batch):
+        ks = active[start:start + batch]
+        lg, _ = proxy.run(inputs([1.0 - np.outer(proxy.W[:, k], H[k]) / full for k in ks]))
+        for j, k in enumerate(ks):
+            d = logits0[0][:, seg] - lg[j][:, seg]
+            raw[k] = [d[i][frames[i]].mean() for i in range(raw.shape[1])]
+    return ex._normalise_by_max(raw, axis=0), H
+
+
+#: Frequency bands (Hz) in which an explanation's spectral profile is reported (``band_<lo>_<hi>``).
+BANDS = ((0, 250), (250, 500), (500, 1000), (1000, 2000), (2000, 4000), (4000, 8000))
+
+
+def band_shares(W: np.ndarray, r: np.ndarray, n_fft: int) -> dict[str, float]:
+    """The bands one explanation names: its profile ``P(f) = sum_k max(r_k, 0) w_k`` (METHOD §7's prototype
+    projection, for one segment) as shares per band of :data:`BANDS` (NaN where no atom is relevant)."""
+    from proxyseg.dictionary.spectrogram import stft_frequencies
+
+    P = np.maximum(np.asarray(W, np.float64), 0.0) @ np.maximum(np.asarray(r, np.float64), 0.0)
+    f = stft_frequencies(n_fft)
+    mass = np.array([P[(f >= lo) & ((f < hi) | (hi == BANDS[-1][1]))].sum() for lo, hi in BANDS])
+    total = mass.sum()
+    return {f"band_{lo}_{hi}": float(m / total) if total > 0 else np.nan for (lo, hi), m in zip(BANDS, mass)}
+
+
+def segment_relevance(proxy: _Proxy, judge: Judge, spec, seg: slice, c: int, decided, gain: float, length: int,
+                      n_fft: int, win_length: int, H: np.ndarray, relevance: str = "linear"):
+    """``(r (K, C), H (K, T_seg))`` of one segment as ``explain.relevance`` says: ``linear`` reads the
+    activations ``H`` given (the proxy's inference file), ``occlusion`` runs the proxy
+    (:func:`occlusion_relevance`)."""
+    if relevance == "occlusion":
+        return occlusion_relevance(proxy, judge, spec, seg, c, decided, gain, length, n_fft, win_length)
+    return ex.local_relevance(H, proxy.theta), H  # normalised by the class maximum
 
 
 #: Removals that do not depend on the proxy, judged once per segment (:func:`judge_baselines`) and shared
@@ -269,22 +353,29 @@ def _segment(judge: Judge, proxy: _Proxy, x: np.ndarray, seg: slice, c: int, H: 
         return None
     sal = np.asarray(shared["saliency"])
     # --- rankings
-    r_all = ex.local_relevance(H, proxy.theta)  # (K, C), normalised by the class maximum
+    r_all, H = segment_relevance(proxy, judge, spec, seg, c, decided, gain, len(x), n_fft, win_length, H, e.relevance)
     r = r_all[:, c]
     if shuffle:  # the negative control: relevance shuffled across atoms must score as random
         r = r[rng.permutation(r.size)]
     positive = [int(k) for k in np.argsort(-r, kind="stable") if r[k] > 0]
     z = H.mean(axis=1)
     active = np.flatnonzero(z > ACTIVE)
-    orders = {("explanation", 0): atom_bin_order(proxy.W, H, positive)}
+    by_map = s.bins == "map"
+    orders = {("explanation", 0): map_bin_order(proxy.W, H, r) if by_map else atom_bin_order(proxy.W, H, positive)}
     for d in range(int(s.draws)):
-        orders[("random_active", d)] = atom_bin_order(proxy.W, H, [int(k) for k in rng.permutation(active)])
+        if by_map:  # the same relevance values dealt to the active atoms at random
+            dealt = np.zeros_like(r)
+            dealt[active] = r[active][rng.permutation(active.size)]
+            orders[("random_active", d)] = map_bin_order(proxy.W, H, dealt)
+        else:
+            orders[("random_active", d)] = atom_bin_order(proxy.W, H, [int(k) for k in rng.permutation(active)])
     others = [CLASSES.index(n) for n in judge.classes if CLASSES.index(n) != c]
     if others:
         r_other = r_all[:, others].max(axis=1)
         other_atoms = [int(k) for k in np.argsort(-r_other, kind="stable") if r_other[k] > 0]
         if other_atoms:
-            orders[("other_class", 0)] = atom_bin_order(proxy.W, H, other_atoms)
+            orders[("other_class", 0)] = (map_bin_order(proxy.W, H, r_other) if by_map
+                                          else atom_bin_order(proxy.W, H, other_atoms))
     flat = energy.ravel()
     orders[("loudest", 0)] = (np.argsort(-flat, kind="stable"), None)
     orders[("saliency", 0)] = (np.argsort(-sal.ravel(), kind="stable"), None)
@@ -383,14 +474,18 @@ def _segment(judge: Judge, proxy: _Proxy, x: np.ndarray, seg: slice, c: int, H: 
     flips = [(row["level"], row["k"]) for row in curves
              if row["method"] == "explanation" and row["direction"] == "deletion" and row["flip_rate"] >= 0.5]
     seg_row["k_to_flip"] = float(min(flips)[1]) if flips else np.nan
-    seg_row.update(_sanity(proxy, judge, spec, seg, c, positive, expl_del, decided, gain, len(x), n_fft, win_length))
+    seg_row.update(band_shares(proxy.W, r, n_fft))
+    seg_row.update(_sanity(proxy, judge, spec, seg, c, positive, expl_del, decided, gain, len(x), n_fft, win_length,
+                           H if by_map else None))
     return curves, seg_row
 
 
 def _sanity(proxy: _Proxy, judge: Judge, spec, seg: slice, c: int, positive, expl_del, decided, gain, length: int,
-            n_fft: int, win_length: int) -> dict:
+            n_fft: int, win_length: int, H_map=None) -> dict:
     """The proxy's own logit drop when the explanation's deletion at 50 % energy (or the nearest level)
-    is fed to it, as a share of the drop of removing the same atoms from its H."""
+    is fed to it, as a share of the drop of removing the same atoms from its H; with ``H_map`` (the
+    activations, ``faithfulness.bins: map``) of removing from each atom the share of its reconstruction
+    that falls in the removed bins, ``Theta[c] (H * W^T mask / colsum W)``."""
     import torch
 
     from proxyseg.dictionary.spectrogram import istft
@@ -415,7 +510,11 @@ def _sanity(proxy: _Proxy, judge: Judge, spec, seg: slice, c: int, positive, exp
         inp = feats[:, :, seg]
     logits, Hp = proxy.run(inp)
     input_drop = float(np.mean((logits[0, c] - logits[1, c])[decided]))
-    h_drop = float(np.mean((proxy.theta[c, atoms] @ Hp[0][atoms])[decided]))
+    if H_map is not None:
+        frac = (proxy.W.T @ mask) / np.maximum(proxy.W.sum(axis=0), 1e-12)[:, None]  # (K, T_seg)
+        h_drop = float(np.mean((proxy.theta[c] @ (Hp[0] * frac))[decided]))
+    else:
+        h_drop = float(np.mean((proxy.theta[c, atoms] @ Hp[0][atoms])[decided]))
     return {"proxy_input_drop": input_drop, "proxy_h_drop": h_drop,
             "proxy_sanity": input_drop / h_drop if h_drop > 1e-9 else np.nan}
 
