@@ -44,8 +44,9 @@ def _items(results: Path, proxy: str, split: str, corpora) -> list[tuple]:
 def _judge(results: Path, kind: str):
     from proxyseg.explain.judges import BlackBoxJudge, TeacherJudge
 
-    if kind != "teacher":
-        return BlackBoxJudge(kind)
+    if kind != "teacher":  # a pyannote checkpoint the workflow fetched sits in results/models/teacher
+        local = results / "models" / "teacher" / "pytorch_model.bin"
+        return BlackBoxJudge(kind, str(local) if local.exists() else None)
     features = sorted((results / "features").glob("*/train.h5"))[0]
     return TeacherJudge(results / "teacher" / "model.pt", str(results / "models" / "wavlm-demo"), features)
 
@@ -65,9 +66,39 @@ def _run(job):
     return curves, segments
 
 
+HEAD = ["auc_gap_random_active", "ratio_to_saliency_50", "flip_rate_50", "proxy_sanity", "AI", "AD", "fid_in"]
+CLASS_ORDER = ["speech", "noise", "music", "overlap"]
+
+
+def markdown(summary) -> str:
+    """One row per proxy, variant and class: the headline metrics (value and 95 % interval) and the verdict."""
+    from proxyseg.explain.faithfulness import verdicts
+
+    verdict = verdicts(summary).set_index(["system", "class"])["verdict"]
+    by = summary.set_index(["system", "class", "metric"])
+    lines = ["| proxy | variant | class | n | " + " | ".join(HEAD) + " | verdict |",
+             "|:--|:--|:--|--:|" + "--:|" * len(HEAD) + ":--|"]
+    systems = sorted(set(summary["system"]), key=lambda sy: (sy.split("/")[0], sy.split("/")[-1] != "paper", sy))
+    for system in systems:
+        proxy, _, variant = system.partition("/")
+        for cls in [c for c in CLASS_ORDER if (system, c) in verdict.index]:
+            cells, n = [], 0
+            for m in HEAD:
+                if (system, cls, m) not in by.index:
+                    cells.append("–")
+                    continue
+                r = by.loc[(system, cls, m)]
+                n = max(n, int(r["segments"]))
+                fmt = ".0f" if m in ("AI", "AD") else ".2f"
+                cells.append("–" if r["value"] != r["value"] else
+                             f"{r['value']:{fmt}} [{r['ci_low']:{fmt}}, {r['ci_high']:{fmt}}]")
+            lines.append(f"| {proxy} | {variant or '-'} | {cls} | {n} | " + " | ".join(cells) + f" | {verdict[(system, cls)]} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--results", type=Path, required=True)
+    ap.add_argument("--results", type=Path, help="the run folder (required unless --markdown)")
     ap.add_argument("--proxies", default="", help="comma-separated (default: every folder of results/proxies)")
     ap.add_argument("--corpora", default="", help="comma-separated (default: every corpus with the split)")
     ap.add_argument("--split", default="dev")
@@ -77,8 +108,17 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--variant", action="append", default=[], metavar="NAME=JSON")
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
-    ap.add_argument("--out", type=Path, required=True, help="the summary table (.tsv); curves beside it")
+    ap.add_argument("--out", type=Path, help="the summary table (.tsv); curves beside it")
+    ap.add_argument("--markdown", nargs="+", type=Path, metavar="SUMMARY",
+                    help="print the summaries written by earlier runs as one markdown table, and stop")
     a = ap.parse_args(argv)
+    if a.markdown:
+        import pandas as pd
+
+        sys.stdout.write(markdown(pd.concat([pd.read_csv(p, sep="\t") for p in a.markdown], ignore_index=True)))
+        return 0
+    if a.out is None or a.results is None:
+        ap.error("--results and --out are required")
     a.out = a.out.resolve()
     a.results = a.results.resolve()
     os.chdir(a.results.parent)  # the manifests name the audio relative to the run's working directory
@@ -109,7 +149,7 @@ def main(argv=None) -> int:
     summary.to_csv(a.out, sep="\t", index=False)
     curves.to_csv(a.out.with_suffix(".curves.tsv"), sep="\t", index=False)
     segments.to_csv(a.out.with_suffix(".segments.tsv"), sep="\t", index=False)
-    head = ["auc_gap_random_active", "ratio_to_saliency_50", "flip_rate_50", "proxy_sanity", "AI", "AD", "fid_in"]
+    head = HEAD
     show = summary[summary["metric"].isin(head)].copy()
     show["cell"] = [f"{v:.2f} [{lo:.2f},{hi:.2f}]" for v, lo, hi in zip(show["value"], show["ci_low"], show["ci_high"])]
     wide = show.pivot_table(index=["system", "class"], columns="metric", values="cell", aggfunc="first")

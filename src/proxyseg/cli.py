@@ -313,8 +313,13 @@ def cmd_false_alarms(a):
     pieces, pooled = write_false_alarms(a.checkpoint, _faithfulness_items(a), _faithfulness_judge(a), a.out,
                                         a.out_pooled, a.figure, a.settings, a.seed, a.system, a.explain, a.threshold)
     log = logging.getLogger("proxyseg.explain.falsealarms")
-    log.info("%d pieces, %d tested; pooled flip rates:\n%s", len(pieces), int((pieces["segments"] > 0).sum()),
-             pooled.to_string(index=False))
+    said = float(pieces["speech_minutes"].sum()) if len(pieces) else 0.0
+    if pooled.empty:
+        log.info("%d pieces: the judge says speech on %.2f min in all, on no window of %s s with half its frames "
+                 "speech: no false alarm to explain", len(pieces), said, a.settings.segment_seconds)
+    else:
+        log.info("%d pieces, %d tested (%.2f false-alarm minutes in all); pooled flip rates:\n%s", len(pieces),
+                 int((pieces["segments"] > 0).sum()), said, pooled.to_string(index=False))
 
 
 def cmd_faithfulness_judge(a):

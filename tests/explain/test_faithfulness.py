@@ -335,3 +335,22 @@ def test_false_alarms_name_the_band_and_removing_it_stops_them(tmp_path, band_fi
     flip = pooled.set_index("removal")["flip_rate"]
     assert flip["explanation"] == pytest.approx(1.0) and flip["random_active"] < 0.75
     assert (tmp_path / "fa.png").stat().st_size > 0 and pd.read_csv(tmp_path / "fa.tsv", sep="\t").shape[0] == 1
+
+
+class SilentJudge(BandJudge):
+    """A judge that never says speech."""
+
+    def logits(self, wavs):
+        return super().logits(wavs) * 0.0 - 5.0
+
+
+def test_false_alarms_where_the_judge_never_fires_are_an_empty_table_not_an_error(tmp_path, band_files, linear_proxy):
+    from proxyseg.explain.falsealarms import write_false_alarms
+
+    root, W = band_files
+    linear_proxy(root / "p.pt", W, {0: [(0, 3.0)]})
+    items = [("music", root / "inf.h5", root / "spec.h5", root / "targets.h5", root / "manifest.tsv", "-")]
+    pieces, pooled = write_false_alarms(root / "p.pt", items, SilentJudge(), tmp_path / "fa.tsv",
+                                        tmp_path / "pooled.tsv", tmp_path / "fa.png",
+                                        {"segments": 3, "segment_seconds": 1.0}, system="p")
+    assert pooled.empty and pieces["segments"].tolist() == [0] and (tmp_path / "fa.png").exists()

@@ -47,6 +47,7 @@ def _config(workdir: Path, kind: str) -> dict:
     if kind == "silero":  # one level as config/explain_silero.yaml; calibrated, to test `calibrate` end to end
         config["spectrogram"] = {"level_db": -15.0}
         config["proxy_defaults"] = {**config.get("proxy_defaults", {}), "calibrate": ["speech"]}
+        config["explain"] = {**config.get("explain", {}), "relevance": "occlusion"}  # as the config, end to end
     return config
 
 

@@ -26,6 +26,8 @@ from proxyseg.explain.judges import Judge
 REMOVALS = ("explanation", "random_active", "loudest", "saliency")
 LEVEL = 0.5
 BAND_COLUMNS = [f"band_{lo}_{hi}" for lo, hi in BANDS]
+LABELS = {"explanation": "explanation", "random_active": "random active atoms", "loudest": "loudest bins",
+          "saliency": "its own evidence (gradient or occlusion)"}
 
 __all__ = ["LEVEL", "REMOVALS", "false_alarm_tables", "plot_false_alarms", "write_false_alarms"]
 
@@ -122,7 +124,7 @@ def plot_false_alarms(path, pieces: pd.DataFrame, pooled: pd.DataFrame, title: s
     for i, m in enumerate(REMOVALS):
         col = f"flip_{m}"
         if col in tested:
-            ax_f.barh(y + i * width - 0.4 + width / 2, tested[col], height=width, color=colors[m], label=m.replace("_", " "))
+            ax_f.barh(y + i * width - 0.4 + width / 2, tested[col], height=width, color=colors[m], label=LABELS[m])
     for _, r in pooled[pooled["removal"].isin(REMOVALS)].iterrows():
         ax_f.axvline(r["flip_rate"], color=colors[r["removal"]], ls="--", lw=1)
     ax_f.set_yticks(y, [""] * len(y))
@@ -130,7 +132,11 @@ def plot_false_alarms(path, pieces: pd.DataFrame, pooled: pd.DataFrame, title: s
     ax_f.invert_yaxis()
     ax_f.set_xlabel(f"false-alarm frames no longer speech ({int(LEVEL * 100)} % of the energy removed; dashed: pooled)",
                     fontsize=8)
-    ax_f.legend(fontsize=7, loc="lower right")
+    if len(tested):
+        ax_f.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12 - 0.6 / n), ncol=len(REMOVALS))
+    else:
+        ax_f.text(0.5, 0.5, "no window where the black box says speech:\nno false alarm to explain",
+                  ha="center", va="center", fontsize=9, transform=ax_f.transAxes)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     save_figure(fig, Path(path))
@@ -147,5 +153,6 @@ def write_false_alarms(checkpoint, items, judge: Judge, out_tsv, out_pooled, out
     pieces, pooled = false_alarm_tables(curves, segments, _fa_minutes(items), seed)
     write_table(pieces, out_tsv)
     write_table(pooled, out_pooled)
-    plot_false_alarms(out_png, pieces, pooled, f"{system}: why {judge.name} says speech on music")
+    who = getattr(judge, "kind", judge.name)
+    plot_false_alarms(out_png, pieces, pooled, f"{system}: why {who} says speech on music (its false alarms)")
     return pieces, pooled
