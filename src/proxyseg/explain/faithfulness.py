@@ -185,17 +185,17 @@ def occlusion_relevance(proxy: _Proxy, judge: Judge, spec, seg: slice, c: int, d
                 x[i][:, seg] = logpow[:, seg] * torch.from_numpy(keep)
             return x
         lp = logpow[:, seg].numpy()  # the same removal as a magnitude gain, |X'| = sqrt(expm1(L keep)) / gain
-        gains = [np.sqrt(np.expm1(lp * keep) / np.maximum(np.expm1(lp), 1e-20)) for keep in keeps]
-        wavs = istft(_with_gains(spec, seg, gains) if keeps else spec[None], length=length, n_fft=n_fft,
-                     win_length=win_length).numpy()
+        power = np.expm1(lp)
+        gains = [np.where(power > 0, np.sqrt(np.expm1(lp * keep) / np.where(power > 0, power, 1.0)), 1.0)
+                 for keep in keeps]
+        wavs = istft(_with_gains(spec, seg, gains), length=length, n_fft=n_fft, win_length=win_length).numpy()
         feats = judge.features(wavs)
         if feats is None:
             raise ValueError("relevance by occlusion of a proxy on WavLM features needs the demo teacher as judge "
                              "(its WavLM); use explain.relevance: linear")
         return feats
 
-    base = inputs([]) if proxy.input != "spectrogram" else logpow[None]
-    logits0, H0 = proxy.run(base)
+    logits0, H0 = proxy.run(inputs([np.ones((spec.shape[0], seg.stop - seg.start))]))  # nothing removed
     H = H0[0][:, seg]
     raw = np.zeros((H.shape[0], logits0.shape[1]))
     active = np.flatnonzero(H.mean(axis=1) > ACTIVE)

@@ -32,26 +32,14 @@ LABELS = {"explanation": "explanation", "random_active": "random active atoms", 
 __all__ = ["LEVEL", "REMOVALS", "false_alarm_tables", "plot_false_alarms", "write_false_alarms"]
 
 
-class _SpeechOnly(Judge):
-    """The judge asked about speech only (its other classes are not false alarms on music)."""
+def _speech_only(judge: Judge) -> Judge:
+    """The judge asked about speech only (its other classes are not false alarms on music): a shallow copy,
+    the model shared."""
+    import copy
 
-    classes = ("speech",)
-
-    def __init__(self, judge: Judge):
-        self.judge = judge
-        self.name = judge.name
-
-    def context(self, segment_seconds):
-        return self.judge.context(segment_seconds)
-
-    def logits(self, wavs):
-        return self.judge.logits(wavs)
-
-    def features(self, wavs):
-        return self.judge.features(wavs)
-
-    def saliency(self, wav, c, seg, decided, n_fft, win_length):
-        return self.judge.saliency(wav, c, seg, decided, n_fft, win_length)
+    view = copy.copy(judge)
+    view.classes = ("speech",)
+    return view
 
 
 def _fa_minutes(items) -> dict[str, tuple[float, float]]:
@@ -148,7 +136,7 @@ def write_false_alarms(checkpoint, items, judge: Judge, out_tsv, out_pooled, out
     alarm) and write the per-piece table, the pooled table and the figure (each atomically)."""
     from proxyseg.core.tables import write_table
 
-    curves, segments = faithfulness_rows(checkpoint, items, _SpeechOnly(judge), settings, seed, system, explain,
+    curves, segments = faithfulness_rows(checkpoint, items, _speech_only(judge), settings, seed, system, explain,
                                          threshold)
     pieces, pooled = false_alarm_tables(curves, segments, _fa_minutes(items), seed)
     write_table(pieces, out_tsv)
