@@ -382,7 +382,7 @@ def cmd_export(a):
     if not blackbox and not (a.teacher and a.features and a.wavlm):
         raise InputError(None, "export needs --teacher, --features and --wavlm (or --blackbox KIND)")
     export_model(a.proxy, a.teacher, a.dictionary, a.features, a.spectrograms, a.wavlm, a.out,
-                 step_fraction=a.inference.step, threshold=a.threshold, tau=a.tau, copy_wavlm=a.settings.copy_wavlm,
+                 step_fraction=a.inference.step, threshold=a.threshold, tau=a.tau, relevance=a.relevance, copy_wavlm=a.settings.copy_wavlm,
                  name=a.name, aggregate=a.inference.aggregate, blackbox=blackbox)
 
 
@@ -706,6 +706,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the model's default decision threshold (scoring.threshold)")
     p.add_argument("--tau", type=float, default=S.Explain.tau,
                    help="the model's relevance threshold (explain.tau)")
+    p.add_argument("--relevance", choices=S.RELEVANCES, default=S.Explain.relevance,
+                   help="how its segment report explains a decision (explain.relevance)")
 
     p = stage("segment", cmd_segment, "Segment audio files or folders with an exported model: RTTM, frame probabilities (HDF5), HTML report.")
     p.add_argument("audio", nargs="+", help="audio files and/or folders (searched recursively)")

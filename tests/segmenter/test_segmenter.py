@@ -314,7 +314,7 @@ def test_report_in_headless_chromium(pipeline, report_dir, tmp_path):
     assert len(re.findall(r'class="track"', dom)) == len(CLASSES)
     assert len(re.findall(r'class="seg[ "]', dom)) == 4  # threshold 0: one segment per class
     # segment 0 is selected from the URL: its band chart and listenable explanation are shown
-    assert 'class="seg selected"' in dom and 'data-selected="0"' in dom
+    assert 'class="seg selected"' in dom and 'data-selected="seg-0"' in dom
     assert len(re.findall(r'class="band"', dom)) == 7
     assert 'id="explanation-audio"' in dom and 'id="residual-audio"' in dom
     wavs = re.findall(r'src="(long/[^"]+\.wav)"', dom)
@@ -397,6 +397,33 @@ def test_segment_runs_a_black_box_beside_its_proxy(pipeline, tmp_path):
     disagree = sum(round((d["end"] - d["start"]) / 0.02) for d in data["teacher"]["disagree"])  # frames
     assert disagree == (proxy_speech != teacher_speech).sum() > 0
     assert "run beside it" in page
+    # the black box's own decisions, each explained through the proxy and marked as disputable
+    bb = data["teacher"]["segments"]
+    assert len(bb) == len(read_rttm(out / "rttm" / "long.teacher.rttm").get("long", [])) > 0
+    assert data["relevance"] == "linear" and "may dispute" in page
+    for s in bb:
+        assert s["class"] == "speech" and 0 <= s["proxy_agrees"] <= 1
+        assert abs(sum(s["bands"]) - 1) < 1e-3 or not s["n_relevant"]
+    heard = [s for s in bb if s["explanation"]]
+    assert 0 < len(heard) <= 5
+    # the explanation and its residual add up to the audio they were cut from (masks sum to one)
+    s = max(heard, key=lambda s: s["end"] - s["start"])
+    parts = [sf.read(out / "report" / s[k])[0] for k in ("explanation", "residual")]
+    start = 320 * int(round((s["start"] * 16000 - (200 - 160)) / 320))  # its first frame's first sample
+    whole = load_audio(pipeline["audio"] / "long.wav")[start:start + len(parts[0])]
+    assert np.corrcoef(parts[0] + parts[1], whole)[0, 1] > 0.99
+    # relevance by occlusion through the proxy where the model folder says so (the black-box configs' choice)
+    occluded = tmp_path / "model_occlusion"
+    export_model(root / "proxy_spectrogram.pt", None, root / "dictionary.npz", None, pipeline["spec"], None,
+                 occluded, blackbox={"kind": "silero", "checkpoint": None}, relevance="occlusion")
+    out2 = tmp_path / "out_occlusion"
+    segment_files(occluded, [pipeline["audio"] / "long.wav"], out2, {c: 0.5 for c in CLASSES}, device="cpu")
+    page2 = (out2 / "report" / "long.html").read_text()
+    data2 = json.loads(page2.split('id="report-data">')[1].split("</script>")[0])
+    assert data2["relevance"] == "occlusion"
+    bb2 = data2["teacher"]["segments"]
+    assert [(s["start"], s["end"]) for s in bb2] == [(s["start"], s["end"]) for s in bb]
+    assert [s["relevant"] for s in bb2] != [s["relevant"] for s in bb]
     # without --no-teacher, stored probabilities lacking the black box's are computed again
     plain = tmp_path / "plain"
     segment_files(model, [pipeline["audio"] / "long.wav"], plain, device="cpu", report=False, teacher=False)
@@ -430,3 +457,9 @@ def test_black_box_report_in_headless_chromium(pipeline, tmp_path):
     assert len(re.findall(r'class="disagree"', dom)) == len(data["teacher"]["disagree"])
     assert len(re.findall(r'stroke-dasharray="4 3"', dom)) == 1  # Silero knows one class: speech
     assert "silero dashed, agreement F1" in dom
+    # a black-box decision selected from the URL: its explanation, marked as disputable, with the dispute box
+    assert len(re.findall(r'class="bbseg[ "]', dom)) == len(data["teacher"]["segments"])
+    dom, console = _load(browser, page, tmp_path, "#bb=0")
+    assert 'class="bbseg selected"' in dom and 'data-selected="bb-0"' in dom
+    assert 'id="disputable"' in dom and 'id="dispute"' in dom and 'id="disputes"' in dom
+    assert len(re.findall(r'class="band"', dom)) == 7

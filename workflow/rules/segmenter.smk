@@ -18,6 +18,7 @@ rule export_model:
         inference=as_json(INFERENCE),
         threshold=SCORING["threshold"],
         tau=config["explain"]["tau"],
+        relevance=config["explain"]["relevance"],
     resources:
         mem_mb=retry_mem(4000),
         runtime=30,
@@ -30,4 +31,4 @@ rule export_model:
         "proxyseg export --proxy {input.proxy} --dictionary {input.dictionary} "
         "--spectrograms {input.spectrograms} {params.teacher} "
         "--name {wildcards.proxy} --out {output} --settings {params.settings:q} --inference {params.inference:q} "
-        "--threshold {params.threshold} --tau {params.tau} > {log} 2>&1"
+        "--threshold {params.threshold} --tau {params.tau} --relevance {params.relevance} > {log} 2>&1"

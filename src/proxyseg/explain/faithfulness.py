@@ -146,11 +146,17 @@ def _sigmoid(x):
 class _Proxy:
     """The explained proxy, for the sanity gate: its logits on a segment's input, and Θ."""
 
-    def __init__(self, checkpoint):
-        from proxyseg.proxy.model import load_proxy
+    def __init__(self, checkpoint=None, model=None, input: str = "spectrogram"):
+        """From a checkpoint file, or from a loaded ``model`` whose ``input`` is given (a CPU copy is kept)."""
+        import copy
 
-        self.model, ckpt = load_proxy(checkpoint)
-        self.input = ckpt["hparams"].get("input", "wavlm")
+        if checkpoint is not None:
+            from proxyseg.proxy.model import load_proxy
+
+            model, ckpt = load_proxy(checkpoint)
+            input = ckpt["hparams"].get("input", "wavlm")
+        self.model = copy.deepcopy(model).cpu().eval() if checkpoint is None else model
+        self.input = input
         self.theta = self.model.theta.weight.detach().double().numpy()[:, :, 0]
         self.W = np.maximum(self.model.W.detach().double().numpy(), 0.0)
 

@@ -47,7 +47,7 @@ def _attrs(path, what: str) -> dict:
 
 def export_model(proxy_pt, teacher_pt, dictionary_npz, features_h5, spectrograms_h5, wavlm: str, out_dir,
                  step_fraction: float = Inference.step, threshold: float = Scoring.threshold,
-                 tau: float = Explain.tau, copy_wavlm: bool = Export.copy_wavlm, name: str | None = None,
+                 tau: float = Explain.tau, relevance: str = Explain.relevance, copy_wavlm: bool = Export.copy_wavlm, name: str | None = None,
                  aggregate: str = Inference.aggregate, blackbox: dict | None = None) -> dict:
     """Write the model folder ``out_dir`` (atomically: a half-written folder never replaces a good one).
 
@@ -75,6 +75,7 @@ def export_model(proxy_pt, teacher_pt, dictionary_npz, features_h5, spectrograms
         "aggregate": agg.check(aggregate),
         "threshold": float(threshold),
         "tau": float(tau),
+        "relevance": str(relevance),  # explain.relevance: how the segment report explains a decision
     }
     if blackbox and inp != "spectrogram":
         raise InputError(proxy_pt, "a black-box teacher has no WavLM features: export a spectrogram-input proxy")

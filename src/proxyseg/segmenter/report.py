@@ -6,6 +6,15 @@ bands its decision rests on (relevant NMF atoms, METHOD §7) with the listenable
 residual. No external resource: CSS and JavaScript are inline, data are embedded as JSON, the
 spectrogram and the explanation WAVs sit in the folder ``<uri>/`` beside the page.
 ``<page>#seg=N`` opens the page with segment N selected.
+
+A model distilled from a black box (Silero, pyannote) shows the black box's own decisions too, each
+explained through the proxy like the proxy's segments and marked as what it is: a decision of the black box
+that the labels or the listener may dispute (``<page>#bb=N`` selects black-box decision N; ticked
+disputes download as a TSV). With ``relevance: occlusion`` in the model folder's settings (spectrogram-input
+proxies), a segment's relevance is the proxy's logit drop when each active atom's share is removed from its
+input (:func:`proxyseg.explain.faithfulness.occlusion_relevance`, over at most :data:`OCCLUSION_SECONDS`),
+the explanation that passed the faithfulness test on the black boxes (docs/results.md); else the paper's
+``mean_t(h_k) Theta[c, k]``.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ import numpy as np
 import soundfile as sf
 
 from proxyseg.explain import relevance as ex
+from proxyseg.evaluate.scoring import binarize
 from proxyseg.core.atomic import atomic_open, atomic_path
 from proxyseg.core.frames import CLASSES, HOP, SAMPLE_RATE, WIN
 from proxyseg.core.rttm import Segment
@@ -33,7 +43,11 @@ log = logging.getLogger("proxyseg.report")
 
 COLORS = {"speech": "#1f77b4", "noise": "#7f7f7f", "music": "#ff7f0e", "overlap": "#d62728"}
 
-__all__ = ["segment_explanation", "build_report", "build_index", "band_profile", "inside"]
+__all__ = ["build_report", "build_index", "band_profile", "inside", "blackbox_segments"]
+
+#: The longest span (seconds, from a segment's start) over which relevance by occlusion is computed: the
+#: proxy runs once per active atom over it, so a segment of an hour costs no more than one of this length.
+OCCLUSION_SECONDS = 30.0
 
 #: Characters of JSON text that HTML could read as markup inside a <script> element (``<!--<script>``
 #: there swallows the page's own script), and the line separators older JavaScript rejects.
@@ -70,12 +84,6 @@ def _frame(t: float) -> int:
     return max(0, int(round((t * SAMPLE_RATE - (WIN // 2 - HOP // 2)) / HOP)))
 
 
-def segment_explanation(H: np.ndarray, theta: np.ndarray, W: np.ndarray, class_name: str, tau: float):
-    """Relevance ``r`` (K,) of one segment's activations ``H`` (K x t) for a class, and its relevant atoms."""
-    r = ex.local_relevance(H, theta)
-    return r[:, CLASSES.index(class_name)], ex.relevant_components(r, tau)[class_name]
-
-
 def _write_wav(path: Path, samples: np.ndarray) -> None:
     with atomic_path(path) as tmp:
         sf.write(str(tmp), np.clip(samples, -1.0, 1.0), SAMPLE_RATE, subtype="PCM_16", format="WAV")
@@ -95,55 +103,124 @@ def _href(target: Path, start: Path) -> str:
     return quote(rel, errors="surrogateescape")  # a name that is not UTF-8 keeps its bytes
 
 
+def _longest(segments: list[Segment], n: int) -> set[int]:
+    """Indices of the ``n`` longest segments of each class (those given a listenable explanation)."""
+    order = sorted(range(len(segments)), key=lambda i: -(segments[i].end - segments[i].start))
+    return {i for name in CLASSES for i in [j for j in order if segments[j].label == name][:max(0, int(n))]}
+
+
+def blackbox_segments(uri: str, teacher_probs: np.ndarray, thresholds: dict, classes) -> list[Segment]:
+    """The black box's decisions (its classes only; NaN columns are the classes it does not know)."""
+    spans = binarize(np.nan_to_num(teacher_probs), dict(thresholds))
+    return [Segment(uri, a, b, name) for name in CLASSES if name in classes for a, b in spans.get(name, [])]
+
+
+class _Explainer:
+    """A segment's relevance, relevant atoms, band profile and (optionally) listenable explanation, with the
+    relevance the model folder names (module docstring)."""
+
+    def __init__(self, segmenter, reader: AudioReader, H, gain: float, tau: float, explain_seconds: float):
+        self.reader, self.H, self.gain, self.tau = reader, H, gain, tau
+        self.W = np.maximum(segmenter.W, 0.0)  # the mask needs a non-negative W (learned_random may have negatives)
+        self.theta = segmenter.theta
+        self.n_fft, self.win = segmenter.n_fft, segmenter.win_length
+        self.freqs = stft_frequencies(self.n_fft)
+        self.audio_frames = max(1, int(round(explain_seconds * SAMPLE_RATE / HOP)))
+        self.relevance, self.proxy = str(segmenter.settings.get("relevance", "linear")), None
+        if self.relevance == "occlusion":
+            if segmenter.settings["input"] == "spectrogram":
+                from proxyseg.explain.faithfulness import _Proxy
+
+                self.proxy = _Proxy(model=segmenter.proxy, input="spectrogram")
+                self.pad = int(segmenter.settings["proxy"]["window_frames"]) // 2  # the proxy's context
+                self.span = max(self.audio_frames, int(round(OCCLUSION_SECONDS * SAMPLE_RATE / HOP)))
+            else:  # occlusion of a WavLM proxy's input needs WavLM once per atom: too slow for a report
+                log.warning("relevance by occlusion is computed for spectrogram-input proxies only: this report "
+                            "uses the paper's linear relevance")
+                self.relevance = "linear"
+
+    def _occlusion(self, f0: int, f1: int, c: int, decided: np.ndarray):
+        import torch
+
+        from proxyseg.dictionary.spectrogram import stft
+        from proxyseg.explain.faithfulness import occlusion_relevance
+
+        g = min(f1, f0 + self.span)
+        a, b = max(0, f0 - self.pad), min(self.reader.num_frames, g + self.pad)
+        x = np.ascontiguousarray(self.reader.read(HOP * a, HOP * (b - 1) + WIN), dtype=np.float32)
+        spec = stft(torch.from_numpy(x), n_fft=self.n_fft, win_length=self.win)
+        decided = decided[:g - f0] if decided[:g - f0].any() else np.ones(g - f0, bool)
+        return occlusion_relevance(self.proxy, None, spec, slice(f0 - a, g - a), c, decided, self.gain, len(x),
+                                   self.n_fft, self.win)
+
+    def __call__(self, f0: int, f1: int, c: int, decided: np.ndarray, wavs: str | None, assets: Path,
+                 uri: str) -> dict:
+        """Fields of a segment's item; ``wavs``: file name stem of its listenable explanation, if it gets one."""
+        name = CLASSES[c]
+        if self.proxy is not None:
+            r_all, H = self._occlusion(f0, f1, c, decided)
+        else:
+            H = self.H[f0:f1].astype(np.float32).T
+            r_all = ex.local_relevance(H, self.theta)
+        r, comps = r_all[:, c], ex.relevant_components(r_all, self.tau)[name]
+        item = {"relevant": comps[:20].tolist(), "n_relevant": int(comps.size),
+                "bands": [round(v, 4) for v in band_profile(self.W, r, comps, self.freqs)],
+                "explanation": None, "residual": None}
+        if wavs and comps.size:
+            g1 = min(f1, f0 + self.audio_frames)
+            x = self.reader.read(HOP * f0, HOP * (g1 - 1) + WIN)
+            mask = ex.explanation_mask(self.W, H[:, :g1 - f0], comps)
+            for key, m in (("explanation", mask), ("residual", 1.0 - mask)):
+                _write_wav(assets / f"{wavs}_{key}.wav", ex.masked_audio(x, m, self.n_fft, self.win))
+                item[key] = f"{quote(uri)}/{wavs}_{key}.wav"
+            item["audio_seconds"] = round((g1 - f0) * HOP / SAMPLE_RATE, 3)
+        return item
+
+
 def build_report(segmenter, uri: str, audio, probs_h5, segments: list[Segment], thresholds: dict, report_dir,
                  explain_audio: int = 5, explain_seconds: float = 8.0, tau: float | None = None) -> Path:
     """Write ``report_dir/<uri>.html`` and ``report_dir/<uri>/`` (spectrogram PNG, explanation WAVs).
 
-    Every decided segment gets its relevant atoms and frequency-band profile; the ``explain_audio``
-    longest segments of each class also get a listenable explanation and its residual (their first
-    ``explain_seconds``): soft mask of the relevant atoms on the magnitude STFT, original phase, ISTFT.
+    Every decided segment (the proxy's, and the black box's when the file holds its probabilities) gets its
+    relevant atoms and frequency-band profile; the ``explain_audio`` longest segments of each class also get
+    a listenable explanation and its residual (their first ``explain_seconds``): soft mask of the relevant
+    atoms on the magnitude STFT, original phase, ISTFT.
     """
     report_dir = Path(report_dir)
     assets = inside(report_dir, uri)
     assets.mkdir(parents=True, exist_ok=True)
     tau = float(segmenter.settings.get("tau", Explain.tau) if tau is None else tau)
-    W = np.maximum(segmenter.W, 0.0)  # the mask needs a non-negative W (learned_random may have negatives)
-    theta = segmenter.theta
-    n_fft, win = segmenter.n_fft, segmenter.win_length
+    n_fft = segmenter.n_fft
     freqs = stft_frequencies(n_fft)
     reader = AudioReader(audio)
+    blackbox = getattr(segmenter, "blackbox", None)
     with h5py.File(probs_h5, "r") as h5:
         probs = h5["probs"][()]
         teacher_probs = h5["teacher_probs"][()] if "teacher_probs" in h5 else None
         T = probs.shape[0]
         preview = h5["X_preview"][()]
         per = int(h5.attrs["preview_frames_per_column"])
-        Hds = h5["H"]
-        order = sorted(range(len(segments)), key=lambda i: -(segments[i].end - segments[i].start))
-        audible: set[int] = set()
-        for name in CLASSES:
-            audible |= set([i for i in order if segments[i].label == name][:max(0, int(explain_audio))])
-        items = []
-        for i, seg in enumerate(segments):
+        explain = _Explainer(segmenter, reader, h5["H"], float(h5.attrs.get("gain", 1.0)), tau, explain_seconds)
+
+        def explained(kind, i, seg, decisions, audible):
+            c = CLASSES.index(seg.label)
             f0 = min(_frame(seg.start), T - 1)
             f1 = max(f0 + 1, min(T, _frame(seg.end)))
-            H = Hds[f0:f1].astype(np.float32).T
-            r, comps = segment_explanation(H, theta, W, seg.label, tau)
             item = {"id": i, "class": seg.label, "start": round(seg.start, 3), "end": round(seg.end, 3),
-                    "prob": round(float(probs[f0:f1, CLASSES.index(seg.label)].mean()), 3),
-                    "relevant": comps[:20].tolist(), "n_relevant": int(comps.size),
-                    "bands": [round(v, 4) for v in band_profile(W, r, comps, freqs)],
-                    "explanation": None, "residual": None}
-            if i in audible and comps.size:
-                g1 = min(f1, f0 + max(1, int(round(explain_seconds * SAMPLE_RATE / HOP))))
-                x = reader.read(HOP * f0, HOP * (g1 - 1) + WIN)
-                mask = ex.explanation_mask(W, H[:, :g1 - f0], comps)
-                for key, m in (("explanation", mask), ("residual", 1.0 - mask)):
-                    name = f"seg{i:05d}_{seg.label}_{key}.wav"
-                    _write_wav(assets / name, ex.masked_audio(x, m, n_fft, win))
-                    item[key] = f"{quote(uri)}/{name}"
-                item["audio_seconds"] = round((g1 - f0) * HOP / SAMPLE_RATE, 3)
-            items.append(item)
+                    "prob": round(float(np.nan_to_num(decisions[f0:f1, c]).mean()), 3)}
+            wavs = f"{'seg' if kind == 'proxy' else 'bb'}{i:05d}_{seg.label}" if audible else None
+            item.update(explain(f0, f1, c, decisions[f0:f1, c] >= thresholds[seg.label], wavs, assets, uri))
+            if kind == "blackbox":  # how far the proxy shares the decision it explains
+                item["proxy_agrees"] = round(float((probs[f0:f1, c] >= thresholds[seg.label]).mean()), 3)
+            return item
+
+        audible = _longest(segments, explain_audio)
+        items = [explained("proxy", i, seg, probs, i in audible) for i, seg in enumerate(segments)]
+        bb_items = []
+        if teacher_probs is not None and blackbox is not None:
+            bb = blackbox_segments(uri, teacher_probs, thresholds, blackbox.classes)
+            loud = _longest(bb, explain_audio)
+            bb_items = [explained("blackbox", i, seg, teacher_probs, i in loud) for i, seg in enumerate(bb)]
     _save_spectrogram(assets / "spectrogram.png", preview)
     classes = getattr(segmenter, "classes", CLASSES)  # the model's classes: no track for an untrained one
     cols = preview.shape[0]
@@ -156,9 +233,11 @@ def build_report(segmenter, uri: str, audio, probs_h5, segments: list[Segment], 
         "probs": np.round(pooled[:, [CLASSES.index(c) for c in classes]], 3).T.tolist(), "segments": items,
         "input": segmenter.settings["input"], "model": segmenter.settings.get("name", ""),
         "untrained": bool(segmenter.settings.get("wavlm", {}).get("untrained", False)),
+        "relevance": explain.relevance, "occlusion_seconds": OCCLUSION_SECONDS,
     }
     if teacher_probs is not None:
         data["teacher"] = teacher_tracks(segmenter.blackbox, probs, teacher_probs, thresholds, per, cols)
+        data["teacher"]["segments"] = bb_items
     page = inside(report_dir, f"{uri}.html")
     with atomic_open(page, encoding="utf-8", errors="backslashreplace") as f:
         f.write(_page(uri, _href(reader.path, report_dir), data))
@@ -214,15 +293,17 @@ table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.25em .6em;te
 #view{position:relative;width:100%;user-select:none}
 #spectrogram{display:block;width:100%;height:220px;image-rendering:pixelated;cursor:crosshair;background:#000}
 #cursor{position:absolute;top:0;width:2px;background:#0f0;pointer-events:none;height:220px;left:0}
-.track{position:relative;height:34px;border-bottom:1px solid #ddd;background:#fafafa}
+.track{position:relative;height:44px;border-bottom:1px solid #ddd;background:#fafafa}
 .track .label{position:absolute;left:2px;top:2px;font-size:11px;z-index:2;background:rgba(255,255,255,.7);padding:0 3px}
 .track svg{position:absolute;left:0;top:0;width:100%;height:100%}
-.seg{position:absolute;top:14px;height:18px;min-width:2px;opacity:.75;cursor:pointer;border-radius:2px}
-.seg.selected{opacity:1;outline:2px solid #000}
-.disagree{position:absolute;bottom:0;height:6px;min-width:2px;background:repeating-linear-gradient(45deg,#d00 0 3px,#fff 3px 6px);opacity:.8}
+.seg{position:absolute;top:13px;height:16px;min-width:2px;opacity:.75;cursor:pointer;border-radius:2px}
+.bbseg{position:absolute;top:31px;height:7px;min-width:2px;cursor:pointer;background:#fff;border:1px dashed #444;box-sizing:border-box}
+.bbseg.disputed{background:#f4c7c3}
+.seg.selected,.bbseg.selected{opacity:1;outline:2px solid #000}
+.disagree{position:absolute;bottom:0;height:4px;min-width:2px;background:repeating-linear-gradient(45deg,#d00 0 3px,#fff 3px 6px);opacity:.8}
 #panel{margin-top:1em;padding:.6em;border:1px solid #ccc;min-height:8em}
 #bands svg{width:100%;max-width:640px;height:180px}
-.warn{background:#fff3cd;padding:.4em;border:1px solid #e0c060}
+.warn,.disputable{background:#fff3cd;padding:.4em;border:1px solid #e0c060}
 audio{vertical-align:middle}
 """
 
@@ -276,15 +357,20 @@ if (data.teacher) {  // the black box beside its proxy: its probability (dashed)
     document.getElementById('track-' + d['class']).appendChild(e);
   });
 }
-data.segments.forEach(function(s){
+const kinds = {seg: data.segments, bb: data.teacher ? data.teacher.segments : []};
+const disputed = new Set();
+function draw(kind, s){
   const d = document.createElement('div');
-  d.className = 'seg'; d.id = 'seg-' + s.id; d.dataset.id = s.id;
+  d.className = kind === 'seg' ? 'seg' : 'bbseg'; d.id = kind + '-' + s.id; d.dataset.id = s.id;
   d.style.left = pct(s.start); d.style.width = pct(s.end - s.start);
-  d.style.background = data.colors[s['class']];
-  d.title = s['class'] + ' ' + s.start.toFixed(2) + '-' + s.end.toFixed(2) + ' s';
-  d.addEventListener('click', function(){ select(s.id, true); });
+  if (kind === 'seg') { d.style.background = data.colors[s['class']]; }
+  d.title = (kind === 'seg' ? '' : data.teacher.name + ' (black box): ') + s['class'] + ' '
+    + s.start.toFixed(2) + '-' + s.end.toFixed(2) + ' s';
+  d.addEventListener('click', function(){ select(kind, s.id, true); });
   document.getElementById('track-' + s['class']).appendChild(d);
-});
+}
+kinds.seg.forEach(s => draw('seg', s));
+kinds.bb.forEach(s => draw('bb', s));
 function fmtHz(v){ return v >= 1000 ? (v / 1000) + ' kHz' : v + ' Hz'; }
 function bandsSvg(s){
   const svg = document.createElementNS(NS, 'svg');
@@ -315,32 +401,69 @@ function audioRow(label, src, id){
   const a = document.createElement('audio'); a.controls = true; a.preload = 'none'; a.src = src; a.id = id;
   div.appendChild(span); div.appendChild(a); return div;
 }
-function select(id, seek){
-  const s = data.segments[id];
+function para(text, id, cls){
+  const p = document.createElement('p'); p.textContent = text;
+  if (id) { p.id = id; } if (cls) { p.className = cls; } return p;
+}
+function disputeBox(s){  // a black-box decision the listener can dispute; ticked ones download as a TSV
+  const label = document.createElement('label');
+  const box = document.createElement('input'); box.type = 'checkbox'; box.id = 'dispute';
+  box.checked = disputed.has(s.id);
+  box.addEventListener('change', function(){
+    if (box.checked) { disputed.add(s.id); } else { disputed.delete(s.id); }
+    document.getElementById('bb-' + s.id).classList.toggle('disputed', box.checked);
+    document.getElementById('disputes').textContent = 'download the ' + disputed.size + ' disputed decision(s) (TSV)';
+  });
+  label.appendChild(box);
+  label.appendChild(document.createTextNode(' I dispute this decision of ' + data.teacher.name));
+  return label;
+}
+function downloadDisputes(){
+  const rows = ['uri\tblack_box\tclass\tstart\tend\tproxy_agrees'];
+  Array.from(disputed).sort((a, b) => a - b).forEach(function(id){
+    const s = kinds.bb[id];
+    rows.push([data.uri, data.teacher.name, s['class'], s.start, s.end, s.proxy_agrees].join('\t'));
+  });
+  const a = document.createElement('a');
+  a.href = URL.createObjectURL(new Blob([rows.join('\n') + '\n'], {type: 'text/tab-separated-values'}));
+  a.download = data.uri + '.disputed.tsv'; document.body.appendChild(a); a.click(); a.remove();
+}
+if (data.teacher) { document.getElementById('disputes').addEventListener('click', downloadDisputes); }
+function select(kind, id, seek){
+  const s = kinds[kind][id];
   if (!s) { return; }
-  document.querySelectorAll('.seg.selected').forEach(e => e.classList.remove('selected'));
-  document.getElementById('seg-' + id).classList.add('selected');
+  document.querySelectorAll('.selected').forEach(e => e.classList.remove('selected'));
+  document.getElementById(kind + '-' + id).classList.add('selected');
   const panel = document.getElementById('panel');
   panel.textContent = '';
-  panel.dataset.selected = id;
+  panel.dataset.selected = kind + '-' + id;
   const h = document.createElement('h3');
-  h.textContent = s['class'] + ', ' + s.start.toFixed(2) + ' - ' + s.end.toFixed(2) + ' s (mean probability ' + s.prob + ')';
+  h.textContent = (kind === 'bb' ? data.teacher.name + ' (black box) decides ' : '') + s['class'] + ', '
+    + s.start.toFixed(2) + ' - ' + s.end.toFixed(2) + ' s (mean probability ' + s.prob + ')';
   panel.appendChild(h);
-  const p = document.createElement('p');
-  p.textContent = s.n_relevant + ' relevant NMF component(s) (relevance > ' + data.tau + ')' +
+  if (kind === 'bb') {
+    const d = para('A decision of the black box ' + data.teacher.name + ', not a label: the reference labels or you '
+      + 'may dispute it (music called speech is the usual case). What follows is the proxy\'s explanation of it; '
+      + 'the proxy decides ' + s['class'] + ' on ' + Math.round(100 * s.proxy_agrees) + ' % of these frames'
+      + (s.proxy_agrees < 0.5 ? ', so the explanation may describe the proxy more than the black box.' : '.'),
+      'disputable', 'disputable');
+    d.appendChild(document.createElement('br')); d.appendChild(disputeBox(s));
+    panel.appendChild(d);
+  }
+  const how = data.relevance === 'occlusion'
+    ? 'relevance by occlusion through the proxy' + (s.end - s.start > data.occlusion_seconds ? ', over the first ' + data.occlusion_seconds + ' s' : '')
+    : 'relevance mean(h_k) x Theta';
+  panel.appendChild(para(s.n_relevant + ' relevant NMF component(s) (' + how + ' > ' + data.tau + ')' +
     (s.relevant.length ? ': ' + s.relevant.join(', ') + (s.n_relevant > s.relevant.length ? ', ...' : '') : '') +
-    '. Share of the relevant atoms\' weighted spectrum per frequency band:';
-  panel.appendChild(p);
+    '. Share of the relevant atoms\' weighted spectrum per frequency band:'));
   const bands = document.createElement('div'); bands.id = 'bands';
   bands.appendChild(bandsSvg(s)); panel.appendChild(bands);
   if (s.explanation) {
     panel.appendChild(audioRow('what the decision rests on (first ' + s.audio_seconds + ' s)', s.explanation, 'explanation-audio'));
     panel.appendChild(audioRow('residual (what it does not rest on)', s.residual, 'residual-audio'));
   } else {
-    const q = document.createElement('p'); q.id = 'no-audio';
-    q.textContent = s.n_relevant ? 'No listenable explanation stored for this segment (only the longest segments of each class get one).'
-                                 : 'Nothing is relevant for this decision, so there is nothing to listen to.';
-    panel.appendChild(q);
+    panel.appendChild(para(s.n_relevant ? 'No listenable explanation stored for this segment (only the longest segments of each class get one).'
+                                        : 'Nothing is relevant for this decision, so there is nothing to listen to.', 'no-audio'));
   }
   if (seek) { player.currentTime = s.start; }
 }
@@ -351,8 +474,8 @@ spec.addEventListener('click', function(e){
 player.addEventListener('timeupdate', function(){
   cursor.style.left = pct(Math.min(player.currentTime, data.duration));
 });
-const m = /seg=(\d+)/.exec(window.location.hash);
-if (m) { select(parseInt(m[1], 10), false); }
+const m = /(seg|bb)=(\d+)/.exec(window.location.hash);
+if (m) { select(m[1], parseInt(m[2], 10), false); }
 document.body.dataset.ready = 'yes';
 console.log('proxyseg report ready: ' + data.segments.length + ' segments');
 })();
@@ -370,7 +493,10 @@ def _page(uri: str, audio_href: str, data: dict) -> str:
                  "is the dashed line of each class it knows, and the hatched marks under a track show where the "
                  "two decisions differ (hover for which one decided the class). Frame agreement (F1 of the proxy "
                  "against the black box): " + ", ".join(f"{html.escape(c)} {v} %" for c, v in t["agreement"].items())
-                 + ".</p>")
+                 + f".</p><p class='disputable'>The dashed boxes under each track are the {len(t['segments'])} "
+                 f"decisions of {html.escape(t['name'])} itself: decisions of a black box, not labels, that you "
+                 "may dispute. Click one for the proxy's explanation of it and to mark it disputed; "
+                 "<button id='disputes' type='button'>download the 0 disputed decision(s) (TSV)</button></p>")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(uri)} - proxyseg report</title>
 <style>{_CSS}</style></head>
