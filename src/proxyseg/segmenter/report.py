@@ -377,7 +377,7 @@ function bandsSvg(s){
   svg.setAttribute('viewBox', '0 0 640 180');
   const w = 600 / s.bands.length, peak = Math.max.apply(null, s.bands.concat([1e-9]));
   s.bands.forEach(function(v, b){
-    const h = 130 * v / peak;
+    const h = 120 * v / peak;
     const r = document.createElementNS(NS, 'rect');
     r.setAttribute('class', 'band'); r.setAttribute('x', 30 + b * w + 4); r.setAttribute('y', 140 - h);
     r.setAttribute('width', w - 8); r.setAttribute('height', h); r.setAttribute('fill', data.colors[s['class']]);
