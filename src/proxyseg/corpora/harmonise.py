@@ -161,7 +161,7 @@ def harmonise(corpus: str, split: str, spec: dict, out_dir: str | os.PathLike) -
             listed, line = source.where(uri)
             raise InputError(listed, f"{uri} is listed but its audio {audio} does not exist; fix the list "
                                      "or the corpus's `audio`/`root` in config", line=line)
-        duration, sample_rate, channels = audio_info(audio)
+        duration, sample_rate, channels = audio_info(audio, samples=True)
         n_frames = num_frames(resampled_length(round(duration * sample_rate), sample_rate))
         if n_frames == 0:  # features and spectrograms would fail later on it, naming no file
             listed, line = source.where(uri)
