@@ -278,6 +278,55 @@ def test_nan_samples_stop_harmonise_naming_the_file(corpus, tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
+# ------------------------------------------------------------------ 8. annotations past the end of the audio
+
+
+def _outside(tmp_path, split="train"):
+    return json.loads((tmp_path / "out" / split / "annotated.json").read_text())["outside_audio"]
+
+
+@pytest.mark.parametrize("train_rttm, uem, counts", [
+    # audio a and b are 2 s long: a segment cut at the end, one wholly after it, one within the rounding slack
+    (rttm("a", 0, 1.5, "speech") + rttm("a", 1.5, 1.0, "music") + rttm("a", 1.99, 0.025, "speech")
+     + rttm("b", 0, 1.9, "speech")
+     + rttm("b", 1.95, 0.5, "music"), None,
+     {"rttm_segments_dropped": 0, "rttm_segments_cut": 2, "rttm_seconds_past_end": 0.95, "uem_regions_clipped": 0,
+      "uem_seconds_clipped": 0.0, "files": ["a", "b"]}),
+    (rttm("a", 0, 1.9, "speech") + rttm("b", 0, 1.9, "speech") + rttm("b", 2.5, 0.5, "music"), None,
+     {"rttm_segments_dropped": 1, "rttm_segments_cut": 0, "rttm_seconds_past_end": 0.5, "uem_regions_clipped": 0,
+      "uem_seconds_clipped": 0.0, "files": ["b"]}),
+    (rttm("a", 0, 1, "speech") + rttm("b", 0, 1, "music"), "a 1 0 2.01\nb 1 0.5 5.0\n",
+     {"rttm_segments_dropped": 0, "rttm_segments_cut": 0, "rttm_seconds_past_end": 0.0, "uem_regions_clipped": 1,
+      "uem_seconds_clipped": 3.0, "files": ["b"]}),
+])
+def test_annotations_past_the_end_are_counted_and_warned(corpus, tmp_path, caplog, train_rttm, uem, counts):
+    (tmp_path / "c/train.rttm").write_text(train_rttm)
+    if uem:
+        (tmp_path / "c/train.uem").write_text(uem)
+        corpus["splits"]["train"]["uem"] = "train.uem"
+    with caplog.at_level(logging.WARNING, logger="proxyseg.corpora.harmonise"):
+        run(corpus, tmp_path)
+    assert _outside(tmp_path) == counts
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1 and "corpus 'c', split 'train': annotations past the end of the audio" in lines[0]
+    assert str(counts["files"]) in lines[0]
+
+
+def test_annotations_inside_the_audio_warn_nothing(corpus, tmp_path, caplog):
+    with caplog.at_level(logging.WARNING, logger="proxyseg.corpora.harmonise"):
+        run(corpus, tmp_path)
+    assert caplog.text == "" and _outside(tmp_path)["files"] == []
+
+
+def test_rttm_in_milliseconds_is_an_error(corpus, tmp_path):
+    (tmp_path / "c/train.rttm").write_text(rttm("a", 0, 1000, "speech") + rttm("b", 0, 400, "music")
+                                           + rttm("b", 500, 1000, "music"))
+    with pytest.raises(InputError, match=r"RTTM times past the end of the audio: are they in milliseconds\?") as err:
+        run(corpus, tmp_path)
+    assert err.value.path.endswith("train.rttm") and err.value.line == 1
+    assert not (tmp_path / "out").exists()
+
+
 # ------------------------------------------------------------------ 14. __all__
 
 
