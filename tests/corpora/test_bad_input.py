@@ -327,6 +327,19 @@ def test_rttm_in_milliseconds_is_an_error(corpus, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+# ------------------------------------------------------------------ 9. a file in two splits
+
+
+def test_file_in_two_splits_is_an_error(corpus, tmp_path):
+    (tmp_path / "c/test.lst").write_text("c\nb\n")
+    (tmp_path / "c/test.rttm").write_text(rttm("c", 0, 1, "speech") + rttm("b", 0, 1, "speech"))
+    with pytest.raises(InputError, match=r"corpus 'c': 'b' is in split 'train' \(.*train.lst:2\) and in split "
+                                         r"'test' \(.*test.lst:2\).*`shared_files: true`"):
+        check_corpus("c", corpus)
+    assert set(check_corpus("c", corpus, shared_files_ok=True)) == {"train", "test"}
+    assert set(check_corpus("c", {**corpus, "shared_files": True})) == {"train", "test"}
+
+
 # ------------------------------------------------------------------ 14. __all__
 
 
