@@ -1,6 +1,7 @@
 """Bad input never passes in silence: each mistake stops with the file and line to fix, or warns by name."""
 
 import importlib
+import json
 import logging
 import pkgutil
 
@@ -11,8 +12,10 @@ import soundfile as sf
 import proxyseg
 from proxyseg.corpora.adapters import check_corpus, read_domains, read_table, resolve_split
 from proxyseg.corpora.adapters.pyannote import _read_mapping
+from proxyseg.core.audio import audio_info, load_audio
 from proxyseg.core.errors import InputError
 from proxyseg.corpora.harmonise import harmonise
+from proxyseg.segmenter.stream import AudioReader
 from proxyseg.core.rttm import read_list, read_rttm, read_uem
 
 
@@ -217,6 +220,124 @@ def test_duplicate_uri_names_it_and_both_lines(tmp_path):
     with pytest.raises(InputError, match=r"'a' is listed on lines 1 and 4") as err:
         read_list(tmp_path / "l.lst")
     assert err.value.path == str(tmp_path / "l.lst") and err.value.line == 4
+
+
+# ------------------------------------------------------------------ 7. NaN or infinite samples
+
+
+def _float_wav(path, bad_at=None, value=np.nan, sr=16000, seconds=2.0, channels=1):
+    """A float-coded WAV (PCM cannot hold NaN) with ``value`` at second ``bad_at`` of its last channel."""
+    x = (0.1 * np.random.default_rng(0).standard_normal((int(seconds * sr), channels))).astype(np.float32)
+    if bad_at is not None:
+        x[int(bad_at * sr), -1] = value
+    sf.write(path, x, sr, subtype="FLOAT")
+    return path
+
+
+def _load_all(path):
+    return load_audio(path)
+
+
+def _load_part(path):  # from 1 s on: the time named is still the file's
+    return load_audio(path, 1.0)
+
+
+def _audio_info(path):
+    return audio_info(path, samples=True)
+
+
+def _reader(path):
+    r = AudioReader(path)
+    return r.read(0, r.num_samples)
+
+
+def _reader_blocks(path):  # as `proxyseg segment` reads: a piece at a time
+    r = AudioReader(path)
+    return [r.read(a, a + 4000) for a in range(0, r.num_samples, 4000)]
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("sr, channels", [(16000, 1), (44100, 2)])
+@pytest.mark.parametrize("reader", [_load_all, _load_part, _audio_info, _reader, _reader_blocks])
+def test_nan_or_inf_samples_name_file_and_time(tmp_path, reader, value, sr, channels):
+    path = _float_wav(tmp_path / "x.wav", 1.5, value, sr=sr, channels=channels)
+    with pytest.raises(InputError, match=r"x.wav: sample at 1.500 s is NaN or infinite.*repair the file, or drop"):
+        reader(path)
+    reader(_float_wav(tmp_path / "x.wav"))  # finite float samples pass
+
+
+def test_nan_samples_stop_harmonise_naming_the_file(corpus, tmp_path, capsys):
+    from proxyseg.cli import main
+
+    _float_wav(tmp_path / "c/audio/b.wav", 0.25)
+    code = main(["harmonise", "--corpus", "c", "--split", "train", "--out-dir", str(tmp_path / "o"),
+                 "--settings", json.dumps(corpus)])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert f"{tmp_path / 'c/audio/b.wav'}: sample at 0.250 s is NaN or infinite" in err
+    assert not (tmp_path / "o").exists()
+
+
+# ------------------------------------------------------------------ 8. annotations past the end of the audio
+
+
+def _outside(tmp_path, split="train"):
+    return json.loads((tmp_path / "out" / split / "annotated.json").read_text())["outside_audio"]
+
+
+@pytest.mark.parametrize("train_rttm, uem, counts", [
+    # audio a and b are 2 s long: a segment cut at the end, one wholly after it, one within the rounding slack
+    (rttm("a", 0, 1.5, "speech") + rttm("a", 1.5, 1.0, "music") + rttm("a", 1.99, 0.025, "speech")
+     + rttm("b", 0, 1.9, "speech")
+     + rttm("b", 1.95, 0.5, "music"), None,
+     {"rttm_segments_dropped": 0, "rttm_segments_cut": 2, "rttm_seconds_past_end": 0.95, "uem_regions_clipped": 0,
+      "uem_seconds_clipped": 0.0, "files": ["a", "b"]}),
+    (rttm("a", 0, 1.9, "speech") + rttm("b", 0, 1.9, "speech") + rttm("b", 2.5, 0.5, "music"), None,
+     {"rttm_segments_dropped": 1, "rttm_segments_cut": 0, "rttm_seconds_past_end": 0.5, "uem_regions_clipped": 0,
+      "uem_seconds_clipped": 0.0, "files": ["b"]}),
+    (rttm("a", 0, 1, "speech") + rttm("b", 0, 1, "music"), "a 1 0 2.01\nb 1 0.5 5.0\n",
+     {"rttm_segments_dropped": 0, "rttm_segments_cut": 0, "rttm_seconds_past_end": 0.0, "uem_regions_clipped": 1,
+      "uem_seconds_clipped": 3.0, "files": ["b"]}),
+])
+def test_annotations_past_the_end_are_counted_and_warned(corpus, tmp_path, caplog, train_rttm, uem, counts):
+    (tmp_path / "c/train.rttm").write_text(train_rttm)
+    if uem:
+        (tmp_path / "c/train.uem").write_text(uem)
+        corpus["splits"]["train"]["uem"] = "train.uem"
+    with caplog.at_level(logging.WARNING, logger="proxyseg.corpora.harmonise"):
+        run(corpus, tmp_path)
+    assert _outside(tmp_path) == counts
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1 and "corpus 'c', split 'train': annotations past the end of the audio" in lines[0]
+    assert str(counts["files"]) in lines[0]
+
+
+def test_annotations_inside_the_audio_warn_nothing(corpus, tmp_path, caplog):
+    with caplog.at_level(logging.WARNING, logger="proxyseg.corpora.harmonise"):
+        run(corpus, tmp_path)
+    assert caplog.text == "" and _outside(tmp_path)["files"] == []
+
+
+def test_rttm_in_milliseconds_is_an_error(corpus, tmp_path):
+    (tmp_path / "c/train.rttm").write_text(rttm("a", 0, 1000, "speech") + rttm("b", 0, 400, "music")
+                                           + rttm("b", 500, 1000, "music"))
+    with pytest.raises(InputError, match=r"RTTM times past the end of the audio: are they in milliseconds\?") as err:
+        run(corpus, tmp_path)
+    assert err.value.path.endswith("train.rttm") and err.value.line == 1
+    assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------ 9. a file in two splits
+
+
+def test_file_in_two_splits_is_an_error(corpus, tmp_path):
+    (tmp_path / "c/test.lst").write_text("c\nb\n")
+    (tmp_path / "c/test.rttm").write_text(rttm("c", 0, 1, "speech") + rttm("b", 0, 1, "speech"))
+    with pytest.raises(InputError, match=r"corpus 'c': 'b' is in split 'train' \(.*train.lst:2\) and in split "
+                                         r"'test' \(.*test.lst:2\).*`shared_files: true`"):
+        check_corpus("c", corpus)
+    assert set(check_corpus("c", corpus, shared_files_ok=True)) == {"train", "test"}
+    assert set(check_corpus("c", {**corpus, "shared_files": True})) == {"train", "test"}
 
 
 # ------------------------------------------------------------------ 14. __all__

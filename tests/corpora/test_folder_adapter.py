@@ -73,7 +73,9 @@ def test_list_and_portion(recordings):
     assert (listed.rttm, listed.uem, listed.annotated, listed.label_map) == ([], None, set(), {})
     head, tail = (resolve_split("unlab", spec, s).uris for s in ("head", "tail"))
     assert head == ["a"] and tail == ["b", "c"]  # disjoint, together every file
-    assert set(check_corpus("unlab", spec)) == {"listed", "head", "tail"}
+    assert set(check_corpus("unlab", spec, shared_files_ok=True)) == {"listed", "head", "tail"}
+    with pytest.raises(InputError, match="'a' is in split 'listed' .* and in split 'head'"):
+        check_corpus("unlab", spec)  # "listed" shares a file with "head"
 
 
 def test_ogg_template_and_split_root(tmp_path, write_wav, recordings):

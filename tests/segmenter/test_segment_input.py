@@ -193,6 +193,24 @@ def test_bad_files_are_skipped_and_reported(model, tmp_path, capsys):
     assert not (out / ".tmp").exists()
 
 
+
+@pytest.mark.parametrize("sr", [16000, 22050])
+def test_nan_samples_skip_only_their_file(model, tmp_path, capsys, sr):
+    d = tmp_path / "in"
+    _tone(d / "good.wav")
+    x = np.zeros(int(2.5 * sr), np.float32)
+    x[int(2.0 * sr)] = np.nan  # opening the file finds nothing: reading its samples does
+    sf.write(str(d / "nan.wav"), x, sr, subtype="FLOAT")
+    out = tmp_path / "out"
+    args = ["segment", str(d), "--model", str(model), "--out", str(out), "--device", "cpu", "--threshold", "0"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "1 of 2 file(s) not segmented" in err and "Traceback" not in err
+    assert f"{d / 'nan.wav'}: sample at 2.000 s is NaN or infinite" in err
+    assert set(read_rttm(out / "segments.rttm")) == {"good"}
+    assert {p.name for p in (out / "probs").iterdir()} == {"good.h5"}
+    assert not (out / ".tmp").exists()
+
 # ------------------------------------------------------------------------------ 10: --out inside input
 
 

@@ -8,8 +8,10 @@ teacher's loss and the scoring ignore them (METHOD §2). Frames outside the UEM 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 import h5py
 import numpy as np
@@ -24,6 +26,11 @@ from proxyseg.core.rttm import Segment, write_rttm, write_uem
 from proxyseg.core.provenance import provenance_json
 
 Intervals = list[tuple[float, float]]
+
+log = logging.getLogger(__name__)
+
+#: how far an annotation may reach past the end of its audio unremarked (times rounded in the RTTM/UEM)
+SLACK = 1 / FRAME_RATE
 
 
 # --------------------------------------------------------------------------------------------------
@@ -143,6 +150,65 @@ def frame_targets(classes: dict[str, Intervals], scored: Intervals, n_frames: in
     return targets
 
 
+@dataclass
+class Outside:
+    """Annotations reaching past the end of their audio over a split, counted: their labels are lost.
+
+    A few seconds cut at the end is common and only warned about; most labelled time past the end is surely
+    a unit mistake (milliseconds) or audio that is not the annotated recording, and stops harmonisation.
+    """
+
+    dropped: int = 0  # RTTM segments wholly after the end
+    cut: int = 0  # RTTM segments cut at the end
+    past_seconds: float = 0.0  # of RTTM segments, past the end
+    labelled_seconds: float = 0.0  # of every RTTM segment
+    clipped: int = 0  # UEM regions cut at the end
+    clipped_seconds: float = 0.0
+    files: list[str] = field(default_factory=list)
+    first: tuple | None = None  # (RTTM file, line) of the first segment past the end
+
+    def add(self, uri: str, duration: float, segments: list[Segment], rttm_path, regions) -> None:
+        hit = False
+        for seg in segments:
+            self.labelled_seconds += seg.end - seg.start
+            if seg.end > duration + SLACK:
+                hit = True
+                self.dropped += seg.start >= duration
+                self.cut += seg.start < duration
+                self.past_seconds += seg.end - max(seg.start, duration)
+                self.first = self.first or (rttm_path, seg.line)
+        for _, end, _, _ in regions:
+            if end > duration + SLACK:
+                hit = True
+                self.clipped += 1
+                self.clipped_seconds += end - duration
+        if hit:
+            self.files.append(uri)
+
+    def check(self, corpus: str, split: str) -> None:
+        """An InputError if more than half the labelled time is past the end, else one warning line."""
+        if self.past_seconds > 0.5 * self.labelled_seconds:
+            path, line = self.first
+            raise InputError(path, f"RTTM times past the end of the audio: are they in milliseconds? Of the "
+                                   f"{self.labelled_seconds:.1f} labelled seconds of corpus {corpus!r}, split "
+                                   f"{split!r}, {self.past_seconds:.1f} lie past the end of their audio (this "
+                                   "segment is the first); give onsets and durations in seconds, or check that "
+                                   "the audio files are complete and are the annotated recordings", line=line)
+        if self.files:
+            where = f" (first at {self.first[0]}:{self.first[1]})" if self.first else ""
+            log.warning("corpus %r, split %r: annotations past the end of the audio lose their labels: %d RTTM "
+                        "segment(s) dropped and %d cut (%.3f s)%s, %d UEM region(s) clipped (%.3f s), in %d "
+                        "file(s) %s%s; check that the audio files are complete", corpus, split, self.dropped,
+                        self.cut, self.past_seconds, where, self.clipped, self.clipped_seconds, len(self.files),
+                        self.files[:10], " ..." if len(self.files) > 10 else "")
+
+    def as_dict(self) -> dict:
+        """For annotated.json: what was lost, so a summary of the run can show it."""
+        return {"rttm_segments_dropped": self.dropped, "rttm_segments_cut": self.cut,
+                "rttm_seconds_past_end": round(self.past_seconds, 3), "uem_regions_clipped": self.clipped,
+                "uem_seconds_clipped": round(self.clipped_seconds, 3), "files": self.files}
+
+
 def harmonise(corpus: str, split: str, spec: dict, out_dir: str | os.PathLike) -> pd.DataFrame:
     """Harmonise one split of one corpus into ``out_dir`` (see docs/outputs.md); returns its class-hours rows.
 
@@ -153,6 +219,7 @@ def harmonise(corpus: str, split: str, spec: dict, out_dir: str | os.PathLike) -
     annotated = source.annotated
     segments, rttm_of = read_segments(source, spec)
     uem, uem_path = read_regions(source)
+    outside = Outside()
 
     manifest, references, regions, targets = [], [], {}, {}
     for uri in source.uris:
@@ -161,7 +228,7 @@ def harmonise(corpus: str, split: str, spec: dict, out_dir: str | os.PathLike) -
             listed, line = source.where(uri)
             raise InputError(listed, f"{uri} is listed but its audio {audio} does not exist; fix the list "
                                      "or the corpus's `audio`/`root` in config", line=line)
-        duration, sample_rate, channels = audio_info(audio)
+        duration, sample_rate, channels = audio_info(audio, samples=True)
         n_frames = num_frames(resampled_length(round(duration * sample_rate), sample_rate))
         if n_frames == 0:  # features and spectrograms would fail later on it, naming no file
             listed, line = source.where(uri)
@@ -181,6 +248,7 @@ def harmonise(corpus: str, split: str, spec: dict, out_dir: str | os.PathLike) -
                                            "and the audio are of the same recording", line=line)
             scored = union([(max(0.0, s), min(duration, e)) for s, e, _, _ in uem[uri]])
         native = segments.get(uri, [])
+        outside.add(uri, duration, native, rttm_of.get(uri), uem[uri] if uem is not None else [])
         if source.labels == "classes":
             classes = convert_classes(native, source.label_map, annotated, rttm_of.get(uri))
         else:
@@ -195,8 +263,10 @@ def harmonise(corpus: str, split: str, spec: dict, out_dir: str | os.PathLike) -
                          "sample_rate": sample_rate, "channels": channels, "num_frames": n_frames,
                          **({"domain": source.domains[uri]} if source.domains is not None else {})})
 
+    outside.check(corpus, split)
     hours = _class_hours(corpus, split, annotated, references, regions)
-    _write_outputs(out_dir, corpus, split, spec, annotated, source.uris, references, regions, manifest, targets)
+    _write_outputs(out_dir, corpus, split, spec, annotated, source.uris, references, regions, manifest, targets,
+                   outside.as_dict())
     with atomic_open(out_dir / "class_hours.tsv") as f:
         hours.to_csv(f, sep="\t", index=False)
     return hours
@@ -213,7 +283,7 @@ def _class_hours(corpus, split, annotated, references, regions) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _write_outputs(out_dir, corpus, split, spec, annotated, uris, references, regions, manifest, targets):
+def _write_outputs(out_dir, corpus, split, spec, annotated, uris, references, regions, manifest, targets, outside):
     out_dir.mkdir(parents=True, exist_ok=True)
     prov = provenance_json(corpus=corpus, split=split, adapter=spec.get("adapter"), frame_rate=FRAME_RATE,
                            hop=HOP, win=WIN)
@@ -235,6 +305,6 @@ def _write_outputs(out_dir, corpus, split, spec, annotated, uris, references, re
             for uri, t in targets.items():
                 h5.create_dataset(uri, data=t, compression="gzip")
     info = {"corpus": corpus, "split": split, "classes": {c: c in annotated for c in CLASSES},
-            "provenance": json.loads(prov)}
+            "outside_audio": outside, "provenance": json.loads(prov)}
     with atomic_open(out_dir / "annotated.json") as f:
         json.dump(info, f, indent=2)

@@ -18,7 +18,7 @@ import torch
 
 from proxyseg.core.errors import InputError
 from proxyseg.core.frames import HOP, SAMPLE_RATE, WIN, num_frames
-from proxyseg.core.audio import resample
+from proxyseg.core.audio import check_finite, resample
 from proxyseg.dictionary.spectrogram import block_powers, frame_layout
 from proxyseg.core import aggregate as agg
 from proxyseg.teacher.dump import window_starts
@@ -58,6 +58,7 @@ class AudioReader:
                 data = f.read(last - first, dtype="float32", always_2d=True)
         except Exception as exc:
             raise InputError(self.path, f"cannot read audio ({exc})") from exc
+        check_finite(data, self.path, first, self.sr)
         return data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
 
     def read(self, start: int, end: int) -> np.ndarray:

@@ -68,8 +68,10 @@ def resolve_split(corpus: str, spec: dict, split: str) -> SplitSource:
     return source
 
 
-def check_corpus(corpus: str, spec: dict) -> dict[str, SplitSource]:
-    """Resolve every split and check that the files it names exist (audio is checked by harmonise)."""
+def check_corpus(corpus: str, spec: dict, shared_files_ok: bool | None = None) -> dict[str, SplitSource]:
+    """Resolve every split and check that the files it names exist (audio is checked by harmonise), and
+    that no file is in two splits (:func:`check_disjoint`; allowed by ``shared_files_ok``, by default the
+    corpus's ``shared_files``)."""
     out = {}
     for split in spec.get("splits") or {}:
         source = resolve_split(corpus, spec, split)
@@ -81,7 +83,29 @@ def check_corpus(corpus: str, spec: dict) -> dict[str, SplitSource]:
                                                   f"the corpus root should be {_LAYOUT_HINT[source.adapter]}",
                                    path=path)
         out[split] = source
+    if shared_files_ok is None:
+        shared_files_ok = bool(spec.get("shared_files"))
+    if not shared_files_ok:
+        check_disjoint(corpus, out)
     return out
+
+
+def check_disjoint(corpus: str, sources: dict[str, SplitSource]) -> None:
+    """A file in two splits (say train and test) would be scored on what it was trained on: name the URI and
+    both splits, and where each lists it."""
+    seen: dict[str, str] = {}
+    for split, source in sources.items():
+        for uri in source.uris:
+            if uri in seen:
+                other = sources[seen[uri]]
+                path, line = source.where(uri)
+                first, first_line = other.where(uri)
+                raise corpus_error(corpus, None, f"{uri!r} is in split {seen[uri]!r} ({first}"
+                                                 f"{f':{first_line}' if first_line else ''}) and in split {split!r} "
+                                                 f"({path}{f':{line}' if line else ''}); a file may be in one split "
+                                                 "only: remove it from one, or set `shared_files: true` for the "
+                                                 "corpus if that is meant")
+            seen[uri] = split
 
 
 def read_segments(source: SplitSource, spec: dict | None = None) -> tuple[dict[str, list], dict[str, Path]]:
@@ -168,5 +192,5 @@ def describe() -> str:
     return "\n".join(f"{name}: {text}" for name, (_, text) in ADAPTERS.items())
 
 
-__all__ = ["ADAPTERS", "ALIASES", "SplitSource", "check_corpus", "read_domains", "read_regions", "read_segments",
+__all__ = ["ADAPTERS", "ALIASES", "SplitSource", "check_corpus", "check_disjoint", "read_domains", "read_regions", "read_segments",
            "read_table", "resolve_split", "describe", "uri_problem"]
