@@ -424,6 +424,11 @@ def test_segment_runs_a_black_box_beside_its_proxy(pipeline, tmp_path):
     bb2 = data2["teacher"]["segments"]
     assert [(s["start"], s["end"]) for s in bb2] == [(s["start"], s["end"]) for s in bb]
     assert [s["relevant"] for s in bb2] != [s["relevant"] for s in bb]
+    # a model folder naming a relevance proxyseg does not know is refused, naming its settings file
+    settings_json = occluded / "settings.json"
+    settings_json.write_text(settings_json.read_text().replace('"relevance": "occlusion"', '"relevance": "exact"'))
+    with pytest.raises(InputError, match=r"settings\.json.*relevance 'exact'"):
+        segment_files(occluded, [pipeline["audio"] / "long.wav"], tmp_path / "out_bad", device="cpu")
     # without --no-teacher, stored probabilities lacking the black box's are computed again
     plain = tmp_path / "plain"
     segment_files(model, [pipeline["audio"] / "long.wav"], plain, device="cpu", report=False, teacher=False)

@@ -37,7 +37,8 @@ from proxyseg.core.frames import CLASSES, HOP, SAMPLE_RATE, WIN
 from proxyseg.core.rttm import Segment
 from proxyseg.dictionary.spectrogram import stft_frequencies
 from proxyseg.segmenter.stream import AudioReader
-from proxyseg.settings import Explain
+from proxyseg.core.errors import InputError
+from proxyseg.settings import RELEVANCES, Explain
 
 log = logging.getLogger("proxyseg.report")
 
@@ -127,6 +128,9 @@ class _Explainer:
         self.freqs = stft_frequencies(self.n_fft)
         self.audio_frames = max(1, int(round(explain_seconds * SAMPLE_RATE / HOP)))
         self.relevance, self.proxy = str(segmenter.settings.get("relevance", "linear")), None
+        if self.relevance not in RELEVANCES:
+            raise InputError(Path(segmenter.model_dir) / "settings.json",
+                             f"relevance {self.relevance!r}: expected one of {list(RELEVANCES)}; re-export the model")
         if self.relevance == "occlusion":
             if segmenter.settings["input"] == "spectrogram":
                 from proxyseg.explain.faithfulness import _Proxy
