@@ -9,7 +9,7 @@ import re
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$"
 NAME_RULE = ("a name is 1 to 64 letters, digits and _ . + -, starting with a letter or digit "
-             "(it becomes a folder name)")
+             "- it becomes a folder name")
 _NAME = re.compile(NAME_PATTERN)
 
 
