@@ -71,6 +71,20 @@ def test_corpus_checks_name_the_key():
         plan.check_corpora(CORPORA, ["a"], ["heldotu"])  # a typo would measure nothing, in silence
 
 
+@pytest.mark.parametrize("kwargs, fragment", [
+    ({"agreement_splits": ["heldotu"]}, "scoring.agreement_splits: no corpus has a split 'heldotu'"),
+    ({"scored_split": "tset"}, "scoring.split: no corpus has a split 'tset'"),
+    ({"explain_splits": ["test", "dve"]}, "explain.splits: no corpus has a split 'dve'"),
+])
+def test_a_misspelt_split_is_refused_before_training_with_the_valid_names(kwargs, fragment):
+    """Found only after training before: scoring.split, agreement and explained splits the corpora lack."""
+    with pytest.raises(InputError) as error:
+        plan.check_corpora(CORPORA, ["a"], **kwargs)
+    assert fragment in str(error.value)
+    assert "(the corpora's splits: dev, test, train)" in str(error.value)
+    plan.check_corpora(CORPORA, ["a"], ["dev"], "test", ["test", "dev"])
+
+
 def test_paths_of_generated_corpora_and_the_demo_pretraining():
     assert plan.with_results({"root": "{results}/corpora/x", "n": 1}, "out") == {"root": "out/corpora/x", "n": 1}
     assert plan.generated_folder("out/corpora/demo_radio/audio/f.flac", "out", ["demo_radio"]) == "out/corpora/demo_radio"

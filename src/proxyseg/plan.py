@@ -113,14 +113,19 @@ def generated_folder(path, results: str, names) -> str | None:
     return None
 
 
-def check_corpora(corpora: dict, training_corpora: list[str], agreement_splits: list[str] = ()) -> None:
-    """Label maps with string keys; training corpora that exist and have train and dev splits; agreement
-    splits that some corpus has (a typo would otherwise measure nothing, in silence)."""
+def check_corpora(corpora: dict, training_corpora: list[str], agreement_splits: list[str] = (),
+                  scored_split: str | None = None, explain_splits: list[str] = ()) -> None:
+    """Label maps with string keys; training corpora that exist and have train and dev splits; a scored
+    split, agreement splits and explained splits that some corpus has (a typo would otherwise be found
+    after training, or measure nothing, in silence)."""
     have = sorted({s for c in corpora.values() for s in c["splits"]})
-    for split in agreement_splits:
+    named = [("scoring.split", s) for s in [scored_split] if s is not None]
+    named += [("scoring.agreement_splits", s) for s in agreement_splits]
+    named += [("explain.splits", s) for s in explain_splits]
+    for key, split in named:
         if split not in have:
-            raise InputError(None, f"config scoring.agreement_splits: no corpus has a split {split!r} "
-                                   f"(the corpora's splits: {have})")
+            raise InputError(None, f"config {key}: no corpus has a split {split!r} (the corpora's splits: "
+                                   f"{', '.join(have)})")
     for name, corpus in corpora.items():
         for key in corpus.get("label_map", {}):
             if not isinstance(key, str):

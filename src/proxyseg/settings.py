@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Literal, get_args
 
 from proxyseg.core.frames import CLASSES, FRAME_RATE
+from proxyseg.core.names import NAME_RULE, is_name
 from proxyseg.core.settings import Settings, setting
 
 __all__ = ["AGGREGATES", "REFILLS", "DICTIONARY_MODES", "INPUTS", "KD_DIRECTIONS", "LR_SCHEDULES",
@@ -39,6 +40,14 @@ AGGREGATES, LR_SCHEDULES, INPUTS, DICTIONARY_MODES, KD_DIRECTIONS, MASK_DOMAINS,
     MATERIALS, RELEVANCES, BIN_ORDERS = (get_args(t) for t in (Aggregate, LrSchedule, Input, DictionaryMode,
                                                                KdDirection, MaskDomain, Refill, TeacherKind,
                                                                Material, Relevance, BinOrder))
+
+
+def _check_names(settings: Settings, **names: list) -> None:
+    """Split names are folder names: the schema's pattern (proxyseg.core.names), for a direct CLI call too."""
+    for key, values in names.items():
+        bad = [v for v in values if not is_name(v)]
+        if bad:
+            raise settings.invalid(f"{key}: {bad[0]!r} is not allowed: {NAME_RULE}")
 
 
 @dataclass(frozen=True)
@@ -84,7 +93,7 @@ class Features(Settings):
     half: bool | Literal["auto"] = setting("auto")
     normalize: bool | Literal["auto"] = setting("auto")
     shards: int = setting(1, ge=1)
-    demo_seed: int = setting(0)
+    demo_seed: int = setting(0, ge=0, le=2**32 - 1)
     demo_wavlm: dict = setting({})
     demo_pretrain: DemoPretrain = setting(DemoPretrain())
 
@@ -100,7 +109,7 @@ class Features(Settings):
 class Training(Settings):
     """What the teacher and the proxies train alike (:class:`proxyseg.training.Loop`), and their TCN."""
 
-    crop_seconds: float = setting(4.0, gt=0)        # training crop; also the sliding window at inference
+    crop_seconds: float = setting(4.0, ge=0.02)     # training crop (at least one 20 ms frame); also the sliding window
     batch_size: int = setting(32, ge=1)
     lr: float = setting(1e-3, gt=0)
     lr_schedule: LrSchedule = setting("constant")  # cosine: to 0 over max_epochs x steps_per_epoch steps
@@ -137,7 +146,7 @@ class Spectrogram(Settings):
     """log(1 + |STFT|^2) on WavLM's frame grid (METHOD §4)."""
 
     SECTION: ClassVar[str] = "spectrogram"
-    n_fft: int = setting(512, ge=16)
+    n_fft: int = setting(512, ge=16, le=65536)  # 65536 samples: 4 s at 16 kHz
     win_length: int = setting(400, ge=16)
     # None: the raw level (the paper's); a number: every file brought to that level (dBFS of its loud 20 ms
     # blocks, dictionary.spectrogram.level_gain) before the proxy's spectrogram
@@ -153,7 +162,7 @@ class NMF(Settings):
     """Sparse NMF dictionary pre-training (METHOD §4)."""
 
     SECTION: ClassVar[str] = "nmf"
-    components: int = setting(128, ge=1)
+    components: int = setting(128, ge=1, le=4096)  # K; above 4096 the F x K x T activations no longer fit
     beta: Literal[2.0, 1.0, 0.0] = setting(2.0)     # beta-divergence: 2 Euclidean, 1 KL, 0 Itakura-Saito
     mu: float = setting(1.0, ge=0)
     iterations: int = setting(200, ge=1)
@@ -195,7 +204,7 @@ class Proxy(Training):
     calibrate: list[str] = setting([])
     # this proxy's own training seed (None: the config's `seed`): a second seed of a variant is a second
     # entry of `proxies`, so that both are trained, scored and explained side by side
-    seed: int | None = setting(None, ge=0)
+    seed: int | None = setting(None, ge=0, le=2**32 - 1)  # numpy seeds are 0 .. 2**32 - 1
 
     PSI: ClassVar[tuple] = Training.TCN
 
@@ -230,6 +239,9 @@ class Scoring(Settings):
     # Agreement with the teacher needs no labels: held-back audio of every kind a proxy will meet
     agreement_splits: list[str] = setting([])
 
+    def check(self):
+        _check_names(self, split=[self.split], agreement_splits=self.agreement_splits)
+
 
 @dataclass(frozen=True)
 class Explain(Settings):
@@ -239,13 +251,16 @@ class Explain(Settings):
     SECTION: ClassVar[str] = "explain"
     splits: list[str] = setting(["test"])
     tau: float = setting(0.5)
-    segment_seconds: float = setting(2.0, gt=0)
+    segment_seconds: float = setting(2.0, ge=0.02)  # at least one frame
     local_per_class: int = setting(2, ge=0)
     prototype_segments: int = setting(100, ge=1)
-    prototype_seconds: float = setting(1.0, gt=0)
+    prototype_seconds: float = setting(1.0, ge=0.02)
     threshold: float = setting(0.5, ge=0, le=1)
     mask_domain: MaskDomain = setting("linear")
     relevance: Relevance = setting("linear")       # linear: z_k Theta[c,k] (the paper); occlusion: through the proxy
+
+    def check(self):
+        _check_names(self, splits=self.splits)
 
 
 @dataclass(frozen=True)
@@ -289,7 +304,7 @@ class Saliency(Settings):
 
     SECTION: ClassVar[str] = "saliency"
     segments: int = setting(10, ge=1)
-    segment_seconds: float = setting(2.0, gt=0)
+    segment_seconds: float = setting(2.0, ge=0.02)
     bands: int = setting(16, ge=2)
 
 
@@ -308,7 +323,7 @@ class Mix(Settings):
     ``[low, high]`` pairs are drawn uniformly."""
 
     SECTION: ClassVar[str] = "mixes.<name>"
-    seed: int = setting(0, ge=0)
+    seed: int = setting(0, ge=0, le=2**32 - 1)
     files: dict[str, int] = setting({"train": 20, "dev": 4, "test": 4}, ge=1)
     duration: tuple[float, float] = setting([20.0, 40.0], gt=0)      # seconds per file
     speech_probability: float = setting(0.8, ge=0, le=1)             # a file has speech

@@ -43,7 +43,7 @@ def test_misspelt_nested_key_is_named_with_the_nearest_valid_key():
 def test_misspelt_top_level_key():
     message = problem(lambda c: c.update(teachr={"batch_size": 8}))
     assert "teachr: unknown key 'teachr'; did you mean 'teacher'?" in message
-    assert "valid keys here: results, seed, demo, corpora, mixes, debian_packages, training_corpora," in flat(message)
+    assert "valid keys here: results, results_anywhere, seed, demo, corpora, mixes, debian_packages, training_corpora," in flat(message)
     assert len(message.splitlines()) < 15
 
 
@@ -146,3 +146,159 @@ def test_dry_run_with_a_misspelt_key_prints_a_short_message(tmp_path):
     assert "proxies.spec_fixedW.gama: unknown key 'gama'; did you mean 'gamma'?" in said
     assert not any(text in said for text in SCHEMA_TEXT), said
     assert len(said.splitlines()) < 15, said
+
+
+def _set(path, value):
+    """An edit of the demo config that sets the key at ``path`` (a tuple of keys) to ``value``."""
+    def edit(config):
+        node = config
+        for key in path[:-1]:
+            node = node.setdefault(key, {})
+        node[path[-1]] = value
+    return edit
+
+
+def _rename(section, old, new, *inner):
+    """An edit that renames entry ``old`` of ``config[section]...`` (inner keys first) to ``new``."""
+    def edit(config):
+        node = config[section]
+        for key in inner:
+            node = node[key]
+        node[new] = node.pop(old)
+    return edit
+
+
+NAME_RULE_TEXT = "a name is 1 to 64 letters, digits and _ . + -, starting with a letter or digit"
+
+# (config change, expected message fragment): names become folders (export/<proxy>/, corpora/<name>/)
+BAD_NAMES = [
+    (_rename("proxies", "spec_fixedW", ".."), "proxies['..']: the name '..' is not allowed here"),
+    (_rename("proxies", "spec_fixedW", "a/b"), "proxies['a/b']: the name 'a/b' is not allowed here"),
+    (_rename("proxies", "spec_fixedW", ".hidden"), "proxies['.hidden']: the name '.hidden' is not allowed"),
+    (_rename("proxies", "spec_fixedW", "-x"), "proxies['-x']: the name '-x' is not allowed here"),
+    (_rename("corpora", "demo_radio", "demo radio"), "corpora['demo radio']: the name 'demo radio' is not"),
+    (_rename("corpora", "demo_meeting", "x" * 65), "the name 'xxxxxxx"),
+    (_rename("corpora", "test", "../test", "demo_radio", "splits"), "corpora.demo_radio.splits['../test']: the name"),
+    (_set(("mixes",), {"my mix": {"sources": "s"}}), "mixes['my mix']: the name 'my mix' is not allowed here"),
+    (_set(("mixes",), {"m": {"sources": "s", "files": {"tr ain": 2}}}), "mixes.m.files['tr ain']: the name"),
+    (_set(("demo", "radio", "files"), {"../train": 2}), "demo.radio.files['../train']: the name"),
+    (_set(("training_corpora",), ["demo_radio", "../x"]), "training_corpora[1]: '../x' is not allowed here"),
+    (_set(("nmf", "corpora"), ["a b"]), "nmf.corpora[0]: 'a b' is not allowed here"),
+    (_set(("scoring", "split"), "te st"), "scoring.split: 'te st' is not allowed here"),
+    (_set(("scoring", "agreement_splits"), ["/abs"]), "scoring.agreement_splits[0]: '/abs' is not allowed"),
+    (_set(("explain", "splits"), [".."]), "explain.splits[0]: '..' is not allowed here"),
+    (_set(("export", "proxies"), ["../x"]), "export.proxies[0]: '../x' is not allowed here"),
+]
+
+
+@pytest.mark.parametrize("edit, fragment", BAD_NAMES)
+def test_names_that_are_not_plain_folder_names_are_refused(edit, fragment):
+    message = flat(problem(edit))
+    assert fragment in message, message
+    assert NAME_RULE_TEXT in message
+
+
+def test_mix_names_keep_their_own_rule():
+    assert "mixes.demo_x: the name 'demo_x' is not allowed here (it must not match '^demo_')" in \
+        flat(problem(_set(("mixes",), {"demo_x": {"sources": "s"}})))
+
+
+def test_every_name_in_the_schema_uses_the_one_pattern():
+    from proxyseg.core.names import NAME_PATTERN, is_name
+
+    schema = yaml.safe_load(SCHEMA.read_text())
+    assert schema["$defs"]["name"]["pattern"] == NAME_PATTERN
+    patterns, refs = [], 0
+
+    def walk(node):
+        nonlocal refs
+        if isinstance(node, dict):
+            if "pattern" in node and node is not schema["$defs"]["name"]:
+                patterns.append(node["pattern"])
+            names = node.get("propertyNames")
+            if names is not None:
+                assert names.get("$ref") == "#/$defs/name", names
+            refs += node.get("$ref") == "#/$defs/name"
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(schema)
+    # the only other patterns: audio's {uri} template, debian package names, the mixes' demo_ prefix
+    assert sorted(patterns) == sorted(["\\{uri\\}", "^[a-z0-9][a-z0-9+.-]+$", "^demo_"])
+    assert refs == 13  # corpora and their splits, mixes and their files, demo files, proxies, 7 lists and scoring.split
+    assert all(map(is_name, ["demo_radio", "spec_fixedW", "train", "a.b+c-d", "x" * 64]))
+    assert not any(map(is_name, ["..", ".", "", "a/b", "a b", ".x", "-x", "x" * 65, "a\nb"]))
+
+
+@pytest.mark.parametrize("results, fragment", [
+    ("", "results: is empty"),
+    ("/", "results: '/' is the file-system root"),
+    ("//", "is the file-system root"),
+    (".", "results: '.' is the working directory, not a folder below or beside"),
+    ("./", "is the working directory"),
+    ("..", "not a folder below or beside the working directory"),
+    ("../..", "not a folder below or beside the working directory"),
+    ("../../elsewhere", "not a folder below or beside the working directory"),
+    ("results/../../..", "not a folder below or beside the working directory"),
+    ("/etc", "'/etc' is /etc, not a folder below or beside"),
+])
+def test_results_must_be_a_folder_below_or_beside_the_working_directory(tmp_path, monkeypatch, results, fragment):
+    work = tmp_path / "a" / "work"
+    work.mkdir(parents=True)
+    monkeypatch.chdir(work)
+    message = flat(problem(_set(("results",), results)))
+    assert fragment in message, message
+    assert "results_anywhere: true" in message or "root" in message or "empty" in message
+
+
+def test_results_below_beside_or_anywhere_when_asked(tmp_path, monkeypatch):
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    for results in ["results", "results/run2", "../results-run2", str(work / "out"), str(tmp_path / "sibling")]:
+        config = copy.deepcopy(DEMO)
+        config["results"] = results
+        check_config(config, SCHEMA)
+    config = {**copy.deepcopy(DEMO), "results": "/scratch/me/results", "results_anywhere": True}
+    check_config(config, SCHEMA)
+    with pytest.raises(ConfigError, match="file-system root"):
+        check_config({**config, "results": "/"}, SCHEMA)
+
+
+def test_a_key_set_twice_in_a_config_file_is_refused(tmp_path):
+    """YAML keeps the last of two ``teacher:`` sections in silence: max_epochs 2 became 100."""
+    path = tmp_path / "config.yaml"
+    path.write_text("results: results\ncorpora: {a: {adapter: folder, root: r, splits: {train: {}}}}\n"
+                    "teacher:\n  max_epochs: 2\nseed: 1\nteacher:\n  max_epochs: 100\n"
+                    "proxies:\n  p:\n    alpha: 1\n    alpha: 2\n")
+    config = yaml.safe_load(path.read_text())
+    with pytest.raises(ConfigError) as error:
+        check_config(config, SCHEMA, configfiles=[path])
+    message = str(error.value)
+    assert f"{path}:6: key `teacher` appears twice (first at line 3)" in message
+    assert message.startswith("invalid config (1 problem)")
+    path.write_text(path.read_text().replace("seed: 1\nteacher:\n  max_epochs: 100\n", ""))
+    with pytest.raises(ConfigError, match=r"config.yaml:8: key `alpha` appears twice \(first at line 7\)"):
+        check_config(yaml.safe_load(path.read_text()), SCHEMA, configfiles=[path])
+
+
+@pytest.mark.parametrize("edit, fragment", [
+    (_set(("seed",), 2 ** 32), "seed: 4294967296 is greater than the maximum of 4294967295"),
+    (_set(("seed",), -1), "seed: -1 is less than the minimum of 0"),
+    (_set(("demo", "seed"), 2 ** 40), "demo.seed: 1099511627776 is greater than the maximum"),
+    (_set(("features", "demo_seed"), -5), "features.demo_seed: -5 is less than the minimum of 0"),
+    (lambda c: c["proxies"]["spec_fixedW"].update(seed=2 ** 33), "proxies.spec_fixedW.seed: 8589934592 is greater"),
+    (_set(("teacher", "crop_seconds"), 0.01), "teacher.crop_seconds: 0.01 is less than the minimum of 0.02"),
+    (_set(("proxy_defaults", "crop_seconds"), 0.001), "proxy_defaults.crop_seconds: 0.001 is less than the minimum"),
+    (_set(("nmf", "components"), 10 ** 12), "nmf.components: 1000000000000 is greater than the maximum of 4096"),
+    (lambda c: c["proxies"]["spec_fixedW"].update(nmf={"components": 5000}), "proxies.spec_fixedW.nmf.components: 5000"),
+    (_set(("spectrogram", "n_fft"), 10 ** 9), "spectrogram.n_fft: 1000000000 is greater than the maximum of 65536"),
+    (_set(("explain", "segment_seconds"), 0.001), "explain.segment_seconds: 0.001 is less than the minimum of 0.02"),
+    (_set(("explain", "prototype_seconds"), 0.01), "explain.prototype_seconds: 0.01 is less than the minimum"),
+    (_set(("saliency", "segment_seconds"), 0.01), "saliency.segment_seconds: 0.01 is less than the minimum"),
+])
+def test_values_that_would_fail_late_are_refused_with_their_range(edit, fragment):
+    assert fragment in flat(problem(edit))

@@ -50,7 +50,9 @@ INFERENCE = config["inference"]
 MIXES = config.get("mixes") or {}
 DEBIAN = config["debian_packages"]
 try:
-    plan.check_corpora(CORPORA, TRAINING_CORPORA, SCORING["agreement_splits"])
+    plan.check_corpora(
+        CORPORA, TRAINING_CORPORA, SCORING["agreement_splits"], SCORING["split"], config["explain"]["splits"]
+    )
     # the teacher: the workflow's WavLM + TCN, or a pre-trained black box (proxyseg.teacher.blackbox)
     TEACHER = plan.teacher(config)
 except InputError as _error:

@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from proxyseg.core.names import NAME_PATTERN, NAME_RULE
 from proxyseg.settings import MOVED
 
 __all__ = ["ConfigError", "check_config", "config_problems", "load_schema"]
@@ -188,8 +189,11 @@ def _problems(error, root_schema: Mapping) -> list[tuple[list, str]]:
             return [(path, f"{_value(error.instance)} is not valid here; expected {' or '.join(words)}")]
         return _problems(best_match(error.context), root_schema)
     if "propertyNames" in error.schema_path:  # the instance is the offending key itself
-        return [([*path, error.instance], f"the name {_value(error.instance)} is not allowed here "
-                                          f"({_describe_not(error)})")]
+        rule = NAME_RULE if error.validator == "pattern" and error.validator_value == NAME_PATTERN \
+            else _describe_not(error)
+        return [([*path, error.instance], f"the name {_value(error.instance)} is not allowed here ({rule})")]
+    if kind == "pattern" and error.validator_value == NAME_PATTERN:
+        return [(path, f"{_value(error.instance)} is not allowed here ({NAME_RULE})")]
     return [(path, _compact(error.message, error.instance))]
 
 
@@ -246,18 +250,83 @@ def _position(config: Any, path: Sequence) -> list[int]:
     return out
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe loader that refuses a key twice in one mapping (PyYAML keeps the last one in silence: a
+    second ``teacher:`` section replaced the first)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.setdefault(key, key_node.start_mark.line + 1)
+            except TypeError:  # an unhashable key: the schema reports it
+                continue
+            if first != key_node.start_mark.line + 1:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key `{key}` appears twice (first at line {first})", key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
+def duplicate_keys(configfiles: Sequence[str | os.PathLike]) -> list[str]:
+    """``file:line: key `teacher` appears twice (first at line N)``, one per file that has such a key."""
+    out = []
+    for file in configfiles:
+        try:
+            text = Path(file).read_text()
+        except OSError:
+            continue  # Snakemake reports a missing file itself
+        try:
+            yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a safe loader
+        except yaml.constructor.ConstructorError as err:
+            if err.problem and "appears twice" in err.problem:
+                out.append(f"{file}:{err.problem_mark.line + 1}: {err.problem}")
+        except yaml.YAMLError:
+            continue  # Snakemake reports a syntax error itself
+    return out
+
+
+def results_problem(results: Any, anywhere: bool = False, cwd: str | os.PathLike | None = None) -> str | None:
+    """Why ``results`` may not receive the workflow's outputs, or None: it must be a folder below or beside
+    the working directory (not '', '.', '/', the working directory's parent, nor a path outside that
+    parent), since jobs replace folders under it; ``results_anywhere: true`` lifts the rule."""
+    if not isinstance(results, str):
+        return None  # the schema reports the type
+    if not results.strip():
+        return "is empty; name a folder, e.g. results"
+    cwd = os.path.abspath(cwd or os.getcwd())
+    path = os.path.normpath(os.path.join(cwd, results))
+    if path == os.path.dirname(path):
+        return f"{results!r} is the file-system root; name a folder, e.g. results"
+    if anywhere:
+        return None
+    parent = os.path.dirname(cwd)
+    if path == cwd or not path.startswith(parent.rstrip(os.sep) + os.sep):
+        return (f"{results!r} is {'the working directory' if path == cwd else path}, not a folder below or "
+                "beside the working directory: outputs and the folders the jobs replace would be written there. "
+                "Use e.g. results or ../results-run2, or set results_anywhere: true if you mean it")
+    return None
+
+
 def check_config(config: Mapping, schema: Mapping | str | os.PathLike,
                  configfiles: Sequence[str | os.PathLike] = (), overrides: Mapping | None = None,
-                 limit: int = MAX_PROBLEMS) -> None:
-    """Raise :class:`ConfigError` naming each problem of ``config`` (at most ``limit``) if it breaks the schema.
+                 limit: int = MAX_PROBLEMS, cwd: str | os.PathLike | None = None) -> None:
+    """Raise :class:`ConfigError` naming each problem of ``config`` (at most ``limit``) if it breaks the schema,
+    if a config file sets a key twice (:func:`duplicate_keys`) or if ``results`` is no place for outputs
+    (:func:`results_problem`, relative to ``cwd``, default the working directory).
 
-    ``configfiles`` (in the order Snakemake merged them) and ``overrides`` (``--config``) only serve to say
+    ``configfiles`` (in the order Snakemake merged them) and ``overrides`` (``--config``) also serve to say
     which one set a wrong value. ``config`` is not modified (defaults are not filled in).
     """
     if not isinstance(schema, Mapping):
         schema = load_schema(schema)
     problems = config_problems(config, schema)
-    if not problems:
+    if isinstance(config, Mapping) and "results" in config:
+        why = results_problem(config["results"], config.get("results_anywhere") is True, cwd)
+        if why:
+            problems.insert(0, (["results"], why))
+    duplicates = duplicate_keys(configfiles)
+    if not problems and not duplicates:
         return
     sources: list[tuple[str, Any]] = []
     for file in configfiles:
@@ -267,11 +336,11 @@ def check_config(config: Mapping, schema: Mapping | str | os.PathLike,
             continue
     if overrides:
         sources.append(("--config", overrides))
-    lines = []
+    lines = list(duplicates)
     for path, reason in problems[:limit]:
         where = _source(path, sources) if len(sources) > 1 else None
         line = f"{key_path(path)}: {reason}" + (f" (set in {where})" if where else "")
         lines.append(textwrap.fill(line, width=110, subsequent_indent="      ", break_on_hyphens=False,
                                    break_long_words=False))
     named = [str(f) for f in configfiles] + (["--config"] if overrides else [])
-    raise ConfigError(lines, total=len(problems), sources=named)
+    raise ConfigError(lines, total=len(problems) + len(duplicates), sources=named)

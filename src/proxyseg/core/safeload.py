@@ -39,7 +39,10 @@ def load_checkpoint(path: str | os.PathLike, what: str = "checkpoint") -> dict:
                                f"loading it could run code ({first}). Re-create it with proxyseg, or load "
                                "it only if you trust where it came from") from err
     except (RuntimeError, EOFError, OSError, ValueError) as err:
-        raise InputError(path, f"cannot read this {what} (damaged or not a PyTorch file: {err})") from err
+        first = str(err).strip().split(". ")[0] or type(err).__name__  # torch's own text goes on for lines
+        raise InputError(path, f"cannot read this {what}: it is damaged (e.g. cut short by an interrupted copy) or "
+                               f"not a PyTorch file ({first}). Copy it again, or re-create it (a model folder: "
+                               "export it again)") from err
     if not isinstance(ckpt, dict):
         raise InputError(path, f"not a proxyseg {what} (a {type(ckpt).__name__}, not a dictionary)")
     return ckpt

@@ -87,7 +87,7 @@ def load_proxy(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
     ckpt = load_checkpoint(path, "proxy checkpoint")
     try:
         model = Proxy.from_checkpoint(ckpt)
-    except (KeyError, TypeError, RuntimeError) as err:
+    except (KeyError, TypeError, RuntimeError, ValueError, AttributeError) as err:
         raise InputError(path, f"not a proxyseg proxy checkpoint, or another proxy's ({type(err).__name__}: "
                                f"{err}); export the model folder again") from err
     model = model.to(device).eval()

@@ -128,8 +128,94 @@ def export_model(proxy_pt, teacher_pt, dictionary_npz, features_h5, spectrograms
     return settings
 
 
+_NUMBER = (int, float)
+#: settings.json keys (dotted) that ``proxyseg segment`` reads without a default, and their types
+_REQUIRED = {"input": str, "classes": list, "proxy": dict, "proxy.file": str, "proxy.window_frames": int,
+             "proxy.step_frames": int, "proxy.components": int, "dictionary": str, "spectrogram": dict,
+             "spectrogram.n_fft": int, "spectrogram.win_length": int}
+_REQUIRED_WAVLM = {"teacher": dict, "teacher.file": str, "teacher.window_frames": int, "teacher.step_frames": int,
+                   "wavlm": dict, "wavlm.model": str, "wavlm.copied": bool, "wavlm.layers": list,
+                   "wavlm.chunk_seconds": _NUMBER, "wavlm.overlap_seconds": _NUMBER}
+_OPTIONAL = {"threshold": _NUMBER, "tau": _NUMBER, "aggregate": str, "relevance": str, "blackbox": dict}
+_TYPE_WORDS = {str: "a string", list: "a list", dict: "a mapping", int: "an integer", bool: "true or false",
+               _NUMBER: "a number"}
+
+
+def _get(s: dict, dotted: str):
+    node = s
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return _MISSING
+        node = node[part]
+    return node
+
+
+_MISSING = object()
+
+
+def _check_schema(s: dict, path: Path) -> None:
+    """Required keys with their types, a known input, positive sizes and plain file names (a folder from
+    someone else: ``proxy.file: ../../x`` must not read outside it); an :class:`InputError` naming the key."""
+    def bad(key, why):
+        return InputError(path, f"key `{key}` {why}; the model folder is damaged or from another version: "
+                                "export it again (`proxyseg export`, or the workflow's results/export/<proxy>/)")
+
+    required = {**_REQUIRED, **(_REQUIRED_WAVLM if s.get("input") == "wavlm" else {})}
+    for key, kind in {**required, **_OPTIONAL}.items():
+        value = _get(s, key)
+        if value is _MISSING:
+            if key in required:
+                raise bad(key, "is missing")
+            continue
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise bad(key, f"is {value!r}, not {_TYPE_WORDS[kind]}")
+    if s["input"] not in ("wavlm", "spectrogram"):
+        raise bad("input", f"is {s['input']!r}, not wavlm or spectrogram")
+    for key in ("proxy.window_frames", "proxy.step_frames", "proxy.components", "spectrogram.n_fft",
+                *(["teacher.window_frames", "teacher.step_frames"] if s["input"] == "wavlm" else [])):
+        if _get(s, key) < 1:
+            raise bad(key, f"is {_get(s, key)}, not a positive size")
+    files = ["proxy.file", "dictionary", *(["teacher.file"] if s["input"] == "wavlm" else []),
+             *(["wavlm.model"] if s["input"] == "wavlm" and s["wavlm"]["copied"] else []),
+             *(["blackbox.checkpoint"] if (s.get("blackbox") or {}).get("copied") else [])]
+    for key in files:
+        name = _get(s, key)
+        if not isinstance(name, str) or Path(name).name != name or name in ("", ".", ".."):
+            raise bad(key, f"is {name!r}, not the name of a file in the model folder")
+
+
+def _check_checkpoints(s: dict, model_dir: Path) -> None:
+    """The proxy (and teacher) checkpoints are the ones settings.json was written for: another proxy's
+    checkpoint copied in would otherwise fail mid-file with a shape error, or run with the wrong windows."""
+    path = model_dir / s["proxy"]["file"]
+    hp = load_checkpoint(path, "proxy checkpoint").get("hparams")
+    if not isinstance(hp, dict):
+        raise InputError(path, "not a proxyseg proxy checkpoint (no hparams); export the model folder again")
+    bins = s["spectrogram"]["n_fft"] // 2 + 1
+    expect = {"components": (s["proxy"]["components"], "proxy.components"),
+              "n_freq": (bins, "spectrogram.n_fft // 2 + 1"),
+              "crop_frames": (s["proxy"]["window_frames"], "proxy.window_frames")}
+    if s["input"] == "spectrogram":
+        expect["in_channels"] = (bins, "spectrogram.n_fft // 2 + 1")
+    else:
+        tpath = model_dir / s["teacher"]["file"]
+        thp = load_checkpoint(tpath, "teacher checkpoint").get("hparams")
+        if not isinstance(thp, dict):
+            raise InputError(tpath, "not a proxyseg teacher checkpoint (no hparams); export the model folder again")
+        if thp.get("num_layers") != len(s["wavlm"]["layers"]):
+            raise InputError(tpath, f"fuses {thp.get('num_layers')} WavLM layers but {SETTINGS} lists "
+                                    f"{len(s['wavlm']['layers'])} (wavlm.layers): it is another model's teacher "
+                                    "checkpoint; export the model folder again")
+        expect["in_channels"] = (thp.get("dim"), f"the dimension of the teacher's features ({s['teacher']['file']})")
+    for key, (want, where) in expect.items():
+        if key in hp and hp[key] != want:
+            raise InputError(path, f"has {key} {hp[key]!r} but {SETTINGS} needs {want!r} ({where}): it is another "
+                                   "model's proxy checkpoint; export the model folder again, or copy it whole")
+
+
 def load_settings(model_dir) -> dict:
-    """``settings.json`` of a model folder, checked; paths inside are resolved against the folder."""
+    """``settings.json`` of a model folder, checked (keys and types, and that its checkpoints are the ones it
+    was written for); paths inside are resolved against the folder."""
     model_dir = Path(model_dir)
     path = model_dir / SETTINGS
     if not path.is_file():
@@ -139,12 +225,15 @@ def load_settings(model_dir) -> dict:
         s = json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise InputError(path, f"not valid JSON ({err.msg})", line=err.lineno) from None
-    if s.get("format") != FORMAT:
-        raise InputError(path, f"format {s.get('format')!r}, expected {FORMAT!r}; re-export the model")
+    if not isinstance(s, dict) or s.get("format") != FORMAT:
+        got = s.get("format") if isinstance(s, dict) else None
+        raise InputError(path, f"format {got!r}, expected {FORMAT!r}; re-export the model")
+    _check_schema(s, path)
     needed = [s["proxy"]["file"], s["dictionary"]] + ([s["teacher"]["file"]] if s["input"] == "wavlm" else [])
     missing = [n for n in needed if not (model_dir / n).is_file()]
     if missing:
         raise InputError(model_dir, f"model folder incomplete: missing {missing}")
+    _check_checkpoints(s, model_dir)
     if s["input"] == "wavlm":
         model = s["wavlm"]["model"]
         s["wavlm"]["path"] = str(model_dir / model) if s["wavlm"]["copied"] else model

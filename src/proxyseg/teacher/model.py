@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from proxyseg.core.errors import InputError
 from proxyseg.core.frames import CLASSES
 from proxyseg.core.safeload import load_checkpoint
 from proxyseg.nn.tcn import TCN, count_parameters
@@ -96,7 +97,13 @@ def load_teacher(checkpoint: str | os.PathLike | dict, device: str | torch.devic
         ckpt = checkpoint
     else:
         ckpt = load_checkpoint(checkpoint, "teacher checkpoint")
-    model = Teacher.from_hparams(ckpt["hparams"])
-    model.load_state_dict(ckpt["state_dict"])
+    try:
+        model = Teacher.from_hparams(ckpt["hparams"])
+        model.load_state_dict(ckpt["state_dict"])
+    except (KeyError, TypeError, RuntimeError, ValueError, AttributeError) as err:
+        if isinstance(checkpoint, dict):
+            raise
+        raise InputError(checkpoint, f"not a proxyseg teacher checkpoint, or a damaged one ({type(err).__name__}: "
+                                     f"{err}); train it again, or export the model folder again") from err
     model.to(resolve_device(device)).eval()
     return model, dict(ckpt["hparams"])
