@@ -116,6 +116,15 @@ def test_valid_config_is_left_unchanged():
     assert config == DEMO  # no defaults filled in: snakemake's validate does that afterwards
 
 
+def test_a_corpus_may_say_its_splits_share_files():
+    """``shared_files`` (read by ``check_corpus``) is a key the check lets through, and only a boolean."""
+    config = copy.deepcopy(DEMO)
+    config["corpora"]["demo_radio"]["shared_files"] = True
+    check_config(config, SCHEMA)
+    assert "corpora.demo_radio.shared_files: 'yes' is not of type 'boolean'" in flat(
+        problem(lambda c: c["corpora"]["demo_radio"].update(shared_files="yes")))
+
+
 @pytest.mark.parametrize("name", ["config.yaml", *sorted(p.name for p in (REPO / "config").glob("*.yaml"))])
 def test_shipped_configs_are_valid(name):
     """config.yaml and config/*.yaml (each passed alone with --configfile: it replaces the demo's config)."""
