@@ -3,6 +3,7 @@ in a batch, and an output folder inside the input folder."""
 
 import json
 import logging
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -22,14 +23,12 @@ from proxyseg.segmenter.export import export_model
 from proxyseg.segmenter.run import collect_audio, parse_thresholds, segment_files
 
 
-@pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    """A spectrogram-input model folder (random proxy): seconds to build, no WavLM."""
-    root = tmp_path_factory.mktemp("model")
+def _export(root, seed=0):
+    """A spectrogram-input model folder (random proxy drawn with ``seed``): seconds to build, no WavLM."""
     W = np.random.default_rng(0).random((257, 6)).astype(np.float32)
     W /= np.linalg.norm(W, axis=0, keepdims=True)
     np.savez(root / "dictionary.npz", W=W)
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     proxy = Proxy(257, torch.from_numpy(W), "fixed", blocks=1, repeats=1)
     hp = {**proxy.hparams, "crop_frames": 40, "input": "spectrogram", "dictionary": "fixed"}
     torch.save({"state_dict": proxy.state_dict(), "hparams": hp}, root / "proxy.pt")
@@ -39,6 +38,11 @@ def model(tmp_path_factory):
     export_model(root / "proxy.pt", root / "proxy.pt", root / "dictionary.npz", root / "spec.h5", root / "spec.h5",
                  "none", root / "model")
     return root / "model"
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    return _export(tmp_path_factory.mktemp("model"))
 
 
 def _tone(path, seconds=1.0, seed=0):
@@ -104,6 +108,101 @@ def test_stored_probabilities_of_another_file_are_not_reused(model, tmp_path):
     second = {r["uri"]: r for r in _run(model, [d], tmp_path / "out")}
     assert first[0]["duration"] == second["one_2"]["duration"] < 1.1
     assert second["one"]["duration"] > 1.9
+
+
+def _probs(out, uri="rec"):
+    with h5py.File(out / "probs" / f"{uri}.h5") as h5:
+        return h5["probs"][()]
+
+
+def _report_data(out, uri="rec"):
+    page = (out / "report" / f"{uri}.html").read_text()
+    return json.loads(page.split('id="report-data">')[1].split("</script>")[0])
+
+
+def _other_model(model, tmp_path):
+    (tmp_path / "model_b").mkdir()
+    return _export(tmp_path / "model_b", seed=1)
+
+
+def _other_aggregate(model, tmp_path):
+    copy = shutil.copytree(model, tmp_path / "model_c")
+    settings = json.loads((copy / "settings.json").read_text())
+    settings["aggregate"] = "logits_mean" if settings["aggregate"] != "logits_mean" else "prob_hamming"
+    (copy / "settings.json").write_text(json.dumps(settings))
+    return copy
+
+
+def _replaced_same_size_and_time(audio):
+    st = audio.stat()
+    _tone(audio, seed=5)  # same length, other bytes
+    os.utime(audio, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert audio.stat().st_size == st.st_size
+
+
+def _nan_probs(out):
+    with h5py.File(out / "probs" / "rec.h5", "r+") as h5:  # what a crashed run may have left
+        h5["probs"][...] = np.nan
+
+
+#: (what changes between two runs into one --out, what the log says) -> the second run recomputes
+REUSE_CASES = {
+    "another model": (lambda m, a, o, t: (_other_model(m, t), None), "another model folder"),
+    "another aggregation": (lambda m, a, o, t: (_other_aggregate(m, t), None), "another model folder"),
+    "recording replaced, same size and time": (lambda m, a, o, t: (m, _replaced_same_size_and_time(a)),
+                                               "content changed"),
+    "recording replaced, other length": (lambda m, a, o, t: (m, _tone(a, seconds=1.5, seed=5)), "file changed"),
+    "NaN probabilities": (lambda m, a, o, t: (m, _nan_probs(o)), "NaN"),
+}
+
+
+@pytest.mark.parametrize("case", REUSE_CASES)
+def test_stored_probabilities_are_reused_only_for_the_same_model_and_audio(model, tmp_path, case, caplog):
+    """A second run into one --out recomputes a file's probabilities when the model, its settings or the
+    recording changed, or when the stored ones are not numbers: they are those of a fresh run."""
+    change, why = REUSE_CASES[case]
+    audio = _tone(tmp_path / "in" / "rec.wav")
+    _run(model, [audio], tmp_path / "out")
+    first = _probs(tmp_path / "out")
+    model2, _ = change(model, audio, tmp_path / "out", tmp_path)
+    with caplog.at_level(logging.INFO, logger="proxyseg.segment"):
+        _run(model2, [audio], tmp_path / "out", report=True)
+    _run(model2, [audio], tmp_path / "fresh", report=True)
+    fresh = _probs(tmp_path / "fresh")
+    assert case == "NaN probabilities" or first.shape != fresh.shape or not np.allclose(first, fresh)
+    np.testing.assert_array_equal(_probs(tmp_path / "out"), fresh)
+    assert any("recomputed" in m and why in m for m in caplog.messages), caplog.messages
+    # the report and decisions show the probabilities of the model it names
+    assert _report_data(tmp_path / "out")["probs"] == _report_data(tmp_path / "fresh")["probs"]
+    assert read_rttm(tmp_path / "out" / "segments.rttm") == read_rttm(tmp_path / "fresh" / "segments.rttm")
+
+
+def test_unchanged_stored_probabilities_are_reused(model, tmp_path, caplog):
+    audio = _tone(tmp_path / "in" / "rec.wav")
+    _run(model, [audio], tmp_path / "out")
+    before = (tmp_path / "out" / "probs" / "rec.h5").stat().st_mtime_ns
+    with caplog.at_level(logging.INFO, logger="proxyseg.segment"):
+        _run(model, [audio], tmp_path / "out")
+    assert (tmp_path / "out" / "probs" / "rec.h5").stat().st_mtime_ns == before
+    assert any("reused" in m for m in caplog.messages)
+    with h5py.File(tmp_path / "out" / "probs" / "rec.h5") as h5:
+        assert h5.attrs["audio_size"] == audio.stat().st_size and len(h5.attrs["model_sha256"]) == 64
+
+
+@pytest.mark.parametrize("teacher_classes,nan_columns,finite", [
+    (None, [], True), (None, [3], False), (["speech"], [1, 2, 3], True), (["speech"], [0], False),
+    (["speech", "overlap"], [1, 2], True), (["speech", "overlap"], [1, 3], False)])
+def test_nan_is_allowed_only_where_the_black_box_knows_no_class(tmp_path, teacher_classes, nan_columns, finite):
+    from proxyseg.segmenter.run import _finite
+
+    with h5py.File(tmp_path / "p.h5", "w") as h5:
+        probs = np.full((5, 4), 0.5, np.float32)
+        h5["probs"] = probs.copy() if teacher_classes else np.where(np.isin(np.arange(4), nan_columns), np.nan, probs)
+        if teacher_classes:
+            probs[:, nan_columns] = np.nan
+            h5["teacher_probs"] = probs
+            h5.attrs["teacher_classes"] = json.dumps(teacher_classes)
+        assert _finite(h5) is finite
 
 
 # --------------------------------------------------------------------------------- 8: HTML and paths
@@ -210,3 +309,16 @@ def test_outputs_are_never_read_as_inputs(model, tmp_path, where):
     wav = next((out / "report").rglob("*.wav"))
     with pytest.raises(InputError, match="output folder"):
         _run(model, [wav], out)
+
+
+def test_nan_samples_fail_their_file_and_store_nothing(model, tmp_path):
+    """Probabilities that are not numbers are never stored (nor reused): the file is reported as failed."""
+    d = tmp_path / "in"
+    _tone(d / "good.wav")
+    x = np.full(16000, 0.1, np.float32)
+    x[4000:5000] = np.nan
+    sf.write(str(d / "nan.wav"), x, 16000, subtype="FLOAT")
+    with pytest.raises(InputError, match="1 of 2 file") as err:
+        _run(model, [d], tmp_path / "out")
+    assert str(d / "nan.wav") in str(err.value)
+    assert {p.name for p in (tmp_path / "out" / "probs").iterdir()} == {"good.h5"}

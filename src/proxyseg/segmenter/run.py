@@ -18,14 +18,21 @@ it writes, under the output folder:
 
 Memory is bounded by the chunk and window sizes, not by the file's length: audio is read piece by piece,
 WavLM runs chunk by chunk, intermediate features go to a temporary HDF5 file on disk, and sliding windows
-emit finished frames as they go (:mod:`.stream`). A file whose ``probs/<uri>.h5`` already exists (computed
-from that same file) is not recomputed (``overwrite=False``), so an interrupted batch run resumes; its RTTM and report are rebuilt
-with the current thresholds. A bad file (unreadable, empty, too short) is skipped and the others are
-segmented; the run then fails with the list. Audio under the output folders is never read as input.
+emit finished frames as they go (:mod:`.stream`).
+
+A file's stored ``probs/<uri>.h5`` is reused (``overwrite=False``), so an interrupted batch run resumes, only
+when its attributes say it was computed by the same model folder (``model_sha256``: the folder's files), with
+the same settings (``probability_settings``: aggregation, windows, level) from the same file (``audio``,
+``audio_size``, ``audio_mtime_ns``, ``audio_sha256``), and its probabilities are finite (NaN only in the black
+box's columns of classes it does not know); otherwise it is recomputed, with a log line saying why. Reused or
+not, its RTTM and report are rebuilt with the current thresholds. Probabilities that are not finite are never
+stored: that file fails. A bad file (unreadable, empty, too short) is skipped and the others are segmented;
+the run then fails with the list. Audio under the output folders is never read as input.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -159,6 +166,47 @@ def parse_thresholds(values: Iterable[str] | None, default: float = 0.5) -> dict
     return out
 
 
+def _sha256(path: Path) -> str:
+    """sha256 of a file's bytes, read in blocks (memory stays small for hours of audio)."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def model_fingerprint(model_dir: Path, settings: dict) -> str:
+    """sha256 over the names and bytes of every file of the model folder, and of a WavLM folder or black-box
+    checkpoint it names outside itself: stored probabilities are reused only for the very same model."""
+    roots = [Path(model_dir)]
+    for ref in ((settings.get("wavlm") or {}).get("path"), (settings.get("blackbox") or {}).get("path")):
+        if ref and Path(ref).exists() and not Path(ref).resolve().is_relative_to(roots[0].resolve()):
+            roots.append(Path(ref))
+    h = hashlib.sha256()
+    for root in roots:
+        files = sorted(q for q in root.rglob("*") if q.is_file()) if root.is_dir() else [root]
+        for q in files:
+            name = q.relative_to(root) if root.is_dir() else q.name
+            h.update(f"{name}\0{_sha256(q)}\n".encode("utf-8", "surrogateescape"))
+    return h.hexdigest()
+
+
+def audio_identity(audio: Path) -> dict:
+    """The audio's path, size, modification time and content hash: a recording replaced at the same path is
+    another file. Taken before the audio is read, so a file changed meanwhile is recomputed next run."""
+    st = os.stat(audio)
+    return {"audio": str(Path(audio).resolve()), "audio_size": st.st_size, "audio_mtime_ns": st.st_mtime_ns,
+            "audio_sha256": _sha256(audio)}
+
+
+def _finite(h5: h5py.File) -> bool:
+    """Whether stored probabilities are numbers: NaN only in the black box's columns of classes it does not
+    know (a crashed or broken run leaves NaN elsewhere)."""
+    if not np.isfinite(h5["probs"][()]).all():
+        return False
+    if "teacher_probs" in h5:
+        known = [CLASSES.index(c) for c in json.loads(h5.attrs.get("teacher_classes", "[]")) if c in CLASSES]
+        return bool(np.isfinite(h5["teacher_probs"][()][:, known]).all())
+    return True
+
+
 class _Preview:
     """Mean-pooled spectrogram columns accumulated from pieces given in order."""
 
@@ -196,6 +244,13 @@ class Segmenter:
         # folders exported before spectrogram.level_db existed have no key: the raw level, as they were trained
         self.level_db = s["spectrogram"].get("level_db")
         self.classes = model_classes(s)
+        # what stored probabilities must have been computed with to be reused (:func:`_stale`)
+        self.fingerprint = model_fingerprint(self.model_dir, s)
+        self.probability_settings = json.dumps(
+            {"aggregate": self.aggregate, "input": s["input"], "level_db": self.level_db,
+             "proxy": [s["proxy"]["window_frames"], s["proxy"]["step_frames"]],
+             "teacher": [s["teacher"]["window_frames"], s["teacher"]["step_frames"]] if s["input"] == "wavlm"
+             else None}, sort_keys=True)
         self.teacher = self.wavlm = self.blackbox = None
         if s.get("blackbox") and teacher:  # the explained black box, run beside its proxy
             from proxyseg.teacher.blackbox import load_blackbox
@@ -317,6 +372,7 @@ class Segmenter:
         uri = uri or safe_uri(Path(audio).stem)
         if T == 0:
             raise InputError(audio, f"shorter than one frame ({WIN} samples at 16 kHz): nothing to segment")
+        identity = audio_identity(Path(audio))
         tmp_path = inside(tmp_dir, f"{uri}.features.h5")
         tmp_path.parent.mkdir(parents=True, exist_ok=True)
         stages = (3 if self.wavlm is not None else 2) + (self.blackbox is not None)
@@ -336,7 +392,12 @@ class Segmenter:
                     if self.blackbox is not None:
                         self._blackbox(reader, out, T, bar)
                     out.create_dataset("X_preview", data=preview.result())
-                    out.attrs.update(uri=uri, audio=str(Path(audio).resolve()), duration=reader.duration,
+                    if not _finite(out):  # never stored, so never reused: the file is reported as failed
+                        raise InputError(audio, "the model gave NaN or infinite probabilities (NaN or infinite "
+                                                "samples in the audio?)")
+                    out.attrs.update(identity, model_sha256=self.fingerprint,
+                                     probability_settings=self.probability_settings)
+                    out.attrs.update(uri=uri, duration=reader.duration,
                                      num_frames=T, frame_rate=FRAME_RATE, preview_frames_per_column=preview.per,
                                      model_dir=str(self.model_dir.resolve()), input=self.settings["input"],
                                      classes=json.dumps(list(self.classes)),  # the other columns: never trained
@@ -366,14 +427,32 @@ def model_classes(settings: dict) -> tuple[str, ...]:
     return tuple(classes)
 
 
-def _reusable(h5_path: Path, audio: Path, teacher: bool = False) -> bool:
-    """Whether ``h5_path`` holds this file's probabilities (and, with ``teacher``, the black box's): a URI
-    made unique may name another file next run."""
+def _stale(h5_path: Path, audio: Path, segmenter: Segmenter) -> str | None:
+    """Why ``h5_path`` cannot be reused for ``audio`` (None: it can). Stored probabilities are reused only when
+    computed by the same model folder with the same settings from the same bytes at the same path (a URI made
+    unique may name another file next run), with the black box's where it runs, and finite."""
+    if not h5_path.is_file():
+        return "not computed yet"
     try:
         with h5py.File(h5_path, "r") as h5:
-            return h5.attrs.get("audio") == str(audio.resolve()) and (not teacher or "teacher_probs" in h5)
-    except OSError:  # missing or unreadable: computed again
-        return False
+            a, st = h5.attrs, audio.stat()
+            if a.get("model_sha256") != segmenter.fingerprint:
+                return "computed by another model folder (or its files changed since)"
+            if a.get("probability_settings") != segmenter.probability_settings:
+                return "computed with other settings"
+            if a.get("audio") != str(audio.resolve()):
+                return "computed from another file"
+            if (a.get("audio_size"), a.get("audio_mtime_ns")) != (st.st_size, st.st_mtime_ns):
+                return "the audio file changed since (size or modification time)"
+            if segmenter.blackbox is not None and "teacher_probs" not in h5:
+                return "lacks the black box's probabilities"
+            if not _finite(h5):
+                return "holds NaN or infinite probabilities (from a crashed or broken run)"
+            if a.get("audio_sha256") != _sha256(audio):
+                return "the audio's content changed since"
+    except (OSError, KeyError, ValueError) as exc:
+        return f"unreadable ({exc})"
+    return None
 
 
 def segment_files(model_dir, inputs, out_dir, thresholds: Mapping[str, float] | None = None, device: str = "auto",
@@ -399,12 +478,13 @@ def segment_files(model_dir, inputs, out_dir, thresholds: Mapping[str, float] | 
         for uri, path in tqdm(files, desc="files", unit="file", file=sys.stderr, disable=len(files) < 2):
             h5_path = inside(out_dir / "probs", f"{uri}.h5")
             try:
-                if overwrite or not _reusable(h5_path, path, segmenter.blackbox is not None):
-                    if h5_path.is_file() and not overwrite:
-                        log.info("%s: %s is not this file's (or is unreadable): recomputed", uri, h5_path)
+                stale = "--overwrite" if overwrite else _stale(h5_path, path, segmenter)
+                if stale:
+                    if h5_path.is_file():
+                        log.info("%s: %s recomputed: %s", uri, h5_path, stale)
                     segmenter.process(path, h5_path, out_dir / ".tmp", uri)
                 else:
-                    log.info("%s: %s exists, not recomputed (overwrite to redo)", uri, h5_path)
+                    log.info("%s: %s reused: same model, settings and audio (--overwrite to redo)", uri, h5_path)
                 with h5py.File(h5_path, "r") as h5:
                     probs = h5["probs"][()]
                     teacher_probs = h5["teacher_probs"][()] if segmenter.blackbox is not None else None
