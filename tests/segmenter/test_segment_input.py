@@ -205,6 +205,56 @@ def test_nan_is_allowed_only_where_the_black_box_knows_no_class(tmp_path, teache
         assert _finite(h5) is finite
 
 
+#: names near the 255-byte limit of a file name (with ".wav"): ASCII, 2- and 3-byte UTF-8, a 4-byte emoji tail
+LONG = {"ascii": "a" * 240, "accents": "é" * 120, "cjk": "日本語" * 26 + "x", "emoji": "b" * 99 + "😀" * 30}
+
+
+@pytest.mark.parametrize("kind", LONG)
+def test_long_names_get_short_uris_and_do_not_stop_the_batch(model, tmp_path, kind):
+    """A name of ~240 bytes made ``probs/.<uri>.h5.tmp-<pid>`` too long for the file system and stopped the batch:
+    it is cut at a character boundary and ends with a hash of the whole name, so names alike stay apart."""
+    d = tmp_path / "in"
+    name = LONG[kind]
+    long1, long2 = _tone(d / f"{name}.wav"), _tone(d / f"{name[:-1]}Z.wav", seed=1)
+    _tone(d / "plain.wav", seed=2)
+    done = {r["audio"]: r["uri"] for r in _run(model, [d], tmp_path / "out", report=True)}
+    uris = [done[str(long1)], done[str(long2)]]
+    assert done[str(d / "plain.wav")] == "plain" and uris[0] != uris[1]
+    for uri in uris:
+        assert len(uri.encode()) <= 100 and name.startswith(uri[:-9]) and len(uri[:-9]) > 20
+        assert (tmp_path / "out" / "report" / f"{uri}.html").is_file()
+    table = pd.read_csv(tmp_path / "out" / "uris.tsv", sep="\t", dtype=str)
+    assert dict(zip(table.file, table.uri)) == {a: u for a, u in done.items()}
+    assert set(read_rttm(tmp_path / "out" / "segments.rttm")) == set(done.values())
+
+
+def test_an_output_that_cannot_be_written_fails_its_file_only(model, tmp_path, monkeypatch):
+    """An OSError tied to one file (here its ``probs/<uri>.h5`` is a folder) fails that file; the others are
+    segmented. A full disk stops the run: every later file would fail alike."""
+    import errno
+
+    from proxyseg.segmenter.run import Segmenter
+
+    d = tmp_path / "in"
+    for i, name in enumerate(["a", "blocked", "c"]):
+        _tone(d / f"{name}.wav", seed=i)
+    (tmp_path / "out" / "probs" / "blocked.h5" / "x").mkdir(parents=True)
+    with pytest.raises(InputError, match="1 of 3 file") as err:
+        _run(model, [d], tmp_path / "out")
+    assert f"{d / 'blocked.wav'}: not segmented: [Errno 21] Is a directory" in str(err.value)
+    assert set(read_rttm(tmp_path / "out" / "segments.rttm")) == {"a", "c"}
+    process = Segmenter.process
+
+    def full(self, audio, *args):
+        if Path(audio).stem == "c":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return process(self, audio, *args)
+
+    monkeypatch.setattr(Segmenter, "process", full)
+    with pytest.raises(OSError, match="No space left"):
+        _run(model, [d], tmp_path / "out2")
+
+
 # --------------------------------------------------------------------------------- 8: HTML and paths
 
 NASTY = "<!--<script>x\"'&>"
@@ -255,12 +305,14 @@ def test_derived_paths_are_plain_children():
     assert inside(out, "x.h5") == out / "x.h5"
 
 
-@pytest.mark.parametrize("stem", ["", ".", "..", "...", "/", "a/../..", "\x00"])
+@pytest.mark.parametrize("stem", ["", ".", "..", "...", "/", "a/../..", "\x00", "." * 300, "日" * 200,
+                                  "\udcff" * 300])
 def test_safe_uri_is_one_plain_path_component(stem):
     from proxyseg.segmenter.run import safe_uri
 
     uri = safe_uri(stem)
     assert uri and not uri.startswith(".") and "/" not in uri and "\\" not in uri and uri.isprintable()
+    assert len(uri.encode()) <= 100
 
 
 # ------------------------------------------------------------------------------------ 9: bad files

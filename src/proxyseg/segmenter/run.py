@@ -1,8 +1,9 @@
 """``proxyseg segment``: a model folder (:mod:`.export`) applied to any audio files or folders.
 
 Per input file ``<uri>`` (the file name without extension, with whitespace, control characters, path
-separators and leading dots replaced by ``_``, and ``_2``, ``_3``... when names collide: :func:`collect_audio`)
-it writes, under the output folder:
+separators and leading dots replaced by ``_``, a name over 100 bytes cut there and ended with ``_`` and 8 hex
+digits of its hash, and ``_2``, ``_3``... when names collide: :func:`collect_audio`) it writes, under the
+output folder:
 
 * ``probs/<uri>.h5``: ``probs`` float32 (T, 4), ``logits`` float32 (T, 4), ``H`` float16 (T, K) on the
   shared 20 ms frame grid, a time-decimated spectrogram ``X_preview`` (for the report) and attributes
@@ -26,12 +27,14 @@ the same settings (``probability_settings``: aggregation, windows, level) from t
 ``audio_size``, ``audio_mtime_ns``, ``audio_sha256``), and its probabilities are finite (NaN only in the black
 box's columns of classes it does not know); otherwise it is recomputed, with a log line saying why. Reused or
 not, its RTTM and report are rebuilt with the current thresholds. Probabilities that are not finite are never
-stored: that file fails. A bad file (unreadable, empty, too short) is skipped and the others are segmented;
-the run then fails with the list. Audio under the output folders is never read as input.
+stored: that file fails. A bad file (unreadable, empty, too short, or an OSError reading it or writing its
+outputs) is skipped and the others are segmented; the run then fails with the list. A full disk or quota or a
+read-only file system stops the run. Audio under the output folders is never read as input.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -71,6 +74,10 @@ AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff", ".au", ".sph
 
 #: Folders written under the output folder; audio in them is never taken as input.
 OUTPUT_DIRS = ("probs", "rttm", "report", ".tmp")
+#: Longest URI kept whole (UTF-8 bytes): outputs add up to ~30 (``.<uri>_2.teacher.rttm.tmp-<pid>``).
+URI_BYTES = 100
+#: OSError numbers that stop a run (every later file would fail alike); other OSErrors fail their file only.
+STOPS_RUN = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 #: Width (columns) of the spectrogram preview stored for the report.
 PREVIEW_COLUMNS = 2000
 #: Frames of spectrogram computed per piece (60 s).
@@ -79,12 +86,23 @@ SPECTROGRAM_BLOCK = 3000
 __all__ = ["safe_uri", "collect_audio", "parse_thresholds", "Segmenter", "segment_files"]
 
 
-def safe_uri(stem: str) -> str:
-    """``stem`` as a URI that RTTM and paths can hold: whitespace and control characters would split or forge
-    RTTM lines, path separators and leading dots would put outputs outside their folders; each becomes ``_``."""
+def _plain(stem: str) -> str:
+    """Whitespace, control characters, path separators and leading dots of ``stem`` as ``_``."""
     uri = "".join("_" if c.isspace() or c in "/\\" or unicodedata.category(c)[0] in "CZ" else c for c in stem)
     rest = uri.lstrip(".")
     return "_" * (len(uri) - len(rest)) + rest or "_"
+
+
+def safe_uri(stem: str) -> str:
+    """``stem`` as a URI that RTTM and paths can hold: whitespace and control characters would split or forge
+    RTTM lines, path separators and leading dots would put outputs outside their folders; each becomes ``_``.
+    A name over :data:`URI_BYTES` (UTF-8) is cut there, at a character boundary, and ends with ``_`` and 8 hex
+    digits of a hash of the whole name: a file system holds 255 bytes per name, and outputs add suffixes."""
+    uri = _plain(stem)
+    if len(uri.encode("utf-8")) > URI_BYTES:
+        digest = hashlib.sha256(stem.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+        uri = uri.encode("utf-8")[:URI_BYTES - 9].decode("utf-8", "ignore") + "_" + digest
+    return uri
 
 
 def _ours(path: Path, out_dir) -> bool:
@@ -130,8 +148,8 @@ def collect_audio(paths: Iterable[str | os.PathLike], out_dir=None) -> list[tupl
             log.warning("%r: URI %r: its name gives the same URI as %r's, %r (see uris.tsv)", str(p), uri,
                         str(out[base.casefold()][1]), base)
         elif uri != p.stem:
-            log.info("%r: URI %r (whitespace, control characters, path separators and leading dots become _)",
-                     str(p), uri)
+            log.info("%r: URI %r (whitespace, control characters, path separators and leading dots become _; "
+                     "names over %d bytes are cut and end with a hash)", str(p), uri, URI_BYTES)
         out[uri.casefold()] = (uri, p)
     return sorted(out.values())
 
@@ -455,14 +473,20 @@ def _stale(h5_path: Path, audio: Path, segmenter: Segmenter) -> str | None:
     return None
 
 
+def _stops_run(exc: OSError) -> bool:
+    """A full disk or quota, a read-only file system: h5py's OSErrors carry the reason in their text only."""
+    return exc.errno in STOPS_RUN or any(os.strerror(e) in str(exc) for e in STOPS_RUN)
+
+
 def segment_files(model_dir, inputs, out_dir, thresholds: Mapping[str, float] | None = None, device: str = "auto",
                   batch_size: int = 16, overwrite: bool = False, report: bool = True,
                   report_settings: dict | None = None, teacher: bool = True) -> list[dict]:
     """Segment every audio file of ``inputs`` (files or folders) into ``out_dir`` (module docstring).
 
-    A bad file (unreadable, empty, too short: an ``InputError``) is skipped with a log line and the others are
-    segmented; then an ``InputError`` lists the skipped files. A single file raises its own error at once.
-    Other errors (a full disk, a bug) stop the run. ``out_dir/uris.tsv`` maps every file to its URI.
+    A bad file (unreadable, empty, too short: an ``InputError``; or an ``OSError`` reading it or writing its
+    outputs) is skipped with a log line and the others are segmented; then an ``InputError`` lists the skipped
+    files. A single file raises its own error at once. Other errors (a full disk or quota, a read-only file
+    system: :data:`STOPS_RUN`; a bug) stop the run. ``out_dir/uris.tsv`` maps every file to its URI.
     """
     from proxyseg.segmenter.report import build_index, build_report
 
@@ -501,9 +525,13 @@ def segment_files(model_dir, inputs, out_dir, thresholds: Mapping[str, float] | 
                 if report:
                     record["report"] = str(build_report(segmenter, uri, path, h5_path, segments, thresholds,
                                                         out_dir / "report", **(report_settings or {})))
-            except InputError as exc:
+            except (InputError, OSError) as exc:
+                if isinstance(exc, OSError):
+                    if _stops_run(exc):
+                        raise
+                    exc = InputError(path, f"not segmented: {exc}")
                 if len(files) == 1:
-                    raise
+                    raise exc
                 log.error("skipped: %s", exc)
                 failed.append(str(exc))
                 continue
