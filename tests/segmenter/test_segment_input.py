@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from urllib.parse import unquote
 
 import h5py
 import numpy as np
@@ -99,15 +100,20 @@ def test_names_mapping_to_one_uri_are_made_unique(model, tmp_path, caplog):
     assert collect_audio([d]) == found  # the same names give the same URIs
 
 
-def test_stored_probabilities_of_another_file_are_not_reused(model, tmp_path):
-    """URIs made unique depend on the other names: ``probs/<uri>.h5`` is reused only for the same file."""
+@pytest.mark.parametrize("recorded", [True, False])
+def test_stored_probabilities_of_another_file_are_not_reused(model, tmp_path, recorded):
+    """URIs made unique depend on the other names: a file that uris.tsv records keeps its URI, and without it
+    (``recorded`` False) ``probs/<uri>.h5`` is still reused only for the same file."""
     d = tmp_path / "in"
     _tone(d / "one.wav", seconds=1.0)
     first = _run(model, [d], tmp_path / "out")
-    _tone(d / "a" / "one.wav", seconds=2.0, seed=3)  # now "one" is this file, the first is "one_2"
+    if not recorded:
+        (tmp_path / "out" / "uris.tsv").unlink()
+    _tone(d / "a" / "one.wav", seconds=2.0, seed=3)  # sorted first: "one" without uris.tsv, else "one_2"
     second = {r["uri"]: r for r in _run(model, [d], tmp_path / "out")}
-    assert first[0]["duration"] == second["one_2"]["duration"] < 1.1
-    assert second["one"]["duration"] > 1.9
+    old, new = ("one", "one_2") if recorded else ("one_2", "one")
+    assert first[0]["uri"] == "one" and first[0]["duration"] == second[old]["duration"] < 1.1
+    assert second[new]["duration"] > 1.9 and second[new]["audio"] == str(d / "a" / "one.wav")
 
 
 def _probs(out, uri="rec"):
@@ -255,6 +261,92 @@ def test_an_output_that_cannot_be_written_fails_its_file_only(model, tmp_path, m
         _run(model, [d], tmp_path / "out2")
 
 
+# ------------------------------------------------------------------------- runs sharing one output folder
+
+
+def _index_uris(out):
+    import re
+
+    return sorted(unquote(u) for u in re.findall(r'<a href="([^"]+)\.html">', (out / "report" / "index.html").read_text()))
+
+
+def _listed(out):
+    """URIs of the index, uris.tsv and segments.rttm (each sorted)."""
+    table = pd.read_csv(out / "uris.tsv", sep="\t", dtype=str)
+    return _index_uris(out), sorted(table.uri), sorted(read_rttm(out / "segments.rttm"))
+
+
+def test_runs_into_one_out_add_up(model, tmp_path):
+    """A second run into one --out lists the first run's files too; its file with the same name gets a URI of
+    its own, so the first's outputs stay; a file whose outputs were removed is no longer listed."""
+    out = tmp_path / "out"
+    first = _tone(tmp_path / "x" / "rec.wav")
+    _run(model, [first], out, report=True)
+    _tone(tmp_path / "y" / "rec.wav", seed=1)
+    _tone(tmp_path / "y" / "other.wav", seed=2)
+    second = _run(model, [tmp_path / "y"], out, report=True)
+    assert {r["uri"]: r["audio"] for r in second} == {"rec_2": str(tmp_path / "y" / "rec.wav"),
+                                                      "other": str(tmp_path / "y" / "other.wav")}
+    assert _listed(out) == (["other", "rec", "rec_2"],) * 3
+    table = pd.read_csv(out / "uris.tsv", sep="\t", dtype=str)
+    assert dict(zip(table.uri, table.file))["rec"] == str(first)
+    with h5py.File(out / "probs" / "rec.h5") as h5:
+        assert h5.attrs["audio"] == str(first.resolve())
+    # the first file again: its own URI, its probabilities reused
+    before = (out / "probs" / "rec.h5").stat().st_mtime_ns
+    assert [r["uri"] for r in _run(model, [first], out, report=True)] == ["rec"]
+    assert (out / "probs" / "rec.h5").stat().st_mtime_ns == before
+    assert _listed(out) == (["other", "rec", "rec_2"],) * 3
+    (out / "probs" / "other.h5").unlink()
+    _run(model, [first], out, report=True)
+    assert _listed(out) == (["rec", "rec_2"],) * 3
+
+
+def _cli(model, inputs, out, log):
+    """``proxyseg segment`` in a process of its own; its stderr goes to ``log``."""
+    import sys
+
+    import proxyseg
+
+    env = {**os.environ, "PYTHONPATH": str(Path(proxyseg.__file__).parents[1])}
+    code = "import sys; from proxyseg.cli import main; sys.exit(main(sys.argv[1:]))"
+    with open(log, "w") as err:
+        return subprocess.Popen([sys.executable, "-c", code, "segment", *map(str, inputs), "--model", str(model),
+                                 "--out", str(out), "--device", "cpu", "--threshold", "0", "--explain-audio", "1",
+                                 "--explain-seconds", "0.5"], stderr=err, env=env)
+
+
+@pytest.mark.slow  # two processes that import torch: 10 to 30 s
+def test_concurrent_runs_into_one_out_take_turns(model, tmp_path):
+    """Two ``proxyseg segment`` processes into one --out: each waits for the lock (held here until both wait),
+    says so once, then both files are in the index, uris.tsv and segments.rttm."""
+    import fcntl
+    import time
+
+    out = tmp_path / "out"
+    out.mkdir()
+    for i, name in enumerate("ab"):
+        _tone(tmp_path / name / f"{name}.wav", seconds=3.0, seed=i)
+    logs = [tmp_path / f"{name}.log" for name in "ab"]
+    message = f"waiting for another proxyseg segment run writing to {out}"
+    with open(out / ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        runs = [_cli(model, [tmp_path / name], out, log) for name, log in zip("ab", logs)]
+        deadline = time.monotonic() + 120
+        while (time.monotonic() < deadline and all(r.poll() is None for r in runs)
+               and not all(message in log.read_text() for log in logs)):
+            time.sleep(0.2)
+    try:
+        codes = [r.wait(timeout=300) for r in runs]
+    finally:
+        for r in runs:
+            r.kill()
+    text = [log.read_text() for log in logs]
+    assert codes == [0, 0], text
+    assert [t.count(message) for t in text] == [1, 1]
+    assert _listed(out) == (["a", "b"],) * 3
+
+
 # --------------------------------------------------------------------------------- 8: HTML and paths
 
 NASTY = "<!--<script>x\"'&>"
@@ -289,7 +381,7 @@ def test_dot_names_stay_inside_their_folders(model, tmp_path):
     done = _run(model, [tmp_path / "in"], out, report=True)
     uris = {d["uri"] for d in done}
     assert uris == {"_", "__", "_hidden", "ok"}
-    assert {p.name for p in out.iterdir()} == {"probs", "rttm", "report", "segments.rttm", "uris.tsv"}
+    assert {p.name for p in out.iterdir()} == {"probs", "rttm", "report", "segments.rttm", "uris.tsv", ".lock"}
     assert {p.name for p in (out / "report").iterdir()} == {"index.html"} | uris | {f"{u}.html" for u in uris}
     assert {p.name for p in (out / "probs").iterdir()} == {f"{u}.h5" for u in uris}
     assert sorted(p.name for p in (out / "report" / "__").iterdir() if p.suffix == ".png") == ["spectrogram.png"]

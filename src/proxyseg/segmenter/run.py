@@ -10,12 +10,19 @@ output folder:
   (audio, duration, model folder, provenance);
 * ``rttm/<uri>.rttm``: thresholded decisions (``speech``/``noise``/``music``/``overlap`` segments);
 * ``report/<uri>.html`` and its folder ``report/<uri>/`` (see :mod:`.report`), and ``report/index.html``;
-* ``segments.rttm``: the decisions of every file of the run;
+* ``segments.rttm``: the decisions of every file listed in ``uris.tsv``;
 * with a model folder distilled from a black-box teacher (``blackbox`` in its settings), the black box runs
   beside the proxy: ``teacher_probs``/``teacher_logits`` (T, 4) in ``probs/<uri>.h5`` (NaN for the classes
   it does not know), ``rttm/<uri>.teacher.rttm`` (its decisions, same thresholds), and the report draws
   both and marks where they disagree;
-* ``uris.tsv``: each input file (column ``file``) and its URI (``uri``).
+* ``uris.tsv``: each file segmented (column ``file``, its absolute path) and its URI (``uri``): this run's
+  and those of earlier runs into the folder whose ``probs/<uri>.h5`` and ``rttm/<uri>.rttm`` still exist
+  (a file that fails in this run is left out); ``segments.rttm`` and ``report/index.html`` list the same
+  files. A file recorded there keeps its URI in later runs, and another file whose name gives that URI
+  gets ``_2``...: a run never overwrites the outputs of an earlier run's other file. Files recorded by
+  earlier runs keep the decisions (thresholds) those runs wrote;
+* ``.lock``: held by a run for its whole length, so runs into one folder take turns (a second one logs
+  that it waits).
 
 Memory is bounded by the chunk and window sizes, not by the file's length: audio is read piece by piece,
 WavLM runs chunk by chunk, intermediate features go to a temporary HDF5 file on disk, and sliding windows
@@ -34,7 +41,10 @@ read-only file system stops the run. Audio under the output folders is never rea
 
 from __future__ import annotations
 
+import contextlib
+import csv
 import errno
+import fcntl
 import hashlib
 import json
 import logging
@@ -56,7 +66,7 @@ from proxyseg.core.atomic import atomic_open, atomic_path
 from proxyseg.core.errors import InputError
 from proxyseg.features.wavlm import load_wavlm, plan_chunks
 from proxyseg.core.frames import CLASSES, FRAME_RATE, HOP, SAMPLE_RATE, WIN
-from proxyseg.core.rttm import Segment, write_rttm
+from proxyseg.core.rttm import Segment, read_rttm, write_rttm
 from proxyseg.proxy.infer import sigmoid
 from proxyseg.proxy.model import load_proxy
 from proxyseg.core.provenance import provenance_json
@@ -74,6 +84,8 @@ AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff", ".au", ".sph
 
 #: Folders written under the output folder; audio in them is never taken as input.
 OUTPUT_DIRS = ("probs", "rttm", "report", ".tmp")
+#: Held by a run for its whole length (:func:`_exclusive`): runs into one output folder take turns.
+LOCK = ".lock"
 #: Longest URI kept whole (UTF-8 bytes): outputs add up to ~30 (``.<uri>_2.teacher.rttm.tmp-<pid>``).
 URI_BYTES = 100
 #: OSError numbers that stop a run (every later file would fail alike); other OSErrors fail their file only.
@@ -114,8 +126,10 @@ def collect_audio(paths: Iterable[str | os.PathLike], out_dir=None) -> list[tupl
     """``(uri, path)`` of every audio file named or found (recursively) in the folders named, sorted by URI.
 
     URIs are the file names without extension, made safe (:func:`safe_uri`) and unique: a name that maps to a
-    URI already taken gets ``_2``, ``_3``... (case-insensitively, for case-insensitive file systems). Files in
-    the folders this command writes under ``out_dir`` are never inputs, so a rerun sees the same files."""
+    URI already taken gets ``_2``, ``_3``... (case-insensitively, for case-insensitive file systems). A file
+    that ``out_dir/uris.tsv`` records (with its outputs) keeps its URI there, and the URIs it records for other
+    files are taken: a later run into the same folder never overwrites an earlier run's outputs. Files in the
+    folders this command writes under ``out_dir`` are never inputs, so a rerun sees the same files."""
     paths = [Path(p) for p in paths]
     found: dict[Path, Path] = {}  # resolved -> as named; a file named twice is segmented once
     for p in paths:
@@ -138,15 +152,24 @@ def collect_audio(paths: Iterable[str | os.PathLike], out_dir=None) -> list[tupl
         raise InputError(paths[0] if paths else None, f"no audio file ({', '.join(AUDIO_SUFFIXES)}) found")
     files = list(found.values())
     bases = [safe_uri(p.stem) for p in files]
+    earlier = {}  # casefolded URI -> (URI, file) that earlier runs into out_dir segmented: theirs to keep
+    for uri, f in _recorded(Path(out_dir)) if out_dir is not None else []:
+        earlier.setdefault(uri.casefold(), (uri, f))
+    again = {f.resolve(): uri for uri, f in earlier.values()}
     taken, out = {b.casefold() for b in bases}, {}
+    for p in files:  # a file segmented before keeps its URI
+        if p.resolve() in again:
+            out[again[p.resolve()].casefold()] = (again[p.resolve()], p)
     for p, base in zip(files, bases):
+        if p.resolve() in again:
+            continue
         uri, n = base, 1
-        while uri.casefold() in out or (n > 1 and uri.casefold() in taken):
+        while uri.casefold() in out or uri.casefold() in earlier or (n > 1 and uri.casefold() in taken):
             n += 1
             uri = f"{base}_{n}"
         if uri != base:
             log.warning("%r: URI %r: its name gives the same URI as %r's, %r (see uris.tsv)", str(p), uri,
-                        str(out[base.casefold()][1]), base)
+                        str((out.get(base.casefold()) or earlier[base.casefold()])[1]), base)
         elif uri != p.stem:
             log.info("%r: URI %r (whitespace, control characters, path separators and leading dots become _; "
                      "names over %d bytes are cut and end with a hash)", str(p), uri, URI_BYTES)
@@ -155,12 +178,56 @@ def collect_audio(paths: Iterable[str | os.PathLike], out_dir=None) -> list[tupl
 
 
 def _write_uris(files: list[tuple[str, Path]], path: Path) -> None:
-    """``uris.tsv``: file and URI of every input (fields with a tab, newline or quote are quoted, as in CSV)."""
+    """``uris.tsv``: absolute path and URI of every file (fields with a tab, newline or quote are quoted, as
+    in CSV)."""
     def field(text):
         return f'"{text.replace(chr(34), 2 * chr(34))}"' if any(c in text for c in '\t\n\r"') else text
 
     with atomic_open(path, encoding="utf-8", errors="surrogateescape", newline="") as f:
-        f.write("file\turi\n" + "".join(f"{field(str(p))}\t{uri}\n" for uri, p in files))
+        f.write("file\turi\n" + "".join(f"{field(str(p.absolute()))}\t{uri}\n" for uri, p in sorted(files)))
+
+
+def _recorded(out_dir: Path) -> list[tuple[str, Path]]:
+    """``(uri, file)`` of ``out_dir/uris.tsv`` whose outputs (``probs/<uri>.h5``, ``rttm/<uri>.rttm``) exist:
+    what earlier runs into the folder segmented. Rows that are not a plain URI are left out, with a warning."""
+    path = out_dir / "uris.tsv"
+    try:
+        with open(path, encoding="utf-8", errors="surrogateescape", newline="") as f:
+            rows = list(csv.reader(f, delimiter="\t"))
+    except FileNotFoundError:
+        return []
+    except (OSError, csv.Error) as exc:
+        log.warning("%s: unreadable (%s): the files earlier runs segmented there are not listed", path, exc)
+        return []
+    if not rows or rows[0] != ["file", "uri"]:
+        log.warning("%s: not a proxyseg uris.tsv (header %r): the files it lists are not listed", path, rows[:1])
+        return []
+    out, bad = [], []
+    for row in rows[1:]:
+        if len(row) != 2 or _plain(row[1]) != row[1] or len(row[1].encode("utf-8")) > URI_BYTES + 12:
+            bad.append(row)
+        elif (out_dir / "probs" / f"{row[1]}.h5").is_file() and (out_dir / "rttm" / f"{row[1]}.rttm").is_file():
+            out.append((row[1], Path(row[0])))
+    if bad:
+        log.warning("%s: %d row(s) not a file and a plain URI, left out: %r", path, len(bad), bad[:3])
+    return out
+
+
+@contextlib.contextmanager
+def _exclusive(out_dir: Path):
+    """Hold ``out_dir/.lock`` for a whole run: a second run into the folder waits for it, instead of both
+    writing an index, ``uris.tsv`` and ``segments.rttm`` of their own files only (or HDF5 refusing a file)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open(out_dir / LOCK, "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.warning("waiting for another proxyseg segment run writing to %s", out_dir)
+            fcntl.flock(f, fcntl.LOCK_EX)
+        except OSError as exc:  # a file system without locks (some network mounts)
+            log.warning("cannot lock %s (%s): do not run two proxyseg segment into %s at once", f.name, exc,
+                        out_dir)
+        yield
 
 
 def parse_thresholds(values: Iterable[str] | None, default: float = 0.5) -> dict[str, float]:
@@ -487,17 +554,50 @@ def segment_files(model_dir, inputs, out_dir, thresholds: Mapping[str, float] | 
     outputs) is skipped with a log line and the others are segmented; then an ``InputError`` lists the skipped
     files. A single file raises its own error at once. Other errors (a full disk or quota, a read-only file
     system: :data:`STOPS_RUN`; a bug) stop the run. ``out_dir/uris.tsv`` maps every file to its URI.
+
+    Runs into one ``out_dir`` take turns (:func:`_exclusive`), and each lists in ``uris.tsv``,
+    ``segments.rttm`` and the index its own files and those earlier runs recorded whose outputs still exist.
+    Returns this run's files.
     """
+    out_dir = Path(out_dir)
+    with _exclusive(out_dir):
+        return _segment(model_dir, inputs, out_dir, thresholds, device, batch_size, overwrite, report,
+                        report_settings, teacher)
+
+
+def _earlier(out_dir: Path, uri: str, audio: Path) -> tuple[dict, list[Segment]] | None:
+    """Index row and decisions of a file an earlier run segmented into ``out_dir`` (None: unreadable)."""
+    h5_path, rttm = inside(out_dir / "probs", f"{uri}.h5"), inside(out_dir / "rttm", f"{uri}.rttm")
+    try:
+        with h5py.File(h5_path, "r") as h5:
+            frames = int(h5.attrs["num_frames"])
+        segments = read_rttm(rttm).get(uri, [])
+    except (OSError, KeyError, ValueError, InputError) as exc:
+        log.warning("%s: outputs of an earlier run unreadable (%s): not listed", uri, exc)
+        return None
+    record = {"uri": uri, "audio": str(audio), "probs": str(h5_path), "segments": len(segments),
+              "duration": frames * HOP / SAMPLE_RATE}
+    if inside(out_dir / "report", f"{uri}.html").is_file():
+        record["report"] = str(inside(out_dir / "report", f"{uri}.html"))
+    return record, segments
+
+
+def _segment(model_dir, inputs, out_dir: Path, thresholds, device, batch_size, overwrite, report, report_settings,
+             teacher) -> list[dict]:
+    """:func:`segment_files` holding the output folder's lock."""
     from proxyseg.segmenter.report import build_index, build_report
 
-    out_dir = Path(out_dir)
     files = collect_audio(inputs, out_dir)
+    ours = {uri.casefold() for uri, _ in files}
+    earlier = [(uri, f) for uri, f in _recorded(out_dir) if uri.casefold() not in ours]
     segmenter = Segmenter(model_dir, device, batch_size, teacher=teacher)
     thresholds = dict(thresholds or parse_thresholds(None, segmenter.settings.get("threshold", Scoring.threshold)))
     log.info("segmenting %d file(s) with %s (%s input) on %s; thresholds %s", len(files), model_dir,
              segmenter.settings["input"], segmenter.device, thresholds)
-    _write_uris(files, out_dir / "uris.tsv")
-    done, all_segments, failed = [], [], []
+    if earlier:
+        log.info("%s: %d file(s) segmented there by earlier runs stay listed (uris.tsv)", out_dir, len(earlier))
+    _write_uris(earlier + files, out_dir / "uris.tsv")
+    done, segments_of, failed = [], {}, []
     try:
         for uri, path in tqdm(files, desc="files", unit="file", file=sys.stderr, disable=len(files) < 2):
             h5_path = inside(out_dir / "probs", f"{uri}.h5")
@@ -535,14 +635,22 @@ def segment_files(model_dir, inputs, out_dir, thresholds: Mapping[str, float] | 
                 log.error("skipped: %s", exc)
                 failed.append(str(exc))
                 continue
-            all_segments += segments
+            segments_of[uri] = segments
             done.append(record)
     finally:  # also when interrupted: no temporary feature folder left behind
         shutil.rmtree(out_dir / ".tmp", ignore_errors=True)
+    # what this run segmented and what earlier runs did (a file that failed now is no longer listed)
+    _write_uris(earlier + [(uri, p) for uri, p in files if uri in segments_of], out_dir / "uris.tsv")
+    records = list(done)
+    for uri, audio in earlier:
+        if old := _earlier(out_dir, uri, audio):
+            records.append(old[0])
+            segments_of[uri] = old[1]
+    records.sort(key=lambda r: r["uri"])
     with atomic_open(out_dir / "segments.rttm") as f:
-        write_rttm(all_segments, f)
+        write_rttm([g for r in records for g in segments_of[r["uri"]]], f)
     if report:
-        build_index(done, out_dir / "report")
+        build_index(records, out_dir / "report")
     if failed:
         raise InputError(None, f"{len(failed)} of {len(files)} file(s) not segmented (the others' outputs are "
                                "written):\n  " + "\n  ".join(failed))
