@@ -78,7 +78,8 @@ class TeacherJudge(Judge):
         import h5py
 
         from proxyseg.features.wavlm import load_wavlm
-        from proxyseg.teacher.model import load_teacher, resolve_device
+        from proxyseg.core.device import resolve_device
+        from proxyseg.teacher.model import load_teacher
 
         self.device = resolve_device(device)
         self.teacher, hparams = load_teacher(teacher_pt, self.device)
@@ -145,7 +146,7 @@ class BlackBoxJudge(Judge):
 
     def __init__(self, kind: str, checkpoint: str | None = None, device: str = "auto"):
         from proxyseg.teacher.blackbox import load_blackbox
-        from proxyseg.teacher.model import resolve_device
+        from proxyseg.core.device import resolve_device
 
         self.model = load_blackbox(kind, checkpoint, str(resolve_device(device)))
         self.kind = kind

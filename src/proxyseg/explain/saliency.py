@@ -34,13 +34,14 @@ import torch
 
 from proxyseg.explain import relevance as ex
 from proxyseg.core.atomic import atomic_path
+from proxyseg.core.device import resolve_device
 from proxyseg.features.wavlm import load_wavlm
 from proxyseg.core.frames import CLASSES, FRAME_RATE
 from proxyseg.core.audio import load_audio
 from proxyseg.core.provenance import provenance_json
 from proxyseg.dictionary.spectrogram import istft, stft, stft_frequencies
 from proxyseg.settings import Runtime, Saliency, Spectrogram
-from proxyseg.teacher.model import load_teacher, resolve_device
+from proxyseg.teacher.model import load_teacher
 
 log = logging.getLogger("proxyseg.explain.saliency")
 

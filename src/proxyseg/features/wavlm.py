@@ -39,6 +39,7 @@ import torch
 from tqdm import tqdm
 
 from proxyseg.core.atomic import atomic_dir, atomic_path
+from proxyseg.core.device import resolve_device
 from proxyseg.core.errors import InputError
 from proxyseg.core.frames import FRAME_RATE, HOP, SAMPLE_RATE, WIN, num_frames
 from proxyseg.core.audio import load_audio
@@ -57,12 +58,6 @@ DEMO_MARKER = "DEMO_MODEL.md"
 DEMO_WAVLM = dict(hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024,
                   conv_dim=(128,) * 7, feat_extract_norm="group", do_stable_layer_norm=False,
                   num_conv_pos_embeddings=128, num_conv_pos_embedding_groups=16)
-
-
-def pick_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def build_untrained_wavlm(out_dir: str | os.PathLike, seed: int, do_normalize: bool | None = None,
@@ -108,7 +103,7 @@ def build_demo_wavlm(out_dir: str | os.PathLike, seed: int, audio: list[np.ndarr
         if settings["steps"]:
             if not audio:
                 raise InputError(None, "demo WavLM pre-training needs training audio (features.demo_pretrain.steps > 0)")
-            dev = pick_device(device)
+            dev = resolve_device(device)
             total = sum(len(a) for a in audio) / SAMPLE_RATE
             log.info("pre-training the demo WavLM for %d steps on %d files (%.0f s of audio), device %s",
                      settings["steps"], len(audio), total, dev)
@@ -451,7 +446,7 @@ def extract_features(manifest: str | os.PathLike, out_h5: str | os.PathLike, mod
     table = sort_manifest(read_manifest(manifest))
     owner = assign_shards(table["uri"].tolist(), table["duration"].tolist(), count)
     mine = set(np.flatnonzero(owner == index).tolist())
-    dev = pick_device(device)
+    dev = resolve_device(device)
     use_half = (dev.type == "cuda") if half == "auto" else bool(half)
     net = load_wavlm(model, revision, normalize).to(dev)
     num_states = net.config.num_hidden_layers + 1

@@ -46,7 +46,7 @@ from proxyseg.proxy.data import dump_groups, spectrogram_datasets
 from proxyseg.proxy.loss import binary_kl
 from proxyseg.proxy.model import load_proxy
 from proxyseg.teacher.dump import sliding_window_average
-from proxyseg.teacher.model import resolve_device
+from proxyseg.core.device import resolve_device
 
 logger = logging.getLogger("proxyseg.proxy")
 

@@ -6,12 +6,12 @@ class names, which scoring reads) does not import torch.
 
 from __future__ import annotations
 
-__all__ = ["LayerFusion", "Teacher", "load_teacher", "resolve_device", "train_teacher", "masked_bce",
+__all__ = ["LayerFusion", "Teacher", "load_teacher", "train_teacher", "masked_bce",
            "dump_teacher"]
 
 
 def __getattr__(name):
-    if name in ("LayerFusion", "Teacher", "load_teacher", "resolve_device"):
+    if name in ("LayerFusion", "Teacher", "load_teacher"):
         from proxyseg.teacher import model
         return getattr(model, name)
     if name in ("train_teacher", "masked_bce"):

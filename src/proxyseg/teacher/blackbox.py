@@ -230,7 +230,7 @@ def dump_blackbox(kind: str, checkpoint: str | None, manifest: str | os.PathLike
     from proxyseg.core.frames import FRAME_RATE
     from proxyseg.core.provenance import provenance_json
     from proxyseg.features.wavlm import read_manifest
-    from proxyseg.teacher.model import resolve_device
+    from proxyseg.core.device import resolve_device
 
     dev = str(resolve_device(device))
     model = load_blackbox(kind, checkpoint, dev, step=step_fraction, batch_size=batch_size)
