@@ -9,7 +9,7 @@ import pytest
 from proxyseg.cli import main
 from proxyseg.core.errors import InputError
 from proxyseg.core.frames import CLASSES, SAMPLE_RATE
-from proxyseg.dictionary.spectrogram import stft, stft_frequencies
+from proxyseg.dsp import stft, stft_frequencies
 from proxyseg.explain.faithfulness import (atom_bin_order, bootstrap, draw_segments, faithfulness_rows,
                                            faithfulness_summary, map_bin_order, prefix_mask, verdicts,
                                            write_judge_baselines)

@@ -98,7 +98,7 @@ def _bin_energy(samples, n_fft: int, win_length: int) -> np.ndarray:
     """``|STFT|²`` of ``samples`` summed over frames: (F,), on the pipeline's frame grid."""
     import torch
 
-    from proxyseg.dictionary.spectrogram import stft
+    from proxyseg.dsp import stft
 
     spec = stft(torch.as_tensor(np.ascontiguousarray(samples, dtype=np.float64)), n_fft=n_fft,
                 win_length=win_length)
@@ -249,7 +249,7 @@ def _groundtruth_rows(checkpoint, items, settings, seed: int, system: str, expla
     """The rows of :func:`groundtruth_rows` (BLAS threads limited by the caller)."""
     import torch
 
-    from proxyseg.dictionary.spectrogram import stft
+    from proxyseg.dsp import stft
     from proxyseg.proxy.model import load_proxy
 
     s = Groundtruth.parse(settings)

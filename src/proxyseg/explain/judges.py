@@ -46,7 +46,7 @@ def occlusion_saliency(judge: Judge, wav: np.ndarray, c: int, seg: slice, decide
     score ranks patches by drop per unit of energy, the loudest bins of a patch first)."""
     import torch
 
-    from proxyseg.dictionary.spectrogram import istft, stft
+    from proxyseg.dsp import istft, stft
 
     spec = stft(torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32)), n_fft=n_fft, win_length=win_length)
     F_, T = spec.shape[0], seg.stop - seg.start
@@ -123,7 +123,7 @@ class TeacherJudge(Judge):
         bin's magnitude: positive where the bin speaks for the class, negative where it speaks against."""
         import torch
 
-        from proxyseg.dictionary.spectrogram import istft, stft
+        from proxyseg.dsp import istft, stft
 
         x = torch.as_tensor(np.ascontiguousarray(wav, dtype=np.float32), device=self.device)
         spec = stft(x, n_fft=n_fft, win_length=win_length)

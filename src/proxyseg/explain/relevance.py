@@ -260,7 +260,7 @@ def explanation_mask(W, H, components, eps: float = 1e-8) -> np.ndarray:
 def masked_audio(samples, mask, n_fft: int = 512, win_length: int = 400, domain: str = "linear",
                  level_gain: float = 1.0) -> np.ndarray:
     """Listenable explanation: apply ``mask`` (F x T, values in [0, 1]) to the STFT of ``samples``, keep
-    the original phase and invert (``proxyseg.dictionary.spectrogram.stft`` / ``istft``, same framing as ``X``).
+    the original phase and invert (``proxyseg.dsp.stft`` / ``istft``, same framing as ``X``).
 
     ``domain`` (:data:`MASK_DOMAINS`, module docstring): ``"linear"`` scales the magnitude, ``|S| M``;
     ``"log"`` scales the log-power spectrogram ``X = log(1 + |S|²)`` and resynthesises the magnitude
@@ -271,7 +271,7 @@ def masked_audio(samples, mask, n_fft: int = 512, win_length: int = 400, domain:
     """
     import torch
 
-    from proxyseg.dictionary.spectrogram import istft, stft
+    from proxyseg.dsp import istft, stft
 
     if domain not in MASK_DOMAINS:
         raise ValueError(f"mask domain must be one of {MASK_DOMAINS}, got {domain!r}")

@@ -39,7 +39,7 @@ from proxyseg.features.wavlm import load_wavlm
 from proxyseg.core.frames import CLASSES, FRAME_RATE
 from proxyseg.core.audio import load_audio
 from proxyseg.core.provenance import provenance_json
-from proxyseg.dictionary.spectrogram import istft, stft, stft_frequencies
+from proxyseg.dsp import istft, stft, stft_frequencies
 from proxyseg.settings import Runtime, Saliency, Spectrogram
 from proxyseg.teacher.model import load_teacher
 

@@ -24,7 +24,7 @@ import torch
 
 from proxyseg.core.errors import InputError
 from proxyseg.core.frames import HOP, SAMPLE_RATE, WIN, num_frames
-from proxyseg.dictionary.spectrogram import stft
+from proxyseg.dsp import stft
 from proxyseg.settings import DemoPretrain
 from proxyseg.training.loop import Loop, save_figure, write_curve_tsv
 

@@ -35,7 +35,7 @@ from proxyseg.evaluate.scoring import binarize
 from proxyseg.core.atomic import atomic_open, atomic_path
 from proxyseg.core.frames import CLASSES, HOP, SAMPLE_RATE, WIN
 from proxyseg.core.rttm import Segment
-from proxyseg.dictionary.spectrogram import stft_frequencies
+from proxyseg.dsp import stft_frequencies
 from proxyseg.segmenter.stream import AudioReader
 from proxyseg.settings import Explain
 
@@ -142,7 +142,7 @@ class _Explainer:
     def _occlusion(self, f0: int, f1: int, c: int, decided: np.ndarray):
         import torch
 
-        from proxyseg.dictionary.spectrogram import stft
+        from proxyseg.dsp import stft
         from proxyseg.explain.faithfulness import occlusion_relevance
 
         g = min(f1, f0 + self.span)
