@@ -876,7 +876,7 @@ _COLORS = {"explanation": "tab:red", "random_active": "tab:olive", "other_class"
 def plot_curves(path, curves_mean: pd.DataFrame, segments: pd.DataFrame, system: str) -> None:
     """Deletion and insertion curves (mean logit drop against the share of energy removed or kept) of one
     proxy's explanation and every baseline, one row per class; the oracle (true stem removed) as a star."""
-    from proxyseg.explain.relevance import new_figure, save_figure
+    from proxyseg.core.figures import new_figure, save_figure
 
     g = curves_mean[curves_mean["system"] == system]
     classes = [c for c in CLASSES if c in set(g["class"])] or ["(none)"]
@@ -905,7 +905,7 @@ def plot_curves(path, curves_mean: pd.DataFrame, segments: pd.DataFrame, system:
     fig.suptitle(f"{system}: faithfulness on an energy axis (deletion: higher is better for the explanation; "
                  "insertion: lower)", fontsize=9)
     fig.tight_layout()
-    save_figure(fig, Path(path))
+    save_figure(fig, Path(path), cropped=True)
 
 
 def faithfulness_table(inputs, out_tsv, out_md, out_summary, out_curves, figures=(), seed: int = 0) -> pd.DataFrame:

@@ -416,7 +416,7 @@ def plot_groundtruth(path, summary: pd.DataFrame) -> None:
     """Two rows of grouped bars per system: the SI-SDR improvement of the explanation and of the random
     references per class; the band share of the mixture, the explanation and the references (black tick:
     the stem's own share)."""
-    from proxyseg.explain.relevance import new_figure, save_figure
+    from proxyseg.core.figures import new_figure, save_figure
 
     systems = list(dict.fromkeys(summary["system"])) if len(summary) else [""]
     fig = new_figure(figsize=(4.4 * len(systems), 6.8))
@@ -452,7 +452,7 @@ def plot_groundtruth(path, summary: pd.DataFrame) -> None:
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.suptitle("Ground truth: listenable explanations vs the true class stems (demo test split)", fontsize=10)
     fig.tight_layout()
-    save_figure(fig, Path(path))
+    save_figure(fig, Path(path), cropped=True)
 
 
 _TABLE_NOTE = """Listenable explanations scored against the true class stems of the synthetic test files

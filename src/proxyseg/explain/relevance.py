@@ -69,6 +69,7 @@ import pandas as pd
 
 from proxyseg.core.atomic import atomic_path
 from proxyseg.core.errors import InputError
+from proxyseg.core.figures import new_figure, save_figure
 from proxyseg.core.frames import CLASS_INDEX, CLASSES, FRAME_RATE
 
 __all__ = [
@@ -516,23 +517,6 @@ def select_segments_across(targets_by_file: Mapping[str, object], segment_frames
 _COLORS = {"speech": "tab:blue", "noise": "tab:gray", "music": "tab:orange", "overlap": "tab:red"}
 
 
-def new_figure(**kwargs):
-    """A matplotlib Figure on an Agg canvas, outside pyplot (no global state, no GUI backend, nothing to
-    close)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(**kwargs)
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def save_figure(fig, path) -> None:
-    """Save ``fig`` as PNG atomically: on any error no file (partial or temporary) is left."""
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-
-
 def plot_local_explanation(path, X, probs, r, W, freqs_hz, class_name: str, components=None,
                            title: str | None = None, tau: float = DEFAULT_TAU, threshold: float = 0.5,
                            frame_rate: float = FRAME_RATE) -> None:
@@ -629,7 +613,7 @@ def plot_local_explanation(path, X, probs, r, W, freqs_hz, class_name: str, comp
 
     fig.suptitle(title if title is not None else f"explanation for {name}")
     fig.tight_layout()
-    save_figure(fig, path)
+    save_figure(fig, path, cropped=True)
 
 
 def plot_prototypes(path, P, freqs_hz, counts, normalise: bool = True, log_frequency: bool = True,
@@ -690,7 +674,7 @@ def plot_prototypes(path, P, freqs_hz, counts, normalise: bool = True, log_frequ
     ax.set_title("class prototypes  P_c(f) = Σ_k max(mean r[k, c], 0) W⁺[f, k]  "
                  f"(segments: {', '.join(f'{c} {k}' for c, k in zip(CLASSES, n))})", fontsize=9)
     fig.tight_layout()
-    save_figure(fig, path)
+    save_figure(fig, path, cropped=True)
 
 
 # ------------------------------------------------------------------------------------------ save / load

@@ -23,10 +23,11 @@ import numpy as np
 import torch
 
 from proxyseg.core.errors import InputError
+from proxyseg.core.figures import save_figure
 from proxyseg.core.frames import HOP, SAMPLE_RATE, WIN, num_frames
 from proxyseg.dsp import stft
 from proxyseg.settings import DemoPretrain
-from proxyseg.training.loop import Loop, save_figure, write_curve_tsv
+from proxyseg.training.loop import Loop, write_curve_tsv
 
 log = logging.getLogger("proxyseg.features.pretrain")
 
