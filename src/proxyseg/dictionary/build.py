@@ -72,12 +72,11 @@ def read_frame_targets(handle: h5py.File, confidence: float,
 
     * ``"labels"``: a harmonised ``targets.h5`` (one dataset per URI); known = annotated somewhere in the file;
     * ``"teacher"``: a teacher dump or inference file (groups holding ``logits``,
-      :func:`proxyseg.proxy.data.dump_groups`): the teacher's decisions at ``confidence``
+      :func:`proxyseg.teacher.dumpfile.dump_groups`): the teacher's decisions at ``confidence``
       (:func:`teacher_targets`); known = its ``known_classes``.
 
     The one reader of both, for the dictionary's material and the explanations' segments."""
-    from proxyseg.proxy.data import dump_groups
-    from proxyseg.teacher.blackbox import known_classes
+    from proxyseg.teacher.dumpfile import dump_groups, known_classes
 
     groups = dump_groups(handle)
     if groups:

@@ -80,7 +80,7 @@ def decisions_rttm(probs_h5: str | os.PathLike, out_rttm: str | os.PathLike, thr
     """
     import h5py
 
-    from proxyseg.teacher.blackbox import known_classes
+    from proxyseg.teacher.dumpfile import known_classes
 
     path = Path(probs_h5)
     if not path.is_file():

@@ -42,6 +42,7 @@ from proxyseg.core.frames import CLASSES
 from proxyseg.core.hdf5 import h5_datasets
 from proxyseg.teacher.data import HandleOwner, RandomCrops, Handles, open_h5, default_steps_per_epoch
 from proxyseg.teacher.dump import window_starts
+from proxyseg.teacher.dumpfile import dump_groups
 
 logger = logging.getLogger("proxyseg.proxy")
 
@@ -50,7 +51,7 @@ Pair = tuple[str | os.PathLike, str | os.PathLike]
 #: What the proxy's Psi reads: the teacher's fused features S, or the log-power spectrogram X.
 from proxyseg.settings import INPUTS  # noqa: E402
 
-__all__ = ["INPUTS", "Pair", "ProxyEntry", "dump_groups", "spectrogram_datasets", "scan_proxy_pairs",
+__all__ = ["INPUTS", "Pair", "ProxyEntry", "spectrogram_datasets", "scan_proxy_pairs",
            "ProxyTrainCrops", "ProxyDevCrops", "default_steps_per_epoch"]
 
 
@@ -60,18 +61,6 @@ class ProxyEntry:
     spectrogram: str
     uri: str
     num_frames: int  # min of the dump's and the spectrogram's lengths
-
-
-def dump_groups(handle: h5py.File) -> dict[str, h5py.Group]:
-    """The URI groups of a teacher dump: every group that holds a ``logits`` dataset, by full name."""
-    out: dict[str, h5py.Group] = {}
-
-    def visit(name, obj):
-        if isinstance(obj, h5py.Group) and isinstance(obj.get("logits"), h5py.Dataset):
-            out[name] = obj
-
-    handle.visititems(visit)
-    return out
 
 
 def spectrogram_datasets(handle: h5py.File) -> dict[str, h5py.Dataset]:

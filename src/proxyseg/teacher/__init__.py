@@ -1,7 +1,7 @@
 """The teacher: learned fusion of cached WavLM states + Conv-TasNet TCN (METHOD section 3).
 
-Every submodule is imported lazily so that ``import proxyseg.teacher`` (and ``proxyseg.teacher.blackbox``'s
-class names, which scoring reads) does not import torch.
+Every submodule is imported lazily so that ``import proxyseg.teacher`` (and ``proxyseg.teacher.dumpfile``,
+which scoring reads) does not import torch.
 """
 
 from __future__ import annotations
