@@ -29,8 +29,8 @@ import pandas as pd
 import soundfile as sf
 import torch
 
-from proxyseg.features.wavlm import (DEMO_WAVLM, build_untrained_wavlm, extract_features, load_wavlm,
-                               plan_batches)
+from proxyseg.features.demo_wavlm import DEMO_WAVLM, build_untrained_wavlm
+from proxyseg.features.wavlm import extract_features, load_wavlm, plan_batches
 from proxyseg.core.device import resolve_device
 from proxyseg.core.frames import FRAME_RATE, SAMPLE_RATE, num_frames
 

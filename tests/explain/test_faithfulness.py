@@ -295,7 +295,7 @@ def test_teacher_judge_runs_wavlm_and_the_teacher_with_its_saliency(tmp_path):
     import torch
 
     from proxyseg.explain.judges import TeacherJudge
-    from proxyseg.features.wavlm import build_untrained_wavlm
+    from proxyseg.features.demo_wavlm import build_untrained_wavlm
     from proxyseg.teacher.model import Teacher
 
     build_untrained_wavlm(tmp_path / "w", seed=0, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,

@@ -7,7 +7,7 @@ model's mask embedding and the transformer predicts, through a linear head that 
 log-mel frames it cannot see (standardised per band over the training audio). The number of steps is
 fixed (not a time budget), so the same seed and audio give the same model on any machine.
 
-With ``normalize`` (the saved model's ``do_normalize``, :func:`proxyseg.features.wavlm.demo_do_normalize`) every
+With ``normalize`` (the saved model's ``do_normalize``, :func:`proxyseg.features.demo_wavlm.demo_do_normalize`) every
 crop is normalised to zero mean and unit variance before the model sees it (and before its log-mel
 target is computed), exactly as :func:`proxyseg.features.wavlm.load_wavlm` normalises each chunk at extraction.
 
