@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from proxyseg.settings import MOVED
+from proxyseg.core.settings import MOVED
 
 __all__ = ["ConfigError", "check_config", "config_problems", "load_schema"]
 
