@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from proxyseg.core.frames import CLASSES, FRAME_RATE
-from proxyseg.evaluate.scoring import cohen_kappa, frame_f1
+from proxyseg.core.agreement import cohen_kappa, frame_f1
 from proxyseg.teacher.dumpfile import known_classes
 
 

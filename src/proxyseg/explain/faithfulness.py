@@ -43,12 +43,11 @@ from proxyseg.core.audio import load_audio
 from proxyseg.core.frames import CLASSES, FRAME_RATE, HOP, SAMPLE_RATE, WIN
 from proxyseg.explain import relevance as ex
 from proxyseg.explain.judges import BlackBoxJudge, Judge, TeacherJudge
+from proxyseg.explain.relevance import ACTIVE
 from proxyseg.settings import Explain, Faithfulness, Scoring
 
 log = logging.getLogger("proxyseg.explain.faithfulness")
 
-#: A component counts as active in a segment when its mean activation exceeds this.
-ACTIVE = 1e-3
 #: Methods ranked on the energy axis; ``random_active`` has ``draws`` orders.
 METHODS = ("explanation", "random_active", "other_class", "loudest", "saliency")
 DIRECTIONS = ("deletion", "insertion")

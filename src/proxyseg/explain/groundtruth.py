@@ -44,7 +44,7 @@ import soundfile as sf
 
 from proxyseg.explain import relevance as ex
 from proxyseg.core.errors import InputError
-from proxyseg.explain.faithfulness import ACTIVE
+from proxyseg.explain.relevance import ACTIVE
 from proxyseg.core.frames import CLASSES, FRAME_RATE, HOP, SAMPLE_RATE, WIN
 from proxyseg.core.audio import load_audio
 from proxyseg.settings import Explain, Groundtruth

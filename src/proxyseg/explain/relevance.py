@@ -73,6 +73,7 @@ from proxyseg.core.figures import new_figure, save_figure
 from proxyseg.core.frames import CLASS_INDEX, CLASSES, FRAME_RATE
 
 __all__ = [
+    "ACTIVE",
     "DEFAULT_TAU",
     "DEFAULT_BANDS",
     "local_relevance",
@@ -99,6 +100,9 @@ __all__ = [
 ]
 
 DEFAULT_TAU = 0.5
+#: A component counts as active in a segment when its mean activation exceeds this (the faithfulness and
+#: ground-truth checks' random-active baselines).
+ACTIVE = 1e-3
 
 #: Domains of a listenable explanation (:func:`masked_audio`); the first is the default.
 from proxyseg.settings import MASK_DOMAINS  # noqa: E402

@@ -248,7 +248,7 @@ def teacher_tracks(blackbox, probs: np.ndarray, teacher_probs: np.ndarray, thres
                    cols: int) -> dict:
     """The black box beside its proxy: its pooled probabilities per known class, the spans where the two
     decisions differ (seconds) and their frame agreement (F1 of the proxy against the black box)."""
-    from proxyseg.evaluate.scoring import frame_f1
+    from proxyseg.core.agreement import frame_f1
 
     out = {"name": blackbox.kind, "classes": list(blackbox.classes), "probs": {}, "disagree": [], "agreement": {}}
     offset = (WIN // 2 - HOP // 2) / SAMPLE_RATE
