@@ -29,8 +29,9 @@ import pandas as pd
 import soundfile as sf
 import torch
 
-from proxyseg.features.wavlm import (DEMO_WAVLM, build_untrained_wavlm, extract_features, load_wavlm, pick_device,
-                               plan_batches)
+from proxyseg.features.demo_wavlm import DEMO_WAVLM, build_untrained_wavlm
+from proxyseg.features.wavlm import extract_features, load_wavlm, plan_batches
+from proxyseg.core.device import resolve_device
 from proxyseg.core.frames import FRAME_RATE, SAMPLE_RATE, num_frames
 
 SIZES = {
@@ -92,7 +93,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     layers = "all" if args.layers == "all" else [int(i) for i in args.layers.split(",")]
-    device = pick_device(args.device)
+    device = resolve_device(args.device)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         model_dir = build_untrained_wavlm(tmp / "model", seed=0, **SIZES[args.size])

@@ -29,7 +29,7 @@ def write_wav(tmp_path):
 @pytest.fixture
 def narrowband_dictionary():
     """W (257, K) of unit-norm Gaussian bumps (60 Hz wide) at ``centres`` Hz, for hand-built proxies."""
-    from proxyseg.dictionary.spectrogram import stft_frequencies
+    from proxyseg.dsp import stft_frequencies
 
     def _make(centres):
         freqs = stft_frequencies(512)

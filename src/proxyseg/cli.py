@@ -63,7 +63,7 @@ def cmd_mix_corpus(a):
 
 
 def cmd_demo_wavlm(a):
-    from proxyseg.features.wavlm import build_demo_wavlm, manifest_audio
+    from proxyseg.features.demo_wavlm import build_demo_wavlm, manifest_audio
 
     settings = dict(a.settings)
     # without --audio and without pretrain settings: the random-weight model (nothing to train on)

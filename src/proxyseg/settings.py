@@ -15,9 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Literal, get_args
 
+from proxyseg.core.aggregate import DEFAULT as DEFAULT_AGGREGATE, Aggregate
 from proxyseg.core.frames import CLASSES, FRAME_RATE
 from proxyseg.core.names import NAME_RULE, is_name
-from proxyseg.core.settings import Settings, setting
+from proxyseg.core.settings import MOVED, Settings, setting
 
 __all__ = ["AGGREGATES", "REFILLS", "DICTIONARY_MODES", "INPUTS", "KD_DIRECTIONS", "LR_SCHEDULES",
            "MASK_DOMAINS", "RELEVANCES", "BIN_ORDERS", "MOVED", "SECTIONS", "DemoPretrain", "Mix", "Explain", "Export", "Faithfulness", "Features",
@@ -25,7 +26,6 @@ __all__ = ["AGGREGATES", "REFILLS", "DICTIONARY_MODES", "INPUTS", "KD_DIRECTIONS
            "Training"]
 
 # The choices of the settings that take one of a few values (a field's type; the tuples for messages)
-Aggregate = Literal["prob_hamming", "prob_mean", "logits_mean"]
 LrSchedule = Literal["constant", "cosine"]
 Input = Literal["wavlm", "spectrogram"]
 DictionaryMode = Literal["fixed", "learned", "learned_random"]
@@ -224,7 +224,7 @@ class Inference(Settings):
     """Sliding-window inference (METHOD §3): teacher dumps, proxy inference, exported models."""
 
     SECTION: ClassVar[str] = "inference"
-    aggregate: Aggregate = setting("prob_hamming")
+    aggregate: Aggregate = setting(DEFAULT_AGGREGATE)
     step: float = setting(0.1, gt=0, le=1)          # window step as a fraction of the window
 
 
@@ -346,15 +346,6 @@ class Mix(Settings):
             low, high = getattr(self, key)
             if low > high:
                 raise self.invalid(f"{key}: [{low}, {high}] must be [low, high] with low <= high")
-
-
-#: keys moved out of a section (2026-11-30): a config written for an older proxyseg is told the new place
-MOVED = {"features.device": "runtime.device", "features.batch_size": "runtime.feature_batch_size",
-         "teacher.device": "runtime.device", "teacher.num_workers": "runtime.num_workers",
-         "teacher.preload_mb": "runtime.preload_mb", "teacher.dump_batch_size": "runtime.inference_batch_size",
-         "teacher.dump_step": "inference.step", "nmf.device": "runtime.device", "saliency.device": "runtime.device",
-         "proxy_defaults.device": "runtime.device", "proxy_defaults.num_workers": "runtime.num_workers",
-         "proxy_defaults.preload_mb": "runtime.preload_mb"}
 
 
 #: config section -> its settings class

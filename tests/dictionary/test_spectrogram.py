@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from proxyseg.core.frames import HOP, WIN, num_frames
-from proxyseg.dictionary.spectrogram import (block_powers, frame_layout, istft, level_gain, log_power_spectrogram, scaled,
-                                              stft, stft_frequencies)
+from proxyseg.dictionary.spectrogram import block_powers, level_gain, log_power_spectrogram, scaled
+from proxyseg.dsp import frame_layout, istft, stft, stft_frequencies
 
 SETTINGS = [(512, 400), (1024, 1024)]
 

@@ -41,7 +41,7 @@ def test_fidelity_is_frame_f1_of_proxy_against_teacher(tmp_path):
 
 def test_kappa_tells_agreement_from_a_shared_rate():
     # two outputs that say "speech" on 70 % of the frames, independently: high F1, kappa near 0
-    from proxyseg.evaluate.scoring import cohen_kappa, frame_f1
+    from proxyseg.core.agreement import cohen_kappa, frame_f1
 
     rng = np.random.default_rng(0)
     a, b = rng.random(20000) < 0.7, rng.random(20000) < 0.7

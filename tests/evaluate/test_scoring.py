@@ -10,7 +10,8 @@ from pyannote.metrics.detection import DetectionPrecisionRecallFMeasure
 from proxyseg.core.errors import InputError
 from proxyseg.core.frames import CLASSES, frame_centers
 from proxyseg.core.rttm import read_rttm
-from proxyseg.evaluate.scoring import binarize, decisions_rttm, frame_f1, score_split, segmentation_tables
+from proxyseg.core.agreement import frame_f1
+from proxyseg.evaluate.scoring import binarize, decisions_rttm, score_split, segmentation_tables
 
 
 # ------------------------------------------------------------------------------------------- binarize

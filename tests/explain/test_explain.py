@@ -8,7 +8,7 @@ from proxyseg.explain import relevance as ex
 from proxyseg.core.errors import InputError
 from proxyseg.core.frames import CLASSES
 from proxyseg.core.provenance import provenance_json
-from proxyseg.dictionary.spectrogram import stft_frequencies
+from proxyseg.dsp import stft_frequencies
 
 # Hand-made example: K = 3 components, T = 2 frames.
 H = np.array([[1.0, 3.0],
@@ -111,7 +111,7 @@ def test_explanation_mask_partition_of_unity():
 def test_masked_audio_identity_mask_reconstructs():
     rng = np.random.default_rng(1)
     x = rng.standard_normal(16000).astype(np.float32)
-    from proxyseg.dictionary.spectrogram import stft
+    from proxyseg.dsp import stft
 
     F, T = stft(x).shape
     y = ex.masked_audio(x, np.ones((F, T)))
@@ -406,7 +406,7 @@ def test_explain_stage_with_a_signed_learned_random_dictionary(tmp_path):
 
 
 def test_masked_audio_log_domain():
-    from proxyseg.dictionary.spectrogram import stft
+    from proxyseg.dsp import stft
 
     rng = np.random.default_rng(4)
     t = np.arange(16000) / 16000

@@ -9,7 +9,7 @@ import pytest
 from proxyseg.cli import main
 from proxyseg.core.errors import InputError
 from proxyseg.core.frames import CLASSES, SAMPLE_RATE
-from proxyseg.dictionary.spectrogram import stft, stft_frequencies
+from proxyseg.dsp import stft, stft_frequencies
 from proxyseg.explain.faithfulness import (atom_bin_order, bootstrap, draw_segments, faithfulness_rows,
                                            faithfulness_summary, map_bin_order, prefix_mask, verdicts,
                                            write_judge_baselines)
@@ -295,7 +295,7 @@ def test_teacher_judge_runs_wavlm_and_the_teacher_with_its_saliency(tmp_path):
     import torch
 
     from proxyseg.explain.judges import TeacherJudge
-    from proxyseg.features.wavlm import build_untrained_wavlm
+    from proxyseg.features.demo_wavlm import build_untrained_wavlm
     from proxyseg.teacher.model import Teacher
 
     build_untrained_wavlm(tmp_path / "w", seed=0, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,

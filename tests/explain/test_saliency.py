@@ -7,11 +7,12 @@ import soundfile as sf
 import torch
 
 from proxyseg.explain import relevance as ex
-from proxyseg.features.wavlm import build_untrained_wavlm, load_wavlm
+from proxyseg.features.demo_wavlm import build_untrained_wavlm
+from proxyseg.features.wavlm import load_wavlm
 from proxyseg.core.frames import CLASSES
 from proxyseg.explain.prototypes import write_listenable
 from proxyseg.explain.saliency import band_sums, compare_rows, log_bands, segment_saliency
-from proxyseg.dictionary.spectrogram import stft_frequencies
+from proxyseg.dsp import stft_frequencies
 from proxyseg.teacher.model import Teacher
 
 

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from proxyseg.core.errors import InputError
-from proxyseg.features.wavlm import (build_untrained_wavlm, extract_features, extract_states, load_wavlm, normalize_waveform,
+from proxyseg.features.demo_wavlm import build_untrained_wavlm
+from proxyseg.features.wavlm import (extract_features, extract_states, load_wavlm, normalize_waveform,
                                plan_chunks)
 from proxyseg.core.frames import num_frames
 

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from proxyseg.core.errors import InputError
-from proxyseg.features.wavlm import (BatchRunner, Chunk, build_untrained_wavlm, extract_features, extract_states,
+from proxyseg.features.demo_wavlm import build_untrained_wavlm
+from proxyseg.features.wavlm import (BatchRunner, Chunk, extract_features, extract_states,
                                load_wavlm, plan_batches)
 from proxyseg.core.frames import num_frames
 from proxyseg.features.shards import assign_shards, check_index, gather_features, parse_shard

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from proxyseg.core.errors import InputError
-from proxyseg.features.wavlm import DEMO_MARKER, UNTRAINED_MARKER, build_demo_wavlm, is_demo_model, is_untrained, load_wavlm
+from proxyseg.features.demo_wavlm import build_demo_wavlm
+from proxyseg.features.wavlm import DEMO_MARKER, UNTRAINED_MARKER, is_demo_model, is_untrained, load_wavlm
 from proxyseg.core.frames import num_frames
 from proxyseg.features.pretrain import log_mel, mel_filterbank, pretrain_settings, span_mask
 

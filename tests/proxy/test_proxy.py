@@ -392,7 +392,7 @@ def test_matching_thresholds_give_a_hedging_proxy_its_teachers_rate():
 def test_calibrated_training_shifts_only_the_named_biases(tmp_path, pairs):
     """calibrate: [speech, music]: the checkpoint is the uncalibrated one but for those biases, shifted as
     train.json records; on the calibration files the proxy then agrees with the teacher as recorded."""
-    from proxyseg.evaluate.scoring import frame_f1
+    from proxyseg.core.agreement import frame_f1
 
     train, dev, npz = pairs
     settings = {**SMALL, "max_epochs": 2, "input": "spectrogram", "alpha": 1.0}

@@ -12,7 +12,8 @@ import torch
 
 from proxyseg.cli import main
 from proxyseg.core.errors import InputError
-from proxyseg.features.wavlm import build_untrained_wavlm, extract_features
+from proxyseg.features.demo_wavlm import build_untrained_wavlm
+from proxyseg.features.wavlm import extract_features
 from proxyseg.core.frames import CLASSES, num_frames
 from proxyseg.core.audio import load_audio
 from proxyseg.core.rttm import read_rttm

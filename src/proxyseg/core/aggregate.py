@@ -15,11 +15,15 @@ with the same weights.
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import numpy as np
 
-from proxyseg.settings import AGGREGATES, Inference
-
-DEFAULT = Inference.aggregate  # the inference settings' default
+#: The aggregation modes (``inference.aggregate``; :class:`proxyseg.settings.Inference` takes its type and
+#: default from here, so this module needs nothing above core).
+Aggregate = Literal["prob_hamming", "prob_mean", "logits_mean"]
+AGGREGATES = get_args(Aggregate)
+DEFAULT: Aggregate = "prob_hamming"
 #: |logit| of a probability clipped to [1e-9, 1 - 1e-9]
 MAX_LOGIT = float(np.log((1 - 1e-9) / 1e-9))
 

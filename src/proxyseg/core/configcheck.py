@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from proxyseg.core.names import NAME_PATTERN, NAME_RULE
-from proxyseg.settings import MOVED
+from proxyseg.core.settings import MOVED
 
 __all__ = ["ConfigError", "check_config", "config_problems", "load_schema"]
 

@@ -19,7 +19,7 @@ from typing import Any, ClassVar, Literal, Mapping
 
 from proxyseg.core.errors import InputError
 
-__all__ = ["Settings", "setting"]
+__all__ = ["MOVED", "Settings", "setting"]
 
 _MISSING = dataclasses.MISSING
 
@@ -208,3 +208,12 @@ class Settings:
 
     def get(self, key: str, default=None):
         return getattr(self, key) if key in self.keys() else default
+
+
+#: keys moved out of a section (2026-11-30): a config written for an older proxyseg is told the new place
+MOVED = {"features.device": "runtime.device", "features.batch_size": "runtime.feature_batch_size",
+         "teacher.device": "runtime.device", "teacher.num_workers": "runtime.num_workers",
+         "teacher.preload_mb": "runtime.preload_mb", "teacher.dump_batch_size": "runtime.inference_batch_size",
+         "teacher.dump_step": "inference.step", "nmf.device": "runtime.device", "saliency.device": "runtime.device",
+         "proxy_defaults.device": "runtime.device", "proxy_defaults.num_workers": "runtime.num_workers",
+         "proxy_defaults.preload_mb": "runtime.preload_mb"}

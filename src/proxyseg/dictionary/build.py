@@ -23,9 +23,9 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-import torch
 
 from proxyseg.core.atomic import atomic_open, atomic_path
+from proxyseg.core.device import resolve_device
 from proxyseg.core.errors import InputError
 from proxyseg.core.frames import CLASSES, FRAME_RATE, UNKNOWN
 from proxyseg.dictionary.nmf import sparse_nmf
@@ -72,12 +72,11 @@ def read_frame_targets(handle: h5py.File, confidence: float,
 
     * ``"labels"``: a harmonised ``targets.h5`` (one dataset per URI); known = annotated somewhere in the file;
     * ``"teacher"``: a teacher dump or inference file (groups holding ``logits``,
-      :func:`proxyseg.proxy.data.dump_groups`): the teacher's decisions at ``confidence``
+      :func:`proxyseg.teacher.dumpfile.dump_groups`): the teacher's decisions at ``confidence``
       (:func:`teacher_targets`); known = its ``known_classes``.
 
     The one reader of both, for the dictionary's material and the explanations' segments."""
-    from proxyseg.proxy.data import dump_groups
-    from proxyseg.teacher.blackbox import known_classes
+    from proxyseg.teacher.dumpfile import dump_groups, known_classes
 
     groups = dump_groups(handle)
     if groups:
@@ -211,8 +210,7 @@ def pretrain_dictionary(pairs, out_dir: str | os.PathLike, settings: NMF | dict 
     with h5py.File(pairs[0][0], "r") as h5:
         freqs = np.asarray(h5.attrs["freqs_hz"])
         n_fft, win_length = int(h5.attrs["n_fft"]), int(h5.attrs["win_length"])
-    device = "cuda" if rt.device == "auto" and torch.cuda.is_available() else (
-        "cpu" if rt.device == "auto" else rt.device)
+    device = str(resolve_device(rt.device))
     log.info("NMF on %d frames x %d bins (segments %s), K=%d, beta=%s, mu=%s, %d iterations on %s",
              X.shape[1], X.shape[0], drawn, s["components"], s["beta"], s["mu"], s["iterations"], device)
     atom_classes = None

@@ -68,6 +68,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from proxyseg.core.device import device_of
+
 __all__ = ["NMFResult", "sparse_nmf", "fit_activations", "beta_divergence", "nmf_cost", "normalise_columns"]
 
 _BETAS = (0.0, 1.0, 2.0)
@@ -96,15 +98,6 @@ def _check_beta(beta: float) -> float:
     if beta not in _BETAS:
         raise ValueError(f"beta must be 2 (Euclidean), 1 (Kullback-Leibler) or 0 (Itakura-Saito), got {beta}")
     return beta
-
-
-def _resolve_device(device, *tensors) -> torch.device:
-    if device is not None:
-        return torch.device(device)
-    for t in tensors:
-        if isinstance(t, torch.Tensor):
-            return t.device
-    return torch.device("cpu")
 
 
 def _to(x, device, dtype) -> torch.Tensor:
@@ -142,7 +135,7 @@ def nmf_cost(X, W, H, beta: float = 2.0, mu: float = 1.0, eps: float = 1e-10, ch
     one of :func:`sparse_nmf`, first move the column norms of ``W`` into the rows of ``H``.
     """
     beta = _check_beta(beta)
-    device = _resolve_device(None, X, W, H)
+    device = device_of(None, X, W, H)
     X, H = torch.as_tensor(X), torch.as_tensor(H)
     W = _to(W, device, torch.float64)
     total, l1 = 0.0, 0.0
@@ -183,7 +176,7 @@ def sparse_nmf(X, K: int, beta: float = 2.0, mu: float = 1.0, iterations: int = 
         raise ValueError(f"mu must be >= 0, got {mu}")
     if iterations < 0:
         raise ValueError(f"iterations must be >= 0, got {iterations}")
-    dev = _resolve_device(device, X)
+    dev = device_of(device, X)
     X = _to(X, dev, dtype).contiguous()  # row-major F x T: the layout the BLAS calls below are fastest on
     if X.dim() != 2:
         raise ValueError(f"X must be 2-D (F, T), got shape {tuple(X.shape)}")
@@ -379,6 +372,6 @@ def fit_activations(X, W, beta: float = 2.0, mu: float = 1.0, iterations: int = 
     """
     W_t = torch.as_tensor(W)
     res = sparse_nmf(X, W_t.shape[1], beta=beta, mu=mu, iterations=iterations, seed=seed,
-                     device=_resolve_device(device, X, W), W_init=W_t, update_W=False, H_init=H_init,
+                     device=device_of(device, X, W), W_init=W_t, update_W=False, H_init=H_init,
                      dtype=dtype)
     return res.H

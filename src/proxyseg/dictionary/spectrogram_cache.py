@@ -22,7 +22,8 @@ from proxyseg.core.frames import FRAME_RATE, HOP
 from proxyseg.core.audio import load_audio
 from proxyseg.core.provenance import provenance_json
 from proxyseg.settings import Spectrogram
-from proxyseg.dictionary.spectrogram import block_powers, level_gain, log_power_spectrogram, scaled, stft_frequencies
+from proxyseg.dictionary.spectrogram import block_powers, level_gain, log_power_spectrogram, scaled
+from proxyseg.dsp import stft_frequencies
 
 
 def cache_spectrograms(manifest: str | os.PathLike, out_h5: str | os.PathLike, n_fft: int = Spectrogram.n_fft,

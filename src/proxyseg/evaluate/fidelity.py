@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 
 from proxyseg.core.frames import CLASSES, FRAME_RATE
-from proxyseg.evaluate.scoring import cohen_kappa, frame_f1
-from proxyseg.teacher.blackbox import known_classes
+from proxyseg.core.agreement import cohen_kappa, frame_f1
+from proxyseg.teacher.dumpfile import known_classes
 
 
 def fidelity_rows(system: str, corpus: str, teacher_h5, proxy_h5, threshold: float = 0.5) -> pd.DataFrame:

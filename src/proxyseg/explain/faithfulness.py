@@ -43,12 +43,11 @@ from proxyseg.core.audio import load_audio
 from proxyseg.core.frames import CLASSES, FRAME_RATE, HOP, SAMPLE_RATE, WIN
 from proxyseg.explain import relevance as ex
 from proxyseg.explain.judges import BlackBoxJudge, Judge, TeacherJudge
+from proxyseg.explain.relevance import ACTIVE
 from proxyseg.settings import Explain, Faithfulness, Scoring
 
 log = logging.getLogger("proxyseg.explain.faithfulness")
 
-#: A component counts as active in a segment when its mean activation exceeds this.
-ACTIVE = 1e-3
 #: Methods ranked on the energy axis; ``random_active`` has ``draws`` orders.
 METHODS = ("explanation", "random_active", "other_class", "loudest", "saliency")
 DIRECTIONS = ("deletion", "insertion")
@@ -180,7 +179,7 @@ def occlusion_relevance(proxy: _Proxy, judge: Judge, spec, seg: slice, c: int, d
     ``(r (K, C), H (K, T_seg))``, H the proxy's own activations on this input."""
     import torch
 
-    from proxyseg.dictionary.spectrogram import istft
+    from proxyseg.dsp import istft
 
     logpow = torch.log1p((spec.abs().double() * float(gain)).square())  # the spectrogram proxies' input (F, T)
 
@@ -223,7 +222,7 @@ BANDS = ((0, 250), (250, 500), (500, 1000), (1000, 2000), (2000, 4000), (4000, 8
 def band_shares(W: np.ndarray, r: np.ndarray, n_fft: int) -> dict[str, float]:
     """The bands one explanation names: its profile ``P(f) = sum_k max(r_k, 0) w_k`` (METHOD §7's prototype
     projection, for one segment) as shares per band of :data:`BANDS` (NaN where no atom is relevant)."""
-    from proxyseg.dictionary.spectrogram import stft_frequencies
+    from proxyseg.dsp import stft_frequencies
 
     P = np.maximum(np.asarray(W, np.float64), 0.0) @ np.maximum(np.asarray(r, np.float64), 0.0)
     f = stft_frequencies(n_fft)
@@ -267,7 +266,7 @@ def _fingerprint(x: np.ndarray, seg: slice, c: int, s, threshold: float, n_fft: 
 def _stft_parts(x, n_fft: int, win_length: int, seg: slice):
     import torch
 
-    from proxyseg.dictionary.spectrogram import stft
+    from proxyseg.dsp import stft
 
     spec = stft(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), n_fft=n_fft, win_length=win_length)
     mag = spec.abs().double()
@@ -298,7 +297,7 @@ def judge_baselines(judge: Judge, x: np.ndarray, seg: slice, c: int, s, threshol
     """The judge's part of one segment, the same for every proxy: its logits on the clip (``L0``), its own
     evidence (``saliency``, (F, T)), and its logits (N, T) on the removals of :func:`_shared_variants` and on
     the true stem removed (``oracle``; ``oracle_energy`` NaN when there is none), judged in one batch."""
-    from proxyseg.dictionary.spectrogram import istft
+    from proxyseg.dsp import istft
 
     spec, mag, energy = _stft_parts(x, n_fft, win_length, seg)
     base_wav = istft(spec[None], length=len(x), n_fft=n_fft, win_length=win_length).numpy()
@@ -342,7 +341,7 @@ def _segment(judge: Judge, proxy: _Proxy, x: np.ndarray, seg: slice, c: int, H: 
     are judged in one batch."""
     import torch
 
-    from proxyseg.dictionary.spectrogram import istft
+    from proxyseg.dsp import istft
 
     thr = _logit(threshold)
     spec, mag, energy = _stft_parts(x, n_fft, win_length, seg)
@@ -494,7 +493,7 @@ def _sanity(proxy: _Proxy, judge: Judge, spec, seg: slice, c: int, positive, exp
     that falls in the removed bins, ``Theta[c] (H * W^T mask / colsum W)``."""
     import torch
 
-    from proxyseg.dictionary.spectrogram import istft
+    from proxyseg.dsp import istft
 
     if not expl_del or not positive:
         return {"proxy_sanity": np.nan}
@@ -876,7 +875,7 @@ _COLORS = {"explanation": "tab:red", "random_active": "tab:olive", "other_class"
 def plot_curves(path, curves_mean: pd.DataFrame, segments: pd.DataFrame, system: str) -> None:
     """Deletion and insertion curves (mean logit drop against the share of energy removed or kept) of one
     proxy's explanation and every baseline, one row per class; the oracle (true stem removed) as a star."""
-    from proxyseg.explain.relevance import new_figure, save_figure
+    from proxyseg.core.figures import new_figure, save_figure
 
     g = curves_mean[curves_mean["system"] == system]
     classes = [c for c in CLASSES if c in set(g["class"])] or ["(none)"]
@@ -905,7 +904,7 @@ def plot_curves(path, curves_mean: pd.DataFrame, segments: pd.DataFrame, system:
     fig.suptitle(f"{system}: faithfulness on an energy axis (deletion: higher is better for the explanation; "
                  "insertion: lower)", fontsize=9)
     fig.tight_layout()
-    save_figure(fig, Path(path))
+    save_figure(fig, Path(path), cropped=True)
 
 
 def faithfulness_table(inputs, out_tsv, out_md, out_summary, out_curves, figures=(), seed: int = 0) -> pd.DataFrame:

@@ -92,7 +92,7 @@ def false_alarm_tables(curves: pd.DataFrame, segments: pd.DataFrame, minutes: di
 def plot_false_alarms(path, pieces: pd.DataFrame, pooled: pd.DataFrame, title: str) -> None:
     """Left: the bands each piece's false alarms rest on (explanation shares); right: the share of false-alarm
     frames that stop being speech for the black box per removal, per piece and pooled."""
-    from proxyseg.explain.relevance import new_figure, save_figure
+    from proxyseg.core.figures import new_figure, save_figure
 
     tested = pieces[pieces["segments"] > 0] if len(pieces) else pieces
     n = max(len(tested), 1)
@@ -127,7 +127,7 @@ def plot_false_alarms(path, pieces: pd.DataFrame, pooled: pd.DataFrame, title: s
                   ha="center", va="center", fontsize=9, transform=ax_f.transAxes)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    save_figure(fig, Path(path))
+    save_figure(fig, Path(path), cropped=True)
 
 
 def write_false_alarms(checkpoint, items, judge: Judge, out_tsv, out_pooled, out_png, settings=None, seed: int = 0,

@@ -44,7 +44,7 @@ import soundfile as sf
 
 from proxyseg.explain import relevance as ex
 from proxyseg.core.errors import InputError
-from proxyseg.explain.faithfulness import ACTIVE
+from proxyseg.explain.relevance import ACTIVE
 from proxyseg.core.frames import CLASSES, FRAME_RATE, HOP, SAMPLE_RATE, WIN
 from proxyseg.core.audio import load_audio
 from proxyseg.settings import Explain, Groundtruth
@@ -98,7 +98,7 @@ def _bin_energy(samples, n_fft: int, win_length: int) -> np.ndarray:
     """``|STFT|²`` of ``samples`` summed over frames: (F,), on the pipeline's frame grid."""
     import torch
 
-    from proxyseg.dictionary.spectrogram import stft
+    from proxyseg.dsp import stft
 
     spec = stft(torch.as_tensor(np.ascontiguousarray(samples, dtype=np.float64)), n_fft=n_fft,
                 win_length=win_length)
@@ -249,7 +249,7 @@ def _groundtruth_rows(checkpoint, items, settings, seed: int, system: str, expla
     """The rows of :func:`groundtruth_rows` (BLAS threads limited by the caller)."""
     import torch
 
-    from proxyseg.dictionary.spectrogram import stft
+    from proxyseg.dsp import stft
     from proxyseg.proxy.model import load_proxy
 
     s = Groundtruth.parse(settings)
@@ -416,7 +416,7 @@ def plot_groundtruth(path, summary: pd.DataFrame) -> None:
     """Two rows of grouped bars per system: the SI-SDR improvement of the explanation and of the random
     references per class; the band share of the mixture, the explanation and the references (black tick:
     the stem's own share)."""
-    from proxyseg.explain.relevance import new_figure, save_figure
+    from proxyseg.core.figures import new_figure, save_figure
 
     systems = list(dict.fromkeys(summary["system"])) if len(summary) else [""]
     fig = new_figure(figsize=(4.4 * len(systems), 6.8))
@@ -452,7 +452,7 @@ def plot_groundtruth(path, summary: pd.DataFrame) -> None:
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.suptitle("Ground truth: listenable explanations vs the true class stems (demo test split)", fontsize=10)
     fig.tight_layout()
-    save_figure(fig, Path(path))
+    save_figure(fig, Path(path), cropped=True)
 
 
 _TABLE_NOTE = """Listenable explanations scored against the true class stems of the synthetic test files

@@ -46,7 +46,7 @@ def occlusion_saliency(judge: Judge, wav: np.ndarray, c: int, seg: slice, decide
     score ranks patches by drop per unit of energy, the loudest bins of a patch first)."""
     import torch
 
-    from proxyseg.dictionary.spectrogram import istft, stft
+    from proxyseg.dsp import istft, stft
 
     spec = stft(torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32)), n_fft=n_fft, win_length=win_length)
     F_, T = spec.shape[0], seg.stop - seg.start
@@ -78,7 +78,8 @@ class TeacherJudge(Judge):
         import h5py
 
         from proxyseg.features.wavlm import load_wavlm
-        from proxyseg.teacher.model import load_teacher, resolve_device
+        from proxyseg.core.device import resolve_device
+        from proxyseg.teacher.model import load_teacher
 
         self.device = resolve_device(device)
         self.teacher, hparams = load_teacher(teacher_pt, self.device)
@@ -122,7 +123,7 @@ class TeacherJudge(Judge):
         bin's magnitude: positive where the bin speaks for the class, negative where it speaks against."""
         import torch
 
-        from proxyseg.dictionary.spectrogram import istft, stft
+        from proxyseg.dsp import istft, stft
 
         x = torch.as_tensor(np.ascontiguousarray(wav, dtype=np.float32), device=self.device)
         spec = stft(x, n_fft=n_fft, win_length=win_length)
@@ -145,7 +146,7 @@ class BlackBoxJudge(Judge):
 
     def __init__(self, kind: str, checkpoint: str | None = None, device: str = "auto"):
         from proxyseg.teacher.blackbox import load_blackbox
-        from proxyseg.teacher.model import resolve_device
+        from proxyseg.core.device import resolve_device
 
         self.model = load_blackbox(kind, checkpoint, str(resolve_device(device)))
         self.kind = kind

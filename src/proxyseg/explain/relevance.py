@@ -69,9 +69,11 @@ import pandas as pd
 
 from proxyseg.core.atomic import atomic_path
 from proxyseg.core.errors import InputError
+from proxyseg.core.figures import new_figure, save_figure
 from proxyseg.core.frames import CLASS_INDEX, CLASSES, FRAME_RATE
 
 __all__ = [
+    "ACTIVE",
     "DEFAULT_TAU",
     "DEFAULT_BANDS",
     "local_relevance",
@@ -98,6 +100,9 @@ __all__ = [
 ]
 
 DEFAULT_TAU = 0.5
+#: A component counts as active in a segment when its mean activation exceeds this (the faithfulness and
+#: ground-truth checks' random-active baselines).
+ACTIVE = 1e-3
 
 #: Domains of a listenable explanation (:func:`masked_audio`); the first is the default.
 from proxyseg.settings import MASK_DOMAINS  # noqa: E402
@@ -260,7 +265,7 @@ def explanation_mask(W, H, components, eps: float = 1e-8) -> np.ndarray:
 def masked_audio(samples, mask, n_fft: int = 512, win_length: int = 400, domain: str = "linear",
                  level_gain: float = 1.0) -> np.ndarray:
     """Listenable explanation: apply ``mask`` (F x T, values in [0, 1]) to the STFT of ``samples``, keep
-    the original phase and invert (``proxyseg.dictionary.spectrogram.stft`` / ``istft``, same framing as ``X``).
+    the original phase and invert (``proxyseg.dsp.stft`` / ``istft``, same framing as ``X``).
 
     ``domain`` (:data:`MASK_DOMAINS`, module docstring): ``"linear"`` scales the magnitude, ``|S| M``;
     ``"log"`` scales the log-power spectrogram ``X = log(1 + |S|²)`` and resynthesises the magnitude
@@ -271,7 +276,7 @@ def masked_audio(samples, mask, n_fft: int = 512, win_length: int = 400, domain:
     """
     import torch
 
-    from proxyseg.dictionary.spectrogram import istft, stft
+    from proxyseg.dsp import istft, stft
 
     if domain not in MASK_DOMAINS:
         raise ValueError(f"mask domain must be one of {MASK_DOMAINS}, got {domain!r}")
@@ -516,23 +521,6 @@ def select_segments_across(targets_by_file: Mapping[str, object], segment_frames
 _COLORS = {"speech": "tab:blue", "noise": "tab:gray", "music": "tab:orange", "overlap": "tab:red"}
 
 
-def new_figure(**kwargs):
-    """A matplotlib Figure on an Agg canvas, outside pyplot (no global state, no GUI backend, nothing to
-    close)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(**kwargs)
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def save_figure(fig, path) -> None:
-    """Save ``fig`` as PNG atomically: on any error no file (partial or temporary) is left."""
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-
-
 def plot_local_explanation(path, X, probs, r, W, freqs_hz, class_name: str, components=None,
                            title: str | None = None, tau: float = DEFAULT_TAU, threshold: float = 0.5,
                            frame_rate: float = FRAME_RATE) -> None:
@@ -629,7 +617,7 @@ def plot_local_explanation(path, X, probs, r, W, freqs_hz, class_name: str, comp
 
     fig.suptitle(title if title is not None else f"explanation for {name}")
     fig.tight_layout()
-    save_figure(fig, path)
+    save_figure(fig, path, cropped=True)
 
 
 def plot_prototypes(path, P, freqs_hz, counts, normalise: bool = True, log_frequency: bool = True,
@@ -690,7 +678,7 @@ def plot_prototypes(path, P, freqs_hz, counts, normalise: bool = True, log_frequ
     ax.set_title("class prototypes  P_c(f) = Σ_k max(mean r[k, c], 0) W⁺[f, k]  "
                  f"(segments: {', '.join(f'{c} {k}' for c, k in zip(CLASSES, n))})", fontsize=9)
     fig.tight_layout()
-    save_figure(fig, path)
+    save_figure(fig, path, cropped=True)
 
 
 # ------------------------------------------------------------------------------------------ save / load

@@ -34,13 +34,15 @@ import torch
 
 from proxyseg.explain import relevance as ex
 from proxyseg.core.atomic import atomic_path
+from proxyseg.core.device import resolve_device
+from proxyseg.core.figures import new_figure, save_figure
 from proxyseg.features.wavlm import load_wavlm
 from proxyseg.core.frames import CLASSES, FRAME_RATE
 from proxyseg.core.audio import load_audio
 from proxyseg.core.provenance import provenance_json
-from proxyseg.dictionary.spectrogram import istft, stft, stft_frequencies
+from proxyseg.dsp import istft, stft, stft_frequencies
 from proxyseg.settings import Runtime, Saliency, Spectrogram
-from proxyseg.teacher.model import load_teacher, resolve_device
+from proxyseg.teacher.model import load_teacher
 
 log = logging.getLogger("proxyseg.explain.saliency")
 
@@ -173,7 +175,7 @@ def compare_rows(system: str, saliency_npz, prototypes_npz, num_bands: int = 16)
 
 def plot_saliency(path: str | os.PathLike, profiles: np.ndarray, freqs: np.ndarray, counts) -> None:
     """The teacher's class saliency profiles against frequency (log axis, peak = 1)."""
-    fig = ex.new_figure(figsize=(8, 4.5))
+    fig = new_figure(figsize=(8, 4.5))
     ax = fig.subplots()
     keep = freqs > 0
     for c, name in enumerate(CLASSES):
@@ -188,4 +190,4 @@ def plot_saliency(path: str | os.PathLike, profiles: np.ndarray, freqs: np.ndarr
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=9)
     fig.tight_layout()
-    ex.save_figure(fig, path)
+    save_figure(fig, path, cropped=True)

@@ -7,7 +7,7 @@ model's mask embedding and the transformer predicts, through a linear head that 
 log-mel frames it cannot see (standardised per band over the training audio). The number of steps is
 fixed (not a time budget), so the same seed and audio give the same model on any machine.
 
-With ``normalize`` (the saved model's ``do_normalize``, :func:`proxyseg.features.wavlm.demo_do_normalize`) every
+With ``normalize`` (the saved model's ``do_normalize``, :func:`proxyseg.features.demo_wavlm.demo_do_normalize`) every
 crop is normalised to zero mean and unit variance before the model sees it (and before its log-mel
 target is computed), exactly as :func:`proxyseg.features.wavlm.load_wavlm` normalises each chunk at extraction.
 
@@ -23,10 +23,11 @@ import numpy as np
 import torch
 
 from proxyseg.core.errors import InputError
+from proxyseg.core.figures import save_figure
 from proxyseg.core.frames import HOP, SAMPLE_RATE, WIN, num_frames
-from proxyseg.dictionary.spectrogram import stft
+from proxyseg.dsp import stft
 from proxyseg.settings import DemoPretrain
-from proxyseg.training.loop import Loop, save_figure, write_curve_tsv
+from proxyseg.training.loop import Loop, write_curve_tsv
 
 log = logging.getLogger("proxyseg.features.pretrain")
 

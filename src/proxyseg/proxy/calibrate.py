@@ -29,12 +29,12 @@ import h5py
 import numpy as np
 import torch
 
+from proxyseg.core.agreement import frame_f1
 from proxyseg.core.errors import InputError
 from proxyseg.core.frames import CLASSES
 from proxyseg.core.provenance import portable_path
-from proxyseg.evaluate.scoring import frame_f1
-from proxyseg.proxy.data import Pair, dump_groups
-from proxyseg.teacher.blackbox import known_classes
+from proxyseg.proxy.data import Pair
+from proxyseg.teacher.dumpfile import dump_groups, known_classes
 
 logger = logging.getLogger("proxyseg.proxy")
 

@@ -14,8 +14,9 @@ A URI present in only one file of a pair is an ``InputError`` naming both files;
 that differ in length are cut to the shorter one (one warning per pair when some differ by more than one
 frame).
 
-As in :mod:`proxyseg.teacher.data`, only the crop is read from HDF5, handles are opened lazily in the
-reading process and never pickled, and crop randomness is a pure function of ``(seed, epoch, index)``.
+As in :mod:`proxyseg.teacher.data` (both through :mod:`proxyseg.training.crops`), only the crop is read
+from HDF5, handles are opened lazily in the reading process and never pickled, and crop randomness is a
+pure function of ``(seed, epoch, index)``.
 
 Padding: a crop that runs past the end of a file (only for files shorter than a crop) is zero-padded in
 the input and in X, and its teacher logits are padded with 0 (p = 0.5, "no information"); the
@@ -40,8 +41,9 @@ from torch.utils.data import Dataset
 from proxyseg.core.errors import InputError
 from proxyseg.core.frames import CLASSES
 from proxyseg.core.hdf5 import h5_datasets
-from proxyseg.teacher.data import HandleOwner, RandomCrops, Handles, open_h5, default_steps_per_epoch
+from proxyseg.training.crops import HandleOwner, RandomCrops, Handles, open_h5
 from proxyseg.teacher.dump import window_starts
+from proxyseg.teacher.dumpfile import dump_groups
 
 logger = logging.getLogger("proxyseg.proxy")
 
@@ -50,8 +52,8 @@ Pair = tuple[str | os.PathLike, str | os.PathLike]
 #: What the proxy's Psi reads: the teacher's fused features S, or the log-power spectrogram X.
 from proxyseg.settings import INPUTS  # noqa: E402
 
-__all__ = ["INPUTS", "Pair", "ProxyEntry", "dump_groups", "spectrogram_datasets", "scan_proxy_pairs",
-           "ProxyTrainCrops", "ProxyDevCrops", "default_steps_per_epoch"]
+__all__ = ["INPUTS", "Pair", "ProxyEntry", "spectrogram_datasets", "scan_proxy_pairs",
+           "ProxyTrainCrops", "ProxyDevCrops"]
 
 
 @dataclass(frozen=True)
@@ -60,18 +62,6 @@ class ProxyEntry:
     spectrogram: str
     uri: str
     num_frames: int  # min of the dump's and the spectrogram's lengths
-
-
-def dump_groups(handle: h5py.File) -> dict[str, h5py.Group]:
-    """The URI groups of a teacher dump: every group that holds a ``logits`` dataset, by full name."""
-    out: dict[str, h5py.Group] = {}
-
-    def visit(name, obj):
-        if isinstance(obj, h5py.Group) and isinstance(obj.get("logits"), h5py.Dataset):
-            out[name] = obj
-
-    handle.visititems(visit)
-    return out
 
 
 def spectrogram_datasets(handle: h5py.File) -> dict[str, h5py.Dataset]:

@@ -42,11 +42,12 @@ from proxyseg.core.errors import InputError
 from proxyseg.core.frames import CLASSES, FRAME_RATE
 from proxyseg.core.provenance import provenance_json
 from proxyseg.settings import Inference, Runtime
-from proxyseg.proxy.data import dump_groups, spectrogram_datasets
+from proxyseg.proxy.data import spectrogram_datasets
 from proxyseg.proxy.loss import binary_kl
 from proxyseg.proxy.model import load_proxy
 from proxyseg.teacher.dump import sliding_window_average
-from proxyseg.teacher.model import resolve_device
+from proxyseg.teacher.dumpfile import dump_groups
+from proxyseg.core.device import resolve_device
 
 logger = logging.getLogger("proxyseg.proxy")
 

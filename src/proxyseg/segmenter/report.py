@@ -35,7 +35,7 @@ from proxyseg.evaluate.scoring import binarize
 from proxyseg.core.atomic import atomic_open, atomic_path
 from proxyseg.core.frames import CLASSES, HOP, SAMPLE_RATE, WIN
 from proxyseg.core.rttm import Segment
-from proxyseg.dictionary.spectrogram import stft_frequencies
+from proxyseg.dsp import stft_frequencies
 from proxyseg.segmenter.stream import AudioReader
 from proxyseg.core.errors import InputError
 from proxyseg.settings import RELEVANCES, Explain
@@ -146,7 +146,7 @@ class _Explainer:
     def _occlusion(self, f0: int, f1: int, c: int, decided: np.ndarray):
         import torch
 
-        from proxyseg.dictionary.spectrogram import stft
+        from proxyseg.dsp import stft
         from proxyseg.explain.faithfulness import occlusion_relevance
 
         g = min(f1, f0 + self.span)
@@ -252,7 +252,7 @@ def teacher_tracks(blackbox, probs: np.ndarray, teacher_probs: np.ndarray, thres
                    cols: int) -> dict:
     """The black box beside its proxy: its pooled probabilities per known class, the spans where the two
     decisions differ (seconds) and their frame agreement (F1 of the proxy against the black box)."""
-    from proxyseg.evaluate.scoring import frame_f1
+    from proxyseg.core.agreement import frame_f1
 
     out = {"name": blackbox.kind, "classes": list(blackbox.classes), "probs": {}, "disagree": [], "agreement": {}}
     offset = (WIN // 2 - HOP // 2) / SAMPLE_RATE

@@ -71,7 +71,8 @@ from proxyseg.proxy.infer import sigmoid
 from proxyseg.proxy.model import load_proxy
 from proxyseg.core.provenance import provenance_json
 from proxyseg.evaluate.scoring import binarize
-from proxyseg.teacher.model import load_teacher, resolve_device
+from proxyseg.core.device import resolve_device
+from proxyseg.teacher.model import load_teacher
 from proxyseg.segmenter.export import load_settings
 from proxyseg.settings import Scoring
 from proxyseg.segmenter.report import inside

@@ -19,7 +19,8 @@ import torch
 from proxyseg.core.errors import InputError
 from proxyseg.core.frames import HOP, SAMPLE_RATE, WIN, num_frames
 from proxyseg.core.audio import check_finite, resample
-from proxyseg.dictionary.spectrogram import block_powers, frame_layout
+from proxyseg.dictionary.spectrogram import block_powers
+from proxyseg.dsp import frame_layout
 from proxyseg.core import aggregate as agg
 from proxyseg.teacher.dump import window_starts
 

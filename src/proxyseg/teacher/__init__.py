@@ -1,17 +1,17 @@
 """The teacher: learned fusion of cached WavLM states + Conv-TasNet TCN (METHOD section 3).
 
-Every submodule is imported lazily so that ``import proxyseg.teacher`` (and ``proxyseg.teacher.blackbox``'s
-class names, which scoring reads) does not import torch.
+Every submodule is imported lazily so that ``import proxyseg.teacher`` (and ``proxyseg.teacher.dumpfile``,
+which scoring reads) does not import torch.
 """
 
 from __future__ import annotations
 
-__all__ = ["LayerFusion", "Teacher", "load_teacher", "resolve_device", "train_teacher", "masked_bce",
+__all__ = ["LayerFusion", "Teacher", "load_teacher", "train_teacher", "masked_bce",
            "dump_teacher"]
 
 
 def __getattr__(name):
-    if name in ("LayerFusion", "Teacher", "load_teacher", "resolve_device"):
+    if name in ("LayerFusion", "Teacher", "load_teacher"):
         from proxyseg.teacher import model
         return getattr(model, name)
     if name in ("train_teacher", "masked_bce"):

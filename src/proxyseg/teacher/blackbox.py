@@ -206,15 +206,6 @@ def load_blackbox(kind: str, checkpoint: str | None = None, device: str = "cpu",
                            "own teacher, trained by the train_teacher step)")
 
 
-def known_classes(handle) -> tuple[str, ...]:
-    """The classes a dump (or an inference file made from one) knows: its ``known_classes`` attribute, else
-    all four (the workflow's own teacher)."""
-    import json
-
-    raw = handle.attrs.get("known_classes")
-    return tuple(json.loads(raw)) if raw is not None else CLASSES
-
-
 def dump_blackbox(kind: str, checkpoint: str | None, manifest: str | os.PathLike, out_h5: str | os.PathLike,
                   step_fraction: float = 0.1, batch_size: int = 32, device: str = "auto") -> dict:
     """The black box's logits on every file of a split's ``manifest.tsv``, in the teacher dump's layout
@@ -230,7 +221,7 @@ def dump_blackbox(kind: str, checkpoint: str | None, manifest: str | os.PathLike
     from proxyseg.core.frames import FRAME_RATE
     from proxyseg.core.provenance import provenance_json
     from proxyseg.features.wavlm import read_manifest
-    from proxyseg.teacher.model import resolve_device
+    from proxyseg.core.device import resolve_device
 
     dev = str(resolve_device(device))
     model = load_blackbox(kind, checkpoint, dev, step=step_fraction, batch_size=batch_size)

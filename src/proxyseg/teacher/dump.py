@@ -25,7 +25,8 @@ from proxyseg.core.frames import CLASSES, FRAME_RATE
 from proxyseg.core.provenance import provenance_json
 from proxyseg.settings import Inference, Runtime
 from proxyseg.core.hdf5 import h5_datasets
-from proxyseg.teacher.model import load_teacher, resolve_device
+from proxyseg.core.device import resolve_device
+from proxyseg.teacher.model import load_teacher
 
 logger = logging.getLogger("proxyseg.teacher")
 

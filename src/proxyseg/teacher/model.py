@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from proxyseg.core.device import resolve_device
 from proxyseg.core.errors import InputError
 from proxyseg.core.frames import CLASSES
 from proxyseg.core.safeload import load_checkpoint
@@ -16,13 +17,6 @@ from proxyseg.settings import Teacher as TeacherSettings
 
 #: METHOD section 3: bottleneck 64, hidden 128, kernel 3, 15 blocks = dilations (1, 2, 4) x 5 repeats.
 TCN_DEFAULTS = {k: getattr(TeacherSettings, k) for k in TeacherSettings.TCN}  # the teacher settings' defaults
-
-
-def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    """``"auto"`` (or None) -> ``cuda`` when available, else ``cpu``; anything else is passed to torch."""
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 class LayerFusion(nn.Module):

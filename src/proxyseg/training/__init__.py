@@ -20,9 +20,9 @@ from torch.utils.data import DataLoader, Dataset
 from proxyseg.core.errors import InputError
 from proxyseg.core.frames import FRAME_RATE
 from proxyseg.core.provenance import seed_everything
+from proxyseg.core.device import resolve_device
 from proxyseg.settings import Runtime
-from proxyseg.teacher.data import default_steps_per_epoch
-from proxyseg.teacher.model import resolve_device
+from proxyseg.training.crops import default_steps_per_epoch
 from proxyseg.training.loop import Loop, write_curve_png, write_curve_tsv, write_outputs
 from proxyseg.training.resume import RESUME_NAME, ResumeFile, fingerprint
 

@@ -23,7 +23,8 @@ from typing import Callable, Sequence
 import torch
 from tqdm import tqdm
 
-from proxyseg.core.atomic import atomic_open, atomic_path
+from proxyseg.core.atomic import atomic_open
+from proxyseg.core.figures import save_figure
 from proxyseg.core.provenance import without_machine
 from proxyseg.training.resume import ResumeFile, rng_state, set_rng_state
 
@@ -234,13 +235,6 @@ def write_curve_png(path: str | Path, rows: list[dict], best_epoch: int, title: 
         a.grid(alpha=0.3)
         a.legend()
     save_figure(fig, path)
-
-
-def save_figure(fig, path: str | Path) -> None:
-    """Lay out a matplotlib figure and write it as PNG (under a temporary name, then renamed)."""
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
 
 
 def write_outputs(out_dir: Path, loop: Loop, record: dict, hparams: dict, prov: dict, columns: Sequence[str],
